@@ -1,0 +1,41 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both create .venv and install into it.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+# On CPU machines pin the local CPU wheel so that pip never resolves a multi-GB CUDA build of torch.
+# Override on a GPU machine, e.g. `make test TORCH_SPEC='torch==2.11.0'`.
+TORCH_SPEC ?= torch==2.13.0
+EXTRAS ?= dev
+# The data root: the shared offline mirror where it exists, else the default cache.
+SHARED_DATA := $(abspath ../shared/data)
+ifneq ($(wildcard $(SHARED_DATA)),)
+export XLSTM_SEQ_DATA ?= $(SHARED_DATA)
+endif
+export MPLBACKEND ?= Agg
+
+.PHONY: venv demo test lint bench clean
+
+$(BIN)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	touch $@
+
+venv: $(BIN)/.installed
+
+demo: venv
+	$(BIN)/xlstm-seq demo
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: venv
+	$(BIN)/xlstm-seq kernels bench --device cpu
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

@@ -1,0 +1,1 @@
+"""Forecasters for pandas long-format frames (issue 5). The package exists so the import layout is fixed."""
