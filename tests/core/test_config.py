@@ -1,0 +1,90 @@
+"""Config validation, YAML round trips, and every YAML under configs/."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+
+from xlstm_seq import mLSTMLayerConfig, sLSTMLayerConfig, xLSTMConfig
+from xlstm_seq.cli.main import config_class_for_command
+from xlstm_seq.config_io import apply_overrides
+from xlstm_seq.demo import DemoConfig
+
+REPO = Path(__file__).resolve().parents[2]
+ALL_YAML = sorted((REPO / "configs").rglob("*.yaml")) + sorted((REPO / "configs").rglob("*.yml"))
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        xLSTMConfig(),
+        xLSTMConfig(embedding_dim=96, num_blocks=6, num_heads=3, block_ratio="[2:1]", backend="torch"),
+        xLSTMConfig(slstm_at=[0, 2], mlstm=mLSTMLayerConfig(input_gate="sigmoid", chunk_size=32)),
+        xLSTMConfig(slstm=sLSTMLayerConfig(num_heads=2, conv_kernel_size=1)),
+        DemoConfig(),
+    ],
+    ids=["default", "ratio", "slstm_at-sigmoid", "slstm-heads", "demo"],
+)
+def test_config_round_trips_through_yaml(config, tmp_path):
+    path = tmp_path / "config.yaml"
+    config.to_yaml(path, header="xlstm-seq demo --config config.yaml")
+    assert type(config).from_yaml(path) == config
+    assert type(config).from_yaml(config.to_yaml()) == config
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(embedding_dim=100, num_heads=3), "divisible by num_heads"),
+        (dict(num_blocks=4, slstm_at=[4]), r"slstm_at entries must be block positions in \[0, 3\]"),
+        (dict(slstm_at=[1, 1]), "duplicates"),
+        (dict(block_ratio="7:1", num_blocks=6), "multiple of 8"),
+        (dict(block_ratio="seven"), "must look like '7:1'"),
+        (dict(block_ratio="1:1", slstm_at=[1]), "either slstm_at or block_ratio"),
+        (dict(backend="cudnn"), "backend must be one of"),
+        (dict(dropout=1.0), "dropout must be in"),
+        (dict(mlstm=dict(input_gate="relu")), "input_gate must be one of"),
+        (dict(embedding_dim=64, num_heads=4, slstm=dict(num_heads=5)), "divisible by the sLSTM heads"),
+        (dict(embedding_dim=12, num_heads=4, mlstm=dict(proj_factor=1.0, qkv_proj_blocksize=8)), "qkv_proj_blocksize"),
+    ],
+)
+def test_invalid_config_raises_with_reason(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        xLSTMConfig(**kwargs)
+
+
+def test_unknown_yaml_key_is_named():
+    with pytest.raises(ValueError, match=r"unknown xLSTMConfig field\(s\) \['num_layers'\]"):
+        xLSTMConfig.from_dict({"num_layers": 4})
+
+
+def test_block_ratio_resolves_positions():
+    assert xLSTMConfig(num_blocks=8, block_ratio="7:1").slstm_block_ids == [7]
+    assert xLSTMConfig(num_blocks=4, block_ratio="1:1").slstm_block_ids == [1, 3]
+    assert xLSTMConfig(num_blocks=3, block_ratio="0:1").slstm_block_ids == [0, 1, 2]
+    assert xLSTMConfig(num_blocks=3, block_ratio="1:0").slstm_block_ids == []
+
+
+def test_dotted_overrides():
+    data = apply_overrides(DemoConfig().to_dict(), ["model.num_blocks=4", "steps=7", "model.mlstm.input_gate=sigmoid"])
+    config = DemoConfig.from_dict(data)
+    assert (config.model.num_blocks, config.steps, config.model.mlstm.input_gate) == (4, 7, "sigmoid")
+    with pytest.raises(ValueError, match="unknown key 'num_layer'"):
+        apply_overrides(DemoConfig().to_dict(), ["model.num_layer=4"])
+
+
+def test_configs_folder_is_not_empty():
+    assert ALL_YAML, "configs/ holds no YAML"
+
+
+@pytest.mark.parametrize("path", ALL_YAML, ids=[str(p.relative_to(REPO)) for p in ALL_YAML])
+def test_every_yaml_under_configs_opens_with_its_command_and_validates(path):
+    first_line = path.read_text().splitlines()[0]
+    assert first_line.startswith("# xlstm-seq "), f"{path} must open with the command that runs it"
+    words = shlex.split(first_line[2:])
+    assert "--config" in words and words[words.index("--config") + 1] == str(path.relative_to(REPO))
+    command = " ".join(words[1 : words.index("--config")])
+    config = config_class_for_command(command).from_yaml(path)
+    assert type(config).from_yaml(config.to_yaml()) == config

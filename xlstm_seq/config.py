@@ -1,0 +1,194 @@
+"""Configuration of the xLSTM core: dataclasses validated on construction, round-tripped through YAML.
+
+The configs are plain dataclasses with attribute docstrings. ``__post_init__`` raises ``ValueError`` with the
+reason when a value cannot work (an embedding width not divisible by the heads, an sLSTM position outside
+the stack, ...). ``to_dict``/``from_dict`` and ``to_yaml``/``from_yaml`` are exact inverses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from xlstm_seq.config_io import config_from_dict, config_to_dict, dump_yaml, load_yaml
+
+BACKEND_NAMES = ("auto", "torch", "triton", "cuda")
+INPUT_GATES = ("exp", "sigmoid")
+
+C = TypeVar("C")
+
+
+class ConfigMixin:
+    """YAML and dict round trip shared by every config dataclass."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return config_to_dict(self)
+
+    @classmethod
+    def from_dict(cls: type[C], data: dict[str, Any]) -> C:
+        return config_from_dict(cls, data)
+
+    def to_yaml(self, path: str | Path | None = None, header: str | None = None) -> str:
+        """Returns the YAML text; also writes it to ``path`` when given (``header`` becomes a comment line)."""
+        return dump_yaml(self.to_dict(), path, header=header)
+
+    @classmethod
+    def from_yaml(cls: type[C], path_or_text: str | Path) -> C:
+        return cls.from_dict(load_yaml(path_or_text))
+
+    def replace(self: C, **changes: Any) -> C:
+        return dataclasses.replace(self, **changes)
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+@dataclass
+class mLSTMLayerConfig(ConfigMixin):
+    """The mLSTM layer inside the pre-up-projection block (xLSTM paper, Fig. 10)."""
+
+    proj_factor: float = 2.0
+    """Up-projection factor: the mLSTM runs at width ``proj_factor * embedding_dim``."""
+    conv_kernel_size: int = 4
+    """Causal depthwise convolution in front of q and k (1 disables mixing over time)."""
+    qkv_proj_blocksize: int = 4
+    """Channels per block of the block-diagonal q/k/v projections."""
+    input_gate: str = "exp"
+    """Input-gate activation: "exp" (the paper's exponential gate) or "sigmoid"."""
+    chunk_size: int | None = None
+    """Chunk length of the chunkwise kernel; None lets the backend choose."""
+
+    def __post_init__(self) -> None:
+        _require(self.proj_factor > 0, f"mlstm.proj_factor must be > 0, got {self.proj_factor}")
+        _require(self.conv_kernel_size >= 1, f"mlstm.conv_kernel_size must be >= 1, got {self.conv_kernel_size}")
+        _require(self.qkv_proj_blocksize >= 1, f"mlstm.qkv_proj_blocksize must be >= 1, got {self.qkv_proj_blocksize}")
+        _require(
+            self.input_gate in INPUT_GATES, f"mlstm.input_gate must be one of {INPUT_GATES}, got {self.input_gate!r}"
+        )
+        _require(
+            self.chunk_size is None or self.chunk_size >= 1,
+            f"mlstm.chunk_size must be >= 1 or None, got {self.chunk_size}",
+        )
+
+
+@dataclass
+class sLSTMLayerConfig(ConfigMixin):
+    """The sLSTM layer inside the post-up-projection block (xLSTM paper, Fig. 9)."""
+
+    num_heads: int | None = None
+    """Heads of the block-diagonal recurrence; None uses the stack's ``num_heads``."""
+    conv_kernel_size: int = 4
+    """Causal depthwise convolution feeding the input and forget gates (1 disables it)."""
+    ffn_proj_factor: float = 4.0 / 3.0
+    """Hidden width of the gated MLP after the sLSTM, as a multiple of ``embedding_dim``."""
+
+    def __post_init__(self) -> None:
+        _require(self.num_heads is None or self.num_heads >= 1, f"slstm.num_heads must be >= 1, got {self.num_heads}")
+        _require(self.conv_kernel_size >= 1, f"slstm.conv_kernel_size must be >= 1, got {self.conv_kernel_size}")
+        _require(self.ffn_proj_factor > 0, f"slstm.ffn_proj_factor must be > 0, got {self.ffn_proj_factor}")
+
+
+def parse_block_ratio(ratio: str) -> tuple[int, int]:
+    """Parses "m:s" (mLSTM blocks per sLSTM blocks, e.g. "7:1"; brackets allowed) into two integers."""
+    text = ratio.strip().strip("[]")
+    parts = text.split(":")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise ValueError(f"block_ratio must look like '7:1' (mLSTM:sLSTM), got {ratio!r}")
+    num_m, num_s = (int(p) for p in parts)
+    if num_m + num_s == 0:
+        raise ValueError(f"block_ratio needs at least one block, got {ratio!r}")
+    return num_m, num_s
+
+
+@dataclass
+class xLSTMConfig(ConfigMixin):
+    """An xLSTM stack: residual mLSTM and sLSTM blocks over a ``(B, T, E)`` sequence."""
+
+    embedding_dim: int = 256
+    """Model width E."""
+    num_blocks: int = 8
+    """Number of residual blocks."""
+    num_heads: int = 4
+    """Heads of the mLSTM (and of the sLSTM unless ``slstm.num_heads`` says otherwise)."""
+    slstm_at: list[int] = field(default_factory=list)
+    """Zero-based positions of sLSTM blocks; every other block is an mLSTM block."""
+    block_ratio: str | None = None
+    """Alternative to ``slstm_at``: "m:s" repeats m mLSTM blocks followed by s sLSTM blocks (e.g. "7:1", "1:1")."""
+    backend: str = "auto"
+    """Kernel backend: "auto", "torch", "triton" (mLSTM, CUDA) or "cuda" (sLSTM, CUDA)."""
+    dropout: float = 0.0
+    """Dropout on each block's residual branch."""
+    bias: bool = False
+    """Biases in the projections and norms."""
+    add_post_blocks_norm: bool = True
+    """A final LayerNorm after the last block."""
+    mlstm: mLSTMLayerConfig = field(default_factory=mLSTMLayerConfig)
+    """Settings of the mLSTM layers."""
+    slstm: sLSTMLayerConfig = field(default_factory=sLSTMLayerConfig)
+    """Settings of the sLSTM layers."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.mlstm, dict):
+            self.mlstm = mLSTMLayerConfig.from_dict(self.mlstm)
+        if isinstance(self.slstm, dict):
+            self.slstm = sLSTMLayerConfig.from_dict(self.slstm)
+        _require(self.embedding_dim >= 1, f"embedding_dim must be >= 1, got {self.embedding_dim}")
+        _require(self.num_blocks >= 1, f"num_blocks must be >= 1, got {self.num_blocks}")
+        _require(self.num_heads >= 1, f"num_heads must be >= 1, got {self.num_heads}")
+        _require(
+            self.embedding_dim % self.num_heads == 0,
+            f"embedding_dim ({self.embedding_dim}) must be divisible by num_heads ({self.num_heads})",
+        )
+        _require(self.backend in BACKEND_NAMES, f"backend must be one of {BACKEND_NAMES}, got {self.backend!r}")
+        _require(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
+        self.slstm_at = list(self.slstm_at)
+        for pos in self.slstm_at:
+            _require(
+                isinstance(pos, int) and 0 <= pos < self.num_blocks,
+                f"slstm_at entries must be block positions in [0, {self.num_blocks - 1}], got {pos!r}",
+            )
+        _require(len(set(self.slstm_at)) == len(self.slstm_at), f"slstm_at has duplicates: {self.slstm_at}")
+        if self.block_ratio is not None:
+            _require(not self.slstm_at, "give either slstm_at or block_ratio, not both")
+            num_m, num_s = parse_block_ratio(self.block_ratio)
+            _require(
+                self.num_blocks % (num_m + num_s) == 0,
+                f"num_blocks ({self.num_blocks}) must be a multiple of {num_m + num_s} for block_ratio "
+                f"{self.block_ratio!r}",
+            )
+        _require(
+            self.mlstm_inner_dim % self.num_heads == 0,
+            f"the mLSTM width proj_factor * embedding_dim = {self.mlstm_inner_dim} must be divisible by "
+            f"num_heads ({self.num_heads})",
+        )
+        _require(
+            self.mlstm_inner_dim % self.mlstm.qkv_proj_blocksize == 0,
+            f"the mLSTM width {self.mlstm_inner_dim} must be divisible by mlstm.qkv_proj_blocksize "
+            f"({self.mlstm.qkv_proj_blocksize})",
+        )
+        _require(
+            self.embedding_dim % self.slstm_num_heads == 0,
+            f"embedding_dim ({self.embedding_dim}) must be divisible by the sLSTM heads ({self.slstm_num_heads})",
+        )
+
+    @property
+    def mlstm_inner_dim(self) -> int:
+        """Width of the up-projected mLSTM branch: ``proj_factor * embedding_dim``, rounded."""
+        return int(round(self.mlstm.proj_factor * self.embedding_dim))
+
+    @property
+    def slstm_num_heads(self) -> int:
+        return self.slstm.num_heads or self.num_heads
+
+    @property
+    def slstm_block_ids(self) -> list[int]:
+        """Resolved sorted positions of the sLSTM blocks."""
+        if self.block_ratio is None:
+            return sorted(self.slstm_at)
+        num_m, num_s = parse_block_ratio(self.block_ratio)
+        group = num_m + num_s
+        return [i for i in range(self.num_blocks) if i % group >= num_m]

@@ -1,0 +1,122 @@
+"""xLSTMStack: residual mLSTM and sLSTM blocks with a stateful, length-agnostic API.
+
+    stack = xLSTMStack(xLSTMConfig(embedding_dim=128, num_blocks=4, slstm_at=[1]))
+    y, state = stack(x)                      # x (B, T, E), any T >= 1
+    y2, state = stack(x2, state)             # continue where the last call stopped
+    y_t, state = stack.step(x_t, state)      # x_t (B, E), constant memory per step
+
+One full pass, the same sequence fed in chunks with the state carried, and T calls of ``step`` give the
+same outputs; ``resets`` (B, T) clears the memory before the marked steps, as if the segments ran apart.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from xlstm_seq.config import xLSTMConfig
+from xlstm_seq.mlstm_layer import mLSTMBlock
+from xlstm_seq.slstm_layer import sLSTMBlock
+from xlstm_seq.state import mLSTMBlockState, sLSTMBlockState, xLSTMState
+
+
+class xLSTMStack(nn.Module):
+    """A stack of xLSTM blocks over (B, T, E) sequences; see the module docstring for the contract."""
+
+    def __init__(self, config: xLSTMConfig):
+        super().__init__()
+        if not isinstance(config, xLSTMConfig):
+            raise TypeError(f"xLSTMStack expects an xLSTMConfig, got {type(config).__name__}")
+        self.config = config
+        slstm_ids = set(config.slstm_block_ids)
+        self.blocks = nn.ModuleList(
+            [sLSTMBlock(config) if i in slstm_ids else mLSTMBlock(config) for i in range(config.num_blocks)]
+        )
+        self.post_norm = (
+            nn.LayerNorm(config.embedding_dim, bias=config.bias) if config.add_post_blocks_norm else nn.Identity()
+        )
+
+    @property
+    def block_types(self) -> list[str]:
+        """ "m" or "s" per block, in order."""
+        return ["s" if isinstance(b, sLSTMBlock) else "m" for b in self.blocks]
+
+    def init_state(self, batch_size: int, device: torch.device | str | None = None) -> xLSTMState:
+        """The zero state for ``batch_size`` sequences."""
+        device = torch.device(device) if device is not None else next(self.parameters()).device
+        return xLSTMState([block.zero_state(batch_size, device) for block in self.blocks])
+
+    def forward(
+        self, x: Tensor, state: xLSTMState | None = None, resets: Tensor | None = None
+    ) -> tuple[Tensor, xLSTMState]:
+        """Runs a whole sequence.
+
+        Args:
+            x: (B, T, E) inputs, any T >= 1.
+            state: the state returned by an earlier call, or None for the zero state.
+            resets: (B, T) bool; True at step t clears the memory before step t (episode or document start).
+
+        Returns:
+            y (B, T, E) and the state after the last step.
+        """
+        self._check_input(x, expected_dims=3, name="x", shape_text="(B, T, E)")
+        B, T, _ = x.shape
+        if resets is not None:
+            resets = self._check_resets(resets, B, T, x.device)
+        states = self._check_state(state, B, x.device)
+        new_states = []
+        for block, block_state in zip(self.blocks, states, strict=True):
+            x, block_state = block(x, block_state, resets)
+            new_states.append(block_state)
+        return self.post_norm(x), xLSTMState(new_states)
+
+    def step(self, x_t: Tensor, state: xLSTMState | None = None) -> tuple[Tensor, xLSTMState]:
+        """Advances one time step: x_t (B, E) -> y_t (B, E), next state. Reset rows first with ``state.reset``."""
+        self._check_input(x_t, expected_dims=2, name="x_t", shape_text="(B, E)")
+        states = self._check_state(state, x_t.shape[0], x_t.device)
+        new_states = []
+        for block, block_state in zip(self.blocks, states, strict=True):
+            x_t, block_state = block.step(x_t, block_state)
+            new_states.append(block_state)
+        return self.post_norm(x_t), xLSTMState(new_states)
+
+    def _check_input(self, x: Tensor, expected_dims: int, name: str, shape_text: str) -> None:
+        E = self.config.embedding_dim
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor of shape {shape_text}, got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+        if x.dim() != expected_dims or x.shape[-1] != E or x.shape[0] == 0 or (expected_dims == 3 and x.shape[1] == 0):
+            raise ValueError(f"{name} must have shape {shape_text} with E = {E} and B, T >= 1, got {tuple(x.shape)}")
+        param = next(self.parameters())
+        if x.device != param.device:
+            raise ValueError(f"{name} is on {x.device} but the stack's parameters are on {param.device}")
+
+    def _check_resets(self, resets: Tensor, B: int, T: int, device: torch.device) -> Tensor:
+        if not isinstance(resets, Tensor) or resets.dtype != torch.bool:
+            got = resets.dtype if isinstance(resets, Tensor) else type(resets).__name__
+            raise TypeError(f"resets must be a bool tensor of shape (B, T) = ({B}, {T}), got {got}")
+        if tuple(resets.shape) != (B, T):
+            raise ValueError(f"resets must have shape (B, T) = ({B}, {T}), got {tuple(resets.shape)}")
+        if resets.device != device:
+            raise ValueError(f"resets is on {resets.device} but x is on {device}")
+        return resets
+
+    def _check_state(self, state: xLSTMState | None, B: int, device: torch.device) -> list:
+        if state is None:
+            return [None] * len(self.blocks)
+        if not isinstance(state, xLSTMState):
+            raise TypeError(
+                f"state must be an xLSTMState (from an earlier call or init_state), got {type(state).__name__}"
+            )
+        if len(state.blocks) != len(self.blocks):
+            raise ValueError(f"state has {len(state.blocks)} block states but the stack has {len(self.blocks)} blocks")
+        for i, (kind, block_state) in enumerate(zip(self.block_types, state.blocks, strict=True)):
+            expected = sLSTMBlockState if kind == "s" else mLSTMBlockState
+            if not isinstance(block_state, expected):
+                raise TypeError(f"state.blocks[{i}] must be {expected.__name__}, got {type(block_state).__name__}")
+        if state.batch_size != B:
+            raise ValueError(f"state has batch size {state.batch_size} but the input has B = {B}")
+        if state.device != device:
+            raise ValueError(f"state is on {state.device} but the input is on {device}; use state.to(device)")
+        return list(state.blocks)
