@@ -1,0 +1,75 @@
+"""sLSTM kernels: the public entry points ``slstm`` and ``slstm_step``, dispatched by backend name.
+
+The math is documented in :mod:`xlstm_seq.kernels.slstm.naive`; backend names in :mod:`xlstm_seq.kernels.registry`.
+"""
+
+from __future__ import annotations
+
+import torch
+from xlstm_seq.kernels.registry import resolve_backend
+from xlstm_seq.kernels.slstm.naive import (
+    SLSTMState,
+    _slstm_recurrent,
+    _slstm_step,
+    slstm_recurrent,
+    slstm_step_naive,
+)
+from xlstm_seq.kernels.validation import check_slstm_inputs, check_slstm_step_inputs
+
+__all__ = ["SLSTMState", "slstm", "slstm_recurrent", "slstm_step", "slstm_step_naive"]
+
+
+def slstm(
+    gates_x: torch.Tensor,
+    R: torch.Tensor,
+    b: torch.Tensor,
+    initial_state: SLSTMState | None = None,
+    resets: torch.Tensor | None = None,
+    *,
+    backend: str = "auto",
+) -> tuple[torch.Tensor, SLSTMState]:
+    """sLSTM over a whole sequence.
+
+    Args:
+        gates_x: Input contributions to the gates (B,T,4,H,D), order i, f, z, o; any T >= 1.
+        R: Block-diagonal recurrent weights (H,D,4,D).
+        b: Biases (4,H,D).
+        initial_state: ``(c, n, m, h)`` each (B,H,D) float32, or None for zeros.
+        resets: (B,T) bool; the state is cleared to zeros before step t where True. Default None.
+        backend: ``"auto"`` (default), ``"torch"`` or ``"cuda"``; see :mod:`xlstm_seq.kernels.registry`.
+
+    Returns:
+        h (B,T,H,D) in gates_x's dtype, and the final state (c, n, m, h) in float32 (float64 for float64 inputs).
+    """
+    check_slstm_inputs(gates_x, R, b, initial_state, resets)
+    name = resolve_backend("slstm", backend, gates_x.device)
+    if name != "torch":
+        raise AssertionError(f"registry resolved slstm to {name!r}, which has no entry point")
+    return _slstm_recurrent(gates_x, R, b, initial_state, resets)
+
+
+def slstm_step(
+    gates_x_t: torch.Tensor,
+    R: torch.Tensor,
+    b: torch.Tensor,
+    state: SLSTMState | None = None,
+    *,
+    backend: str = "auto",
+) -> tuple[torch.Tensor, SLSTMState]:
+    """One sLSTM step.
+
+    Args:
+        gates_x_t: Input contributions to the gates (B,4,H,D), order i, f, z, o.
+        R: Block-diagonal recurrent weights (H,D,4,D).
+        b: Biases (4,H,D).
+        state: ``(c, n, m, h)`` each (B,H,D) float32, or None for zeros.
+        backend: ``"auto"`` (default), ``"torch"`` or ``"cuda"``.
+
+    Returns:
+        h_t (B,H,D) in gates_x_t's dtype, and the new state in float32 (float64 for float64 inputs).
+    """
+    check_slstm_step_inputs(gates_x_t, R, b, state)
+    name = resolve_backend("slstm", backend, gates_x_t.device)
+    if name != "torch":
+        raise AssertionError(f"registry resolved slstm to {name!r}, which has no entry point")
+    return _slstm_step(gates_x_t, R, b, state)
