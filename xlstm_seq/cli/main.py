@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import logging
 import sys
 from pathlib import Path
@@ -18,12 +19,35 @@ CONFIG_CLASSES = {
     "demo": "xlstm_seq.demo:DemoConfig",
 }
 
+# Each application adds its group from its own small module here (argparse only at import time; the
+# application itself is imported inside the command). A module exposes `add_commands(groups)` and
+# `CONFIG_CLASSES` ({"rl benchmark": "xlstm_seq.rl.benchmark:RLBenchmarkConfig", ...}). A part whose
+# module does not exist yet is simply not listed.
+GROUP_MODULES = (
+    "xlstm_seq.cli.forecast",
+    "xlstm_seq.cli.rl",
+    "xlstm_seq.cli.synthetic",
+    "xlstm_seq.cli.lm",
+)
+
+
+def _group_modules() -> list:
+    return [importlib.import_module(name) for name in GROUP_MODULES if importlib.util.find_spec(name) is not None]
+
+
+def _all_config_classes() -> dict[str, str]:
+    table = dict(CONFIG_CLASSES)
+    for module in _group_modules():
+        table.update(module.CONFIG_CLASSES)
+    return table
+
 
 def config_class_for_command(command: str) -> type:
     """The config dataclass read by ``xlstm-seq <command> --config``."""
-    if command not in CONFIG_CLASSES:
-        raise ValueError(f"no command {command!r} reads a config; known: {sorted(CONFIG_CLASSES)}")
-    module, _, name = CONFIG_CLASSES[command].partition(":")
+    table = _all_config_classes()
+    if command not in table:
+        raise ValueError(f"no command {command!r} reads a config; known: {sorted(table)}")
+    module, _, name = table[command].partition(":")
     return getattr(importlib.import_module(module), name)
 
 
@@ -73,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run, not for reporting)")
     bench.add_argument("--no-track", action="store_true", help="do not log to MLflow")
     bench.set_defaults(func=_kernels_bench)
+
+    for module in _group_modules():
+        module.add_commands(groups)
     return parser
 
 

@@ -1,0 +1,73 @@
+"""Smoke test of the CPU benchmark of the core (tiny sizes; speed itself is checked by benchmarks, never here)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from xlstm_seq.benchmarking.core_cpu import BenchSettings, Point, _fit_slope, _skip_reason, run_core_cpu_benchmark
+from xlstm_seq.benchmarking.timing import WorkerError, measure_peak_memory, median_time, run_worker
+
+
+def test_median_time_and_peak_memory():
+    calls = []
+    timing = median_time(lambda: calls.append(1), warmup=2, min_repeats=3, max_repeats=5, min_total_s=0.0)
+    assert timing.repeats == 3 and len(calls) == 5 and 0 < timing.min_s <= timing.median_s <= timing.max_s
+    memory = measure_peak_memory(lambda: bytearray(64 * 2**20))
+    assert memory.peak_delta_bytes >= 48 * 2**20  # 64 MiB touched, freed at once; a page or two of slack
+
+
+def test_worker_reports_failures():
+    with pytest.raises(WorkerError, match="failed: exit status 1"):
+        run_worker("xlstm_seq.benchmarking.core_cpu:mlstm_point", {"form": "nope"}, timeout=60)
+
+
+def test_skip_rule_and_slope():
+    settings = BenchSettings(memory_budget_gib=1.0, time_budget_s=10.0)
+    previous = Point("parallel", 1024, fwd_bwd_s=0.1, fwd_s=0.05, peak_bytes=2**28)
+    assert _skip_reason(2, 2048, previous, settings) is None  # 1 GiB, 0.4 s: within budget
+    assert _skip_reason(2, 4096, previous, settings).startswith("skipped: O(T^2) memory, predicted 4.0 GiB")
+    assert _skip_reason(1, 4096, previous, settings) is None
+    assert "O(T) time" in _skip_reason(1, 2**17, Point("c", 1024, 0.1, 0.05, 1), settings)
+    quadratic = [Point("p", t, fwd_bwd_s=1e-6 * t**2, fwd_s=1.0, peak_bytes=t) for t in (256, 512, 1024, 2048)]
+    assert _fit_slope(quadratic, lambda p: p.fwd_bwd_s, 512) == pytest.approx(2.0)
+    assert _fit_slope(quadratic, lambda p: p.peak_bytes, 0) == pytest.approx(1.0)
+    assert _fit_slope(quadratic[:1], lambda p: p.fwd_bwd_s, 0) is None
+
+
+def test_quick_benchmark_writes_table_and_one_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "bench" / "core_cpu.md"
+    markdown = run_core_cpu_benchmark(out, quick=True, track=True)
+    assert out.read_text(encoding="utf-8") == markdown
+    assert "xlstm-seq kernels bench --device cpu --quick --out" in markdown
+    assert "torch.set_num_threads(1)" in markdown and "torch 2." in markdown and "Date: 20" in markdown
+    # Every sweep cell is a positive number (the ratio in brackets aside): nothing skipped or failed at tiny sizes.
+    rows = re.findall(r"^\| (128|256) \| (.*) \|$", markdown, flags=re.MULTILINE)
+    assert len(rows) == 8  # two lengths in each of the median, fastest, memory and forward tables
+    for _, cells in rows:
+        for cell in cells.split(" | "):
+            assert float(cell.split(" (")[0]) >= 0, cells
+    values = [float(c.split(" (")[0]) for _, cells in rows for c in cells.split(" | ")]
+    assert all(x > 0 for x in values[:8] + values[12:])  # the three time tables
+    assert values[10] > 0  # parallel at T=256 holds T x T matrices: its peak memory shows (small chunks may not)
+    model_rows = re.findall(r"^\| (xLSTMStack[^|]*|nn\.LSTM[^|]*) \| ([\d,]+) \| (.*) \|$", markdown, re.MULTILINE)
+    assert len(model_rows) == 3
+    for _, params, numbers in model_rows:
+        assert int(params.replace(",", "")) > 0
+        assert all(float(x) > 0 for x in numbers.split(" | "))
+    assert "measured in ENVIRONMENT.md" in markdown
+
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    (experiment,) = [e for e in client.search_experiments() if e.name == "xlstm-seq-benchmarks"]
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert {"core_cpu.md", "core_cpu.png"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+    history = client.get_metric_history(run.info.run_id, "mlstm/parallel/fwd_bwd_ms")
+    assert sorted(m.step for m in history) == [128, 256] and all(m.value > 0 for m in history)
+    assert any(key.startswith("step/lstm") for key in run.data.metrics)
