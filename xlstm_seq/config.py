@@ -61,8 +61,14 @@ class mLSTMLayerConfig(ConfigMixin):
     """Input-gate activation: "exp" (the paper's exponential gate) or "sigmoid"."""
     chunk_size: int | None = None
     """Chunk length of the chunkwise kernel; None lets the backend choose."""
+    backend: str | None = None
+    """Kernel backend of the mLSTM layers ("auto", "torch", "triton"); None uses the stack's ``backend``."""
 
     def __post_init__(self) -> None:
+        _require(
+            self.backend is None or self.backend in BACKEND_NAMES,
+            f"mlstm.backend must be None or one of {BACKEND_NAMES}, got {self.backend!r}",
+        )
         _require(self.proj_factor > 0, f"mlstm.proj_factor must be > 0, got {self.proj_factor}")
         _require(self.conv_kernel_size >= 1, f"mlstm.conv_kernel_size must be >= 1, got {self.conv_kernel_size}")
         _require(self.qkv_proj_blocksize >= 1, f"mlstm.qkv_proj_blocksize must be >= 1, got {self.qkv_proj_blocksize}")
@@ -85,8 +91,14 @@ class sLSTMLayerConfig(ConfigMixin):
     """Causal depthwise convolution feeding the input and forget gates (1 disables it)."""
     ffn_proj_factor: float = 4.0 / 3.0
     """Hidden width of the gated MLP after the sLSTM, as a multiple of ``embedding_dim``."""
+    backend: str | None = None
+    """Kernel backend of the sLSTM layers ("auto", "torch", "cuda"); None uses the stack's ``backend``."""
 
     def __post_init__(self) -> None:
+        _require(
+            self.backend is None or self.backend in BACKEND_NAMES,
+            f"slstm.backend must be None or one of {BACKEND_NAMES}, got {self.backend!r}",
+        )
         _require(self.num_heads is None or self.num_heads >= 1, f"slstm.num_heads must be >= 1, got {self.num_heads}")
         _require(self.conv_kernel_size >= 1, f"slstm.conv_kernel_size must be >= 1, got {self.conv_kernel_size}")
         _require(self.ffn_proj_factor > 0, f"slstm.ffn_proj_factor must be > 0, got {self.ffn_proj_factor}")
@@ -119,7 +131,8 @@ class xLSTMConfig(ConfigMixin):
     block_ratio: str | None = None
     """Alternative to ``slstm_at``: "m:s" repeats m mLSTM blocks followed by s sLSTM blocks (e.g. "7:1", "1:1")."""
     backend: str = "auto"
-    """Kernel backend: "auto", "torch", "triton" (mLSTM, CUDA) or "cuda" (sLSTM, CUDA)."""
+    """Kernel backend of every layer: "auto", "torch", "triton" (mLSTM only) or "cuda" (sLSTM only);
+    ``mlstm.backend`` / ``slstm.backend`` override it per op, e.g. triton for mLSTM with cuda for sLSTM."""
     dropout: float = 0.0
     """Dropout on each block's residual branch."""
     bias: bool = False
@@ -174,6 +187,26 @@ class xLSTMConfig(ConfigMixin):
             self.embedding_dim % self.slstm_num_heads == 0,
             f"embedding_dim ({self.embedding_dim}) must be divisible by the sLSTM heads ({self.slstm_num_heads})",
         )
+        # A backend with a kernel for one op only must not reach the other op's layers.
+        num_slstm = len(self.slstm_block_ids)
+        _require(
+            not (self.mlstm_backend == "cuda" and num_slstm < self.num_blocks),
+            "backend 'cuda' has no mLSTM kernel: set mlstm.backend ('auto', 'torch' or 'triton') or backend='auto'",
+        )
+        _require(
+            not (self.slstm_backend == "triton" and num_slstm > 0),
+            "backend 'triton' has no sLSTM kernel: set slstm.backend ('auto', 'torch' or 'cuda') or backend='auto'",
+        )
+
+    @property
+    def mlstm_backend(self) -> str:
+        """Backend the mLSTM layers use: ``mlstm.backend`` if set, else the stack's."""
+        return self.mlstm.backend or self.backend
+
+    @property
+    def slstm_backend(self) -> str:
+        """Backend the sLSTM layers use: ``slstm.backend`` if set, else the stack's."""
+        return self.slstm.backend or self.backend
 
     @property
     def mlstm_inner_dim(self) -> int:

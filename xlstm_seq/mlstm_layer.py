@@ -100,7 +100,7 @@ class mLSTMLayer(nn.Module):
         mlstm_cfg = self.config.mlstm
         h, (C, n, m) = mlstm(
             q, k, v, i, f, (state.C, state.n, state.m), resets,
-            backend=self.config.backend, chunk_size=mlstm_cfg.chunk_size, input_gate=mlstm_cfg.input_gate,
+            backend=self.config.mlstm_backend, chunk_size=mlstm_cfg.chunk_size, input_gate=mlstm_cfg.input_gate,
         )  # fmt: skip
         return self._output(h, x_conv, z), mLSTMBlockState(conv_state.float(), C, n, m)
 
@@ -111,7 +111,7 @@ class mLSTMLayer(nn.Module):
         q, k, v, i, f, z, x_conv, conv_state = self._qkv_gates(x_t.unsqueeze(1), state.conv, None)
         h_t, (C, n, m) = mlstm_step(
             q[:, :, 0], k[:, :, 0], v[:, :, 0], i[:, :, 0], f[:, :, 0], (state.C, state.n, state.m),
-            backend=self.config.backend, input_gate=self.config.mlstm.input_gate,
+            backend=self.config.mlstm_backend, input_gate=self.config.mlstm.input_gate,
         )  # fmt: skip
         y = self._output(h_t.unsqueeze(2), x_conv, z).squeeze(1)
         return y, mLSTMBlockState(conv_state.float(), C, n, m)

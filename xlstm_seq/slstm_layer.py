@@ -71,7 +71,7 @@ class sLSTMLayer(nn.Module):
             state = self.zero_state(x.shape[0], x.device)
         gates_x, conv_state = self._gates_x(x, state.conv, resets)
         h, (c, n, m, h_last) = slstm(
-            gates_x, self.R, self.b, (state.c, state.n, state.m, state.h), resets, backend=self.config.backend
+            gates_x, self.R, self.b, (state.c, state.n, state.m, state.h), resets, backend=self.config.slstm_backend
         )
         return self.out_norm(h), sLSTMBlockState(conv_state.float(), c, n, m, h_last)
 
@@ -81,7 +81,7 @@ class sLSTMLayer(nn.Module):
             state = self.zero_state(x_t.shape[0], x_t.device)
         gates_x, conv_state = self._gates_x(x_t.unsqueeze(1), state.conv, None)
         h_t, (c, n, m, h_last) = slstm_step(
-            gates_x[:, 0], self.R, self.b, (state.c, state.n, state.m, state.h), backend=self.config.backend
+            gates_x[:, 0], self.R, self.b, (state.c, state.n, state.m, state.h), backend=self.config.slstm_backend
         )
         return self.out_norm(h_t), sLSTMBlockState(conv_state.float(), c, n, m, h_last)
 

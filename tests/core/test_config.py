@@ -88,3 +88,24 @@ def test_every_yaml_under_configs_opens_with_its_command_and_validates(path):
     command = " ".join(words[1 : words.index("--config")])
     config = config_class_for_command(command).from_yaml(path)
     assert type(config).from_yaml(config.to_yaml()) == config
+
+
+def test_backend_per_op_overrides_the_stack_backend():
+    config = xLSTMConfig(embedding_dim=32, num_blocks=2, slstm_at=[1], backend="triton", slstm={"backend": "torch"})
+    assert (config.mlstm_backend, config.slstm_backend) == ("triton", "torch")
+    assert xLSTMConfig.from_yaml(config.to_yaml()) == config
+    config = xLSTMConfig(embedding_dim=32, num_blocks=2, slstm_at=[0, 1], backend="cuda")
+    assert config.slstm_backend == "cuda"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"slstm_at": [1], "backend": "triton"}, "backend 'triton' has no sLSTM kernel"),
+        ({"slstm_at": [1], "backend": "cuda"}, "backend 'cuda' has no mLSTM kernel"),
+        ({"mlstm": {"backend": "fast"}}, "mlstm.backend must be None or one of"),
+    ],
+)
+def test_backend_that_lacks_an_op_is_refused_with_the_fix(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        xLSTMConfig(embedding_dim=32, num_blocks=2, **kwargs)
