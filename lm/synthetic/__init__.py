@@ -1,0 +1,41 @@
+"""Synthetic benchmarks of memory and state tracking (issue 8): task generators, the compared models, the benchmark.
+
+    from xlstm_seq.lm.synthetic import make_task, ModelSpec, build_model
+    task = make_task("parity")
+    batch = task.sample(batch_size=32, length=40, seed=0)   # inputs, targets, scored: (B, T)
+    model = build_model(ModelSpec("xlstm[0:1]", embedding_dim=32), task, context_length=320)
+    logits = model(batch.inputs)                              # (B, T, task.num_classes)
+
+The benchmark (``xlstm-seq synthetic benchmark``) lives in :mod:`xlstm_seq.lm.synthetic.benchmark` and is imported
+on demand, not here.
+"""
+
+from xlstm_seq.lm.synthetic.models import MODEL_KINDS, ModelSpec, SyntheticModel, build_model, count_parameters
+from xlstm_seq.lm.synthetic.tasks import (
+    IGNORE_INDEX,
+    TASKS,
+    ModArithmetic,
+    MultiQueryAssociativeRecall,
+    NearestNeighbourSearch,
+    Parity,
+    SyntheticBatch,
+    SyntheticTask,
+    make_task,
+)
+
+__all__ = [
+    "IGNORE_INDEX",
+    "MODEL_KINDS",
+    "TASKS",
+    "ModArithmetic",
+    "ModelSpec",
+    "MultiQueryAssociativeRecall",
+    "NearestNeighbourSearch",
+    "Parity",
+    "SyntheticBatch",
+    "SyntheticModel",
+    "SyntheticTask",
+    "build_model",
+    "count_parameters",
+    "make_task",
+]

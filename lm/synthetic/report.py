@@ -1,0 +1,294 @@
+"""The synthetic benchmark's report: one result per run, the markdown table and the accuracy-vs-length plot."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from xlstm_seq.lm.synthetic.training import majority_baseline
+
+from xlstm_seq.tracking.run_info import git_info, package_versions
+
+if TYPE_CHECKING:
+    from xlstm_seq.lm.synthetic.benchmark import SyntheticBenchmarkConfig
+
+__all__ = ["RunResult", "mean_std", "plot_accuracy", "render_markdown"]
+
+SOLVED = 0.95
+"""Accuracy at which a task counts as solved at a length (the issue's bar)."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What one (task, model, seed) run measured."""
+
+    task: str
+    model: str
+    seed: int
+    parameters: int
+    steps: int
+    learning_rate: float
+    train_seconds: float
+    accuracy: dict[int, float]
+    """Test accuracy at the scored positions, per test length."""
+
+    @classmethod
+    def from_job(cls, job: dict[str, Any]) -> RunResult:
+        return cls(
+            task=job["task"],
+            model=job["model"],
+            seed=job["seed"],
+            parameters=job["parameters"],
+            steps=job["steps"],
+            learning_rate=job["learning_rate"],
+            train_seconds=job["train_seconds"],
+            accuracy={int(k): float(v) for k, v in job["accuracy"].items()},
+        )
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _grouped(results: list[RunResult]) -> dict[tuple[str, str], list[RunResult]]:
+    groups: dict[tuple[str, str], list[RunResult]] = defaultdict(list)
+    for result in results:
+        groups[(result.task, result.model)].append(result)
+    return groups
+
+
+def render_markdown(
+    config: SyntheticBenchmarkConfig,
+    results: list[RunResult],
+    *,
+    wall_seconds: float | None,
+    command: str,
+    note: str | None = None,
+    git: dict[str, str] | None = None,
+) -> str:
+    """The report: setup, parameters per model, accuracy mean +- std per task, model and length, and which
+    (task, model) pairs reach ``SOLVED`` at 4x the training length."""
+    import torch
+
+    groups = _grouped(results)
+    versions = package_versions()
+    git = git or git_info()  # the benchmark's own commit when re-rendered from its runs
+    dirty = " (with uncommitted changes)" if git.get("git.dirty") == "true" else ""
+    lines = [
+        "# Synthetic tasks: state tracking, associative recall, nearest-neighbour search",
+        "",
+        f"Numbers from `{command}`; written on {_dt.date.today().isoformat()}." + (f" {note}" if note else ""),
+        "",
+        f"- Device: {_cpu_model()} ({os.cpu_count()} cores visible), CPU only, torch {torch.__version__}; "
+        f"{config.workers} worker process(es) x {config.threads} torch thread(s) each. The machine may have been "
+        "shared with other work, so the times are upper bounds.",
+        f"- Versions: python {versions.get('version.python')}, torch {versions.get('version.torch')}, numpy "
+        f"{versions.get('version.numpy')}, xlstm-seq {versions.get('version.xlstm_seq')}; git "
+        f"{git.get('git.sha', 'unknown')}{dirty}.",
+        f"- Seeds: {config.seeds} (parameters and training batches); test sets: seed {config.train.eval_seed}, "
+        f"{config.train.eval_sequences} sequences per length, the same for every model.",
+        f"- Training: AdamW, batch {config.train.batch_size}, peak lr {config.train.learning_rate} (unless the "
+        f"model sets its own), {config.train.warmup_steps} warmup steps then cosine to a tenth, clip "
+        f"{config.train.grad_clip}, weight decay {config.train.weight_decay}; a fresh batch every step, its length "
+        "drawn uniformly from the task's training range.",
+        "- Wall time of the whole benchmark: "
+        + (f"{wall_seconds / 60:.1f} min." if wall_seconds is not None else "not recorded."),
+        "",
+        "## Tasks",
+        "",
+        "| task | parameters | training lengths | steps | test lengths | scored positions |",
+        "|---|---|---|---|---|---|",
+    ]
+    scored_text = {
+        "parity": "last (parity of the whole string)",
+        "modarith": "last (the answer at `=`)",
+        "modarith_brackets": "last (the answer at `=`)",
+        "mqar": "every query (its value)",
+        "nearest_neighbour": "every query (the nearest item's label)",
+    }
+    for setup in config.tasks:
+        low = setup.min_train_length if setup.min_train_length is not None else setup.train_length
+        params = ", ".join(f"{k}={v}" for k, v in setup.params.items()) or "defaults"
+        lines.append(
+            f"| {setup.label} | {params} | {low}..{setup.train_length} | {setup.steps or config.train.steps} | "
+            f"{', '.join(map(str, config.test_lengths(setup)))} | {scored_text.get(setup.name, 'see the task')} |"
+        )
+    lines += [
+        "",
+        "## Models",
+        "",
+        "Parameters per task (input and output layers differ by task); the Transformer's count leaves out the "
+        "position embeddings beyond the training length, which never receive a gradient.",
+        "",
+        "| model | width | blocks | heads | lr | " + " | ".join(t.label for t in config.tasks) + " |",
+        "|---|---|---|---|---|" + "---|" * len(config.tasks),
+    ]
+    for spec in config.models:
+        counts = []
+        for setup in config.tasks:
+            runs = groups.get((setup.label, spec.kind), [])
+            counts.append(f"{runs[0].parameters:,}" if runs else "-")
+        lr = spec.learning_rate or config.train.learning_rate
+        lines.append(
+            f"| {spec.kind} | {spec.embedding_dim} | {spec.num_blocks} | {spec.num_heads} | {lr:g} | "
+            + " | ".join(counts)
+            + " |"
+        )
+    lines += [
+        "",
+        "## Accuracy (mean +- std over seeds)",
+        "",
+        "The last row of each table is the floor: always answering the test set's most frequent class.",
+        "",
+    ]
+    for setup in config.tasks:
+        lengths = config.test_lengths(setup)
+        header = [f"T={length} ({m}x)" for length, m in zip(lengths, config.test_multipliers, strict=True)]
+        lines += [f"### {setup.label}", "", "| model | " + " | ".join(header) + " | train s/run |"]
+        lines.append("|---|" + "---|" * (len(lengths) + 1))
+        for spec in config.models:
+            runs = groups.get((setup.label, spec.kind), [])
+            if not runs:
+                continue
+            cells = []
+            for length in lengths:
+                mean, std = mean_std([r.accuracy[length] for r in runs])
+                cells.append(f"{mean:.3f} +- {std:.3f}")
+            seconds = statistics.fmean(r.train_seconds for r in runs)
+            lines.append(f"| {spec.kind} | " + " | ".join(cells) + f" | {seconds:.0f} |")
+        floor = [majority_baseline(setup.make(), length, config.train) for length in lengths]
+        lines += ["| majority class | " + " | ".join(f"{f:.3f}" for f in floor) + " | - |", ""]
+    lines += _solved_section(config, groups)
+    lines += _targets_section(config, groups)
+    plot = os.path.relpath(Path(config.plot).resolve(), Path(config.out).resolve().parent)
+    lines += ["", f"![accuracy against test length]({plot})", ""]
+    return "\n".join(lines)
+
+
+def _solved_section(config: SyntheticBenchmarkConfig, groups: dict[tuple[str, str], list[RunResult]]) -> list[str]:
+    if 4 not in config.test_multipliers:
+        return []
+    lines = [
+        f"## Solved at 4x the training length (every seed >= {SOLVED})",
+        "",
+        "| task | " + " | ".join(spec.kind for spec in config.models) + " |",
+        "|---|" + "---|" * len(config.models),
+    ]
+    for setup in config.tasks:
+        length = 4 * setup.train_length
+        cells = []
+        for spec in config.models:
+            runs = groups.get((setup.label, spec.kind), [])
+            if not runs:
+                cells.append("-")
+                continue
+            worst = min(r.accuracy[length] for r in runs)
+            cells.append(("yes" if worst >= SOLVED else "no") + f" (min {worst:.2f})")
+        lines.append(f"| {setup.label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _mean_at(groups, task: str, model: str, length: int) -> float | None:
+    runs = groups.get((task, model), [])
+    return mean_std([r.accuracy[length] for r in runs])[0] if runs and length in runs[0].accuracy else None
+
+
+def _targets_section(config: SyntheticBenchmarkConfig, groups: dict[tuple[str, str], list[RunResult]]) -> list[str]:
+    """The issue's targets, each checked against this run's numbers (mean over seeds unless said otherwise)."""
+    kinds = [spec.kind for spec in config.models]
+    tasks = {setup.name: setup for setup in config.tasks}
+    lines = ["", "## The issue's targets, checked on these numbers", ""]
+    slstm_models = [k for k in kinds if k in ("xlstm[0:1]", "xlstm[1:1]")]
+    for name in ("parity", "modarith"):
+        setup = tasks.get(name)
+        if setup is None or 4 not in config.test_multipliers or "gpt2" not in kinds or not slstm_models:
+            continue
+        length = 4 * setup.train_length
+        worst = {k: min((r.accuracy[length] for r in groups.get((setup.label, k), [])), default=None) for k in kinds}
+        parts = [f"{k} min over seeds {worst[k]:.3f}" for k in [*slstm_models, "gpt2"] if worst[k] is not None]
+        met = all(worst[k] is not None and worst[k] >= SOLVED for k in slstm_models)
+        met = met and worst["gpt2"] is not None and worst["gpt2"] < SOLVED
+        lines.append(
+            f"- {name} at 4x (T={length}): sLSTM-containing models >= {SOLVED} on every seed and the Transformer "
+            f"not: **{'met' if met else 'not met'}** ({'; '.join(parts)})."
+        )
+    setup = tasks.get("mqar")
+    if setup is not None and "xlstm[1:0]" in kinds and "lstm" in kinds:
+        pairs = []
+        for length in config.test_lengths(setup):
+            m, lstm = _mean_at(groups, setup.label, "xlstm[1:0]", length), _mean_at(groups, setup.label, "lstm", length)
+            if m is not None and lstm is not None:
+                pairs.append((length, m, lstm))
+        met = bool(pairs) and all(m > lstm for _, m, lstm in pairs)
+        detail = "; ".join(f"T={length}: {m:.3f} vs {lstm:.3f}" for length, m, lstm in pairs)
+        lines.append(
+            f"- mqar: mLSTM (xlstm[1:0]) above the LSTM at every length: **{'met' if met else 'not met'}** ({detail})."
+        )
+    setup = tasks.get("nearest_neighbour")
+    xlstm_kinds = [k for k in kinds if k.startswith("xlstm")]
+    if setup is not None and xlstm_kinds and "gpt2" in kinds:
+        rows = []
+        for length in config.test_lengths(setup):
+            best = max(xlstm_kinds, key=lambda k: _mean_at(groups, setup.label, k, length) or -1.0)
+            x, g = _mean_at(groups, setup.label, best, length), _mean_at(groups, setup.label, "gpt2", length)
+            if x is not None and g is not None:
+                rows.append((length, best, x, g))
+        met = [x >= g for _, _, x, g in rows]
+        verdict = "met at every length" if all(met) else ("met at no length" if not any(met) else "met at some lengths")
+        detail = "; ".join(f"T={length}: {best} {x:.3f} vs gpt2 {g:.3f}" for length, best, x, g in rows)
+        lines.append(f"- nearest_neighbour: the best xLSTM at least matches the Transformer: **{verdict}** ({detail}).")
+    return lines
+
+
+def plot_accuracy(config: SyntheticBenchmarkConfig, results: list[RunResult]):
+    """Accuracy (mean, with the seeds' spread as a band) against test length, one panel per task."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = _grouped(results)
+    n = len(config.tasks)
+    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.4), squeeze=False)
+    for ax, setup in zip(axes[0], config.tasks, strict=True):
+        lengths = config.test_lengths(setup)
+        for index, spec in enumerate(config.models):
+            runs = groups.get((setup.label, spec.kind), [])
+            if not runs:
+                continue
+            stats = [mean_std([r.accuracy[length] for r in runs]) for length in lengths]
+            means = [m for m, _ in stats]
+            # Different markers and dashes keep models visible where their curves coincide (e.g. all at 1.0).
+            style = dict(marker="osD^v"[index % 5], linestyle=["-", "--", "-.", ":"][index % 4], markersize=7 - index)
+            ax.plot(lengths, means, label=spec.kind, **style)
+            ax.fill_between(lengths, [m - s for m, s in stats], [m + s for m, s in stats], alpha=0.15)
+        floor = [majority_baseline(setup.make(), length, config.train) for length in lengths]
+        ax.plot(lengths, floor, color="grey", linestyle="--", linewidth=1, label="majority class")
+        ax.axvline(setup.train_length, color="grey", linestyle=":", linewidth=1)
+        ax.set(xscale="log", xlabel="test length T", title=setup.label, ylim=(0, 1.02))
+        ax.set_xticks(lengths, [str(length) for length in lengths])
+        ax.minorticks_off()
+    axes[0][0].set_ylabel("accuracy (scored positions)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize=8)
+    fig.suptitle(f"accuracy vs test length (vertical line: longest training length; {len(config.seeds)} seeds)")
+    fig.tight_layout(rect=(0, 0, 0.9, 1))
+    return fig

@@ -1,0 +1,18 @@
+"""Shared test settings for tests/lm: one intra-op thread.
+
+On the shared 2-core machine, two OpenMP threads of tiny ops spin against other processes and run up to
+200x slower than one thread; a single thread keeps the LM tests fast and deterministic.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -1,0 +1,105 @@
+"""`xlstm-seq synthetic benchmark` end to end on the smoke config, into a temporary MLflow store."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import mlflow
+import pytest
+from xlstm_seq.lm.synthetic.benchmark import SyntheticBenchmarkConfig
+from xlstm_seq.lm.synthetic.report import RunResult, render_markdown
+
+from xlstm_seq.cli.main import config_class_for_command, main
+
+REPO = Path(__file__).resolve().parents[2]
+SMOKE = REPO / "configs" / "synthetic" / "smoke.yaml"
+
+
+def test_cli_smoke_config_runs_end_to_end(tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)
+    out, plot = tmp_path / "report" / "synthetic.md", tmp_path / "report" / "synthetic_accuracy.png"
+    argv = ["synthetic", "benchmark", "--config", str(SMOKE), "--out", str(out), "--plot", str(plot)]
+    assert main([*argv, "train.steps=3"]) == 0
+
+    config = SyntheticBenchmarkConfig.from_yaml(SMOKE)
+    markdown = out.read_text()
+    assert plot.stat().st_size > 1000
+    assert "train.steps=3" in markdown and "Device:" in markdown and "git " in markdown
+    for setup in config.tasks:
+        assert f"### {setup.label}" in markdown
+    for spec in config.models:
+        assert f"| {spec.kind} |" in markdown
+    # Accuracies are fractions with a spread over the two seeds.
+    cells = len(config.tasks) * len(config.models) * len(config.test_multipliers)
+    assert len(re.findall(r"\d\.\d{3} \+- \d\.\d{3}", markdown)) == cells
+
+    client = mlflow.MlflowClient(uri)
+    (experiment,) = [e for e in client.search_experiments() if e.name == config.experiment]
+    runs = client.search_runs([experiment.experiment_id])
+    names = sorted(r.info.run_name for r in runs)
+    expected = len(config.tasks) * len(config.models) * len(config.seeds)
+    assert len(runs) == expected + 1 and "summary" in names
+    assert "parity-xlstm[1:1]-seed1" in names
+    (summary,) = [r for r in runs if r.info.run_name == "summary"]
+    artifacts = {a.path for a in client.list_artifacts(summary.info.run_id)}
+    assert {"synthetic.md", "synthetic_accuracy.png", "config.yaml"} <= artifacts
+    (one,) = [r for r in runs if r.info.run_name == "parity-lstm-seed0"]
+    assert one.data.params["train.steps"] == "3" and one.data.params["model.kind"] == "lstm"
+    for multiplier in config.test_multipliers:
+        accuracy = one.data.metrics[f"test/accuracy_T{8 * multiplier}"]
+        assert 0.0 <= accuracy <= 1.0
+    assert len(client.get_metric_history(one.info.run_id, "train/loss")) == 2  # log_every=2 over 3 steps
+
+    # `synthetic report` (given the same overrides) writes the same tables again from the tracked runs.
+    again = tmp_path / "again.md"
+    assert (
+        main(["synthetic", "report", "--config", str(SMOKE), "--out", str(again), "--plot", str(plot), "train.steps=3"])
+        == 0
+    )
+
+    def tables(text: str) -> str:
+        return text[text.index("## Tasks") : text.index("![")]
+
+    assert tables(again.read_text()) == tables(markdown)
+    assert "Rendered by `xlstm-seq synthetic report" in again.read_text()
+    with pytest.raises(ValueError, match=r"run\(s\) missing .*parity-lstm-seed7"):
+        main(["synthetic", "report", "--config", str(SMOKE), "--out", str(again), "seeds=[0,7]"])
+
+
+def test_config_class_is_registered_and_default_validates():
+    assert config_class_for_command("synthetic benchmark") is SyntheticBenchmarkConfig
+    config = SyntheticBenchmarkConfig()
+    assert SyntheticBenchmarkConfig.from_yaml(config.to_yaml()) == config
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (dict(seeds=[]), "seeds must not be empty"),
+        (dict(seeds=[1, 1]), "distinct ints"),
+        (dict(test_multipliers=[0]), "test_multipliers must be ints >= 1"),
+        (dict(workers=0), "workers and threads"),
+        (dict(models=[{"kind": "lstm"}, {"kind": "lstm"}]), "models must be distinct"),
+    ],
+)
+def test_bad_benchmark_config_is_explained(change, message):
+    data = {**SyntheticBenchmarkConfig().to_dict(), **change}
+    with pytest.raises(ValueError, match=message):
+        SyntheticBenchmarkConfig.from_dict(data)
+
+
+def test_report_marks_solved_only_when_every_seed_reaches_the_bar():
+    config = SyntheticBenchmarkConfig.from_yaml(SMOKE).replace(test_multipliers=[1, 4])
+    base = dict(task="parity", model="lstm", parameters=10, steps=1, learning_rate=0.1, train_seconds=1.0)
+    results = [
+        RunResult(seed=0, accuracy={8: 1.0, 32: 0.99}, **base),
+        RunResult(seed=1, accuracy={8: 1.0, 32: 0.90}, **base),
+        RunResult(**{**base, "model": "gpt2"}, seed=0, accuracy={8: 1.0, 32: 0.96}),
+    ]
+    markdown = render_markdown(config, results, wall_seconds=60.0, command="test")
+    row = next(line for line in markdown.splitlines() if line.startswith("| parity | ") and "min" in line)
+    assert "no (min 0.90)" in row and "yes (min 0.96)" in row
+    assert "0.945 +- 0.064" in markdown  # mean and sample std of 0.99 and 0.90
