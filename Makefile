@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # On CPU machines pin the local CPU wheel so that pip never resolves a multi-GB CUDA build of torch.
 # Override on a GPU machine, e.g. `make test TORCH_SPEC='torch==2.11.0'`.
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= dev,forecast,rl,lm
+EXTRAS ?= dev,triton,forecast,rl,lm
 # The data root: the shared offline mirror where it exists, else the default cache.
 SHARED_DATA := $(abspath ../shared/data)
 ifneq ($(wildcard $(SHARED_DATA)),)

@@ -3,12 +3,15 @@
 Backends by name:
 
 * ``torch``: the plain-PyTorch reference (``naive.py``); any op, any device.
-* ``triton``: the chunkwise Triton mLSTM kernel; needs CUDA (or ``TRITON_INTERPRET=1`` on a CPU). Not in this
-  release yet (issue 3).
-* ``cuda``: the fused CUDA sLSTM kernel; needs an NVIDIA GPU with compute capability >= 8.0 and nvcc. Not in this
-  release yet (issue 4).
-* ``auto``: the fastest backend available for the op on the tensors' device (today always ``torch``). The choice
-  is made once per (op, device), cached, and logged once through ``logging``.
+* ``triton``: the chunkwise Triton mLSTM kernels and the fused step (``mlstm/chunkwise.py``, ``mlstm/step.py``);
+  need triton installed and a CUDA device, or ``TRITON_INTERPRET=1`` on a CPU (for tests: ``auto`` picks ``triton``
+  on CUDA devices only).
+* ``cuda``: the fused CUDA sLSTM kernel (``slstm/fused.py``); needs a CUDA build of torch, nvcc, ninja and an NVIDIA
+  GPU with compute capability >= 8.0; built on first use (``slstm/cuda_loader.py``). Only when named: ``auto`` does
+  not pick it until it has passed the GPU tests (issue 4).
+* ``auto``: the fastest backend available for the op on the tensors' device among those marked for it (``triton``
+  for mLSTM on CUDA devices, else ``torch``). The choice is made once per (op, device), cached, and logged once
+  through ``logging``.
 
 Nothing here imports Triton or compiles CUDA: availability is checked with ``importlib.util.find_spec`` and a
 look for nvcc on the file system, and only when a backend is asked for.
@@ -44,6 +47,8 @@ class _Backend:
     ops: tuple[str, ...]
     # Returns the reasons the backend cannot run `op` on `device` ("" when it can), without importing anything.
     missing: Callable[[str, torch.device], str]
+    # Whether `auto` may choose it (False: only when asked for by name).
+    auto: bool = True
 
 
 def _torch_missing(op: str, device: torch.device) -> str:
@@ -56,15 +61,18 @@ def _triton_installed() -> bool:
 
 def _triton_missing(op: str, device: torch.device) -> str:
     interpret = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-    if device.type == "cuda":
-        device_note = f"device: {device} (ok)"
-    elif interpret:
-        device_note = f"device: {device} (ok under TRITON_INTERPRET=1)"
-    else:
-        device_note = f"device: {device} (needs CUDA, or TRITON_INTERPRET=1)"
-    installed = "yes" if _triton_installed() else "no"
-    kernel = f"the Triton {_OP_TITLES[op]} kernel is not in this release yet (issue 3)"
-    return f"{kernel}; triton installed: {installed}; {device_note}"
+    installed = _triton_installed()
+    device_ok = device.type == "cuda" or interpret
+    if installed and device_ok:
+        return ""
+    installed_note = "triton installed: yes" if installed else "triton installed: no (pip install 'xlstm-seq[triton]')"
+    device_note = f"device: {device} (ok)" if device_ok else f"device: {device} (needs CUDA, or TRITON_INTERPRET=1)"
+    return f"the Triton {_OP_TITLES[op]} kernel needs triton and a CUDA device; {installed_note}; {device_note}"
+
+
+def _auto_may_pick(name: str, device: torch.device) -> bool:
+    # Interpreted Triton on a CPU is far slower than the reference: a test tool, never an automatic choice.
+    return _BACKENDS[name].auto and (name != "triton" or device.type == "cuda")
 
 
 def _find_nvcc() -> str | None:
@@ -80,20 +88,30 @@ def _find_nvcc() -> str | None:
 
 def _cuda_missing(op: str, device: torch.device) -> str:
     nvcc = _find_nvcc()
-    nvcc_note = f"nvcc: {nvcc}" if nvcc else "nvcc: not found (set CUDA_HOME or put nvcc on PATH)"
+    missing = []
+    if torch.version.cuda is None:
+        missing.append(f"torch {torch.__version__} is built without CUDA")
+    if nvcc is None:
+        missing.append("nvcc: not found (set CUDA_HOME or put nvcc on PATH)")
+    if shutil.which("ninja") is None:
+        missing.append("ninja: not found (pip install ninja; torch builds extensions with it)")
     if device.type != "cuda":
-        device_note = f"device: {device} (needs an NVIDIA GPU with compute capability >= 8.0)"
+        missing.append(f"device: {device} (needs an NVIDIA GPU with compute capability >= 8.0)")
+    elif torch.version.cuda is None or not torch.cuda.is_available():
+        missing.append(f"device: {device} (no CUDA device visible; needs compute capability >= 8.0)")
     else:
         major, minor = torch.cuda.get_device_capability(device)
-        ok = "ok" if (major, minor) >= (8, 0) else "needs >= 8.0"
-        device_note = f"device: {device}, compute capability {major}.{minor} ({ok})"
-    return f"the CUDA {_OP_TITLES[op]} kernel is not in this release yet (issue 4); {nvcc_note}; {device_note}"
+        if (major, minor) < (8, 0):
+            missing.append(f"device: {device}, compute capability {major}.{minor} (needs >= 8.0)")
+    if missing and nvcc:
+        missing.append(f"nvcc: {nvcc} (found)")
+    return "; ".join(missing)
 
 
 # Preference order for `auto`: fastest first, the reference last.
 _BACKENDS: dict[str, _Backend] = {
     "triton": _Backend("triton", ("mlstm",), _triton_missing),
-    "cuda": _Backend("cuda", ("slstm",), _cuda_missing),
+    "cuda": _Backend("cuda", ("slstm",), _cuda_missing, auto=False),  # until its GPU tests pass (issue 4)
     "torch": _Backend("torch", ("mlstm", "slstm"), _torch_missing),
 }
 
@@ -140,7 +158,7 @@ def resolve_backend(op: str, name: str, device: torch.device | str) -> str:
     if name == "auto":
         key = (op, device)
         if key not in _AUTO_CHOICE:
-            choice = available_backends(op, device)[0]
+            choice = next(b for b in available_backends(op, device) if _auto_may_pick(b, device))
             _AUTO_CHOICE[key] = choice
             logger.info("xlstm_seq.kernels: backend 'auto' for %s on %s -> %r", op, device, choice)
         return _AUTO_CHOICE[key]

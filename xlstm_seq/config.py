@@ -60,7 +60,8 @@ class mLSTMLayerConfig(ConfigMixin):
     input_gate: str = "exp"
     """Input-gate activation: "exp" (the paper's exponential gate) or "sigmoid"."""
     chunk_size: int | None = None
-    """Chunk length of the chunkwise kernel; None lets the backend choose."""
+    """Chunk length of the chunkwise kernel; None lets the backend choose (the Triton kernel takes 16, 32, 64,
+    128 or 256; the PyTorch reference any length)."""
     backend: str | None = None
     """Kernel backend of the mLSTM layers ("auto", "torch", "triton"); None uses the stack's ``backend``."""
 

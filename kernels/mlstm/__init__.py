@@ -56,7 +56,8 @@ def mlstm(
         initial_state: ``(C (B,H,DK,DV), n (B,H,DK), m (B,H))`` float32, or None for zeros.
         resets: (B,T) bool; memory is cleared to the zero state before step t where True. Default None.
         backend: ``"auto"`` (default), ``"torch"`` or ``"triton"``; see :mod:`xlstm_seq.kernels.registry`.
-        chunk_size: Chunk length of the chunkwise form, any value >= 1. None: ``DEFAULT_CHUNK_SIZE`` (64).
+        chunk_size: Chunk length of the chunkwise form, any value >= 1 (``triton``: 16, 32, 64, 128 or 256). None:
+            ``DEFAULT_CHUNK_SIZE`` (64).
         input_gate: ``"exp"`` (default) or ``"sigmoid"``.
 
     Returns:
@@ -64,6 +65,12 @@ def mlstm(
     """
     check_mlstm_inputs(q, k, v, i, f, initial_state, resets, chunk_size, input_gate)
     name = resolve_backend("mlstm", backend, q.device)
+    if name == "triton":
+        from xlstm_seq.kernels.mlstm.chunkwise import mlstm_chunkwise_triton
+
+        return mlstm_chunkwise_triton(
+            q, k, v, i, f, initial_state, resets, chunk_size=chunk_size, input_gate=input_gate
+        )
     if name != "torch":
         raise AssertionError(f"registry resolved mlstm to {name!r}, which has no entry point")
     return _mlstm_chunkwise(q, k, v, i, f, initial_state, resets, chunk_size, input_gate)
@@ -89,7 +96,8 @@ def mlstm_step(
         i_t: Input-gate pre-activation (B,H), same dtype as q_t.
         f_t: Forget-gate pre-activation (B,H), same dtype as q_t.
         state: ``(C (B,H,DK,DV), n (B,H,DK), m (B,H))`` float32, or None for zeros.
-        backend: ``"auto"`` (default), ``"torch"`` or ``"triton"``.
+        backend: ``"auto"`` (default), ``"torch"`` or ``"triton"``. The fused ``triton`` step has no backward:
+            ``auto`` uses ``torch`` when a gradient is needed, and ``"triton"`` raises then.
         input_gate: ``"exp"`` (default) or ``"sigmoid"``.
 
     Returns:
@@ -97,6 +105,16 @@ def mlstm_step(
     """
     check_mlstm_step_inputs(q_t, k_t, v_t, i_t, f_t, state, input_gate)
     name = resolve_backend("mlstm", backend, q_t.device)
+    needs_grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (q_t, k_t, v_t, i_t, f_t, *(state or ()))
+    )
+    if name == "triton" and needs_grad and backend == "auto":
+        # The fused step is inference-only (no backward); the reference step is differentiable.
+        name = "torch"
+    if name == "triton":
+        from xlstm_seq.kernels.mlstm.step import mlstm_step_triton
+
+        return mlstm_step_triton(q_t, k_t, v_t, i_t, f_t, state, input_gate=input_gate)
     if name != "torch":
         raise AssertionError(f"registry resolved mlstm to {name!r}, which has no entry point")
     return _mlstm_step(q_t, k_t, v_t, i_t, f_t, state, input_gate)

@@ -91,3 +91,11 @@ def mlstm_inputs():
 @pytest.fixture
 def slstm_inputs():
     return make_slstm_inputs
+
+
+@pytest.fixture
+def fresh_auto_cache(monkeypatch):
+    """`auto` resolves once per (op, device) and caches it; tests that change the environment start afresh."""
+    from xlstm_seq.kernels import registry
+
+    monkeypatch.setattr(registry, "_AUTO_CHOICE", {})

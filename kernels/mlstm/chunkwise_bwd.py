@@ -1,0 +1,441 @@
+"""Triton kernels of the chunkwise mLSTM backward ("m constant": every stabiliser is a saved constant).
+
+Imported lazily by :mod:`xlstm_seq.kernels.mlstm.chunkwise`, which explains the math and prepares the per-step
+scalars (padded length TP = NC * L, float32):
+
+* ``rz = 1 / max(|den_j|, exp(-m_j))`` and ``dden_j``: so that ``dnum_j = dh_j * rz_j``;
+* ``cq_j = scale w_j rz_j`` and ``cn_j = scale w_j dden_j``: the carried state's weights in the dq and dC_in terms;
+* ``u_l``: the weight of step l in its chunk's end state.
+
+Kernels:
+
+* ``_bwd_state_kernel``: per (DK block, DV block, batch*head), walks the chunks backwards carrying dC, dn; writes
+  ``dC_out (B*H, NC, DK, DV)`` / ``dn_out`` (the gradient reaching each chunk's end state), the gradient of the
+  initial state, and per-program partial sums of ``<dC_out, C_out> + <dn_out, n_out>`` per chunk.
+* ``_bwd_dq_kernel``, ``_bwd_dk_kernel``, ``_bwd_dv_kernel``: per (row block of a chunk, head-dim block, batch*head),
+  the intra-chunk part tiled over the other side's blocks, plus the state part.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .chunkwise_fwd import (
+    CHUNK_BLOCK,
+    CHUNK_STAGES,
+    CHUNK_WARPS,
+    STATE_BLOCK,
+    STATE_STAGES,
+    STATE_WARPS,
+    _block,
+    dot_precision,
+)
+
+__all__ = ["launch_bwd"]
+
+
+@triton.jit(do_not_specialize=["T", "NC"])
+def _bwd_state_kernel(
+    # pointers
+    Q,
+    DH,
+    CS,
+    SEG,
+    CQ,
+    CN,
+    C_ALL,
+    N_ALL,
+    M_ALL,
+    DC_T,
+    DN_T,
+    DC_OUT,
+    DN_OUT,
+    DC0,
+    DN0,
+    E_PART,
+    # sizes
+    T,
+    H,
+    NC,
+    DK,
+    DV,
+    # meta-parameters
+    L: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+):
+    pid_k = tl.program_id(0)
+    pid_v = tl.program_id(1)
+    bh = tl.program_id(2).to(tl.int64)
+    b = bh // H
+    TP = NC * L
+    NPART = tl.num_programs(0) * tl.num_programs(1)
+    offs_k = pid_k * BK + tl.arange(0, BK)
+    offs_v = pid_v * BV + tl.arange(0, BV)
+    mask_k = offs_k < DK
+    mask_v = offs_v < DV
+    mask_kv = mask_k[:, None] & mask_v[None, :]
+    tile = offs_k[:, None] * DV + offs_v[None, :]
+    offs_l = tl.arange(0, L)
+
+    dC = tl.load(DC_T + bh * DK * DV + tile, mask=mask_kv, other=0.0)  # (BK, BV)
+    dn = tl.load(DN_T + bh * DK + offs_k, mask=mask_k, other=0.0)  # (BK,)
+    for cc in range(NC):
+        c = NC - 1 - cc
+        out = (bh * NC + c).to(tl.int64)
+        tl.store(DC_OUT + out * DK * DV + tile, dC, mask=mask_kv)
+        tl.store(DN_OUT + out * DK + offs_k, dn, mask=mask_k & (pid_v == 0))
+        # <dC_out, C_out> + <dn_out, n_out>: the end-state part of d cs at the chunk's last step.
+        nxt = (bh * (NC + 1) + c + 1).to(tl.int64)
+        c_out = tl.load(C_ALL + nxt * DK * DV + tile, mask=mask_kv, other=0.0)
+        n_out = tl.load(N_ALL + nxt * DK + offs_k, mask=mask_k, other=0.0)
+        e = tl.sum(tl.sum(dC * c_out, axis=1), axis=0) + tl.where(pid_v == 0, tl.sum(dn * n_out, axis=0), 0.0)
+        tl.store(E_PART + out * NPART + pid_k * tl.num_programs(1) + pid_v, e)
+
+        last = c * L + L - 1
+        cs_last = tl.load(CS + bh * TP + last)
+        seg_last = tl.load(SEG + b * TP + last)
+        m_in = tl.load(M_ALL + bh * (NC + 1) + c)
+        m_out = tl.load(M_ALL + bh * (NC + 1) + c + 1)
+        a = tl.where(seg_last == 0, tl.exp(cs_last + m_in - m_out), 0.0)
+
+        t = c * L + offs_l
+        mask_t = t < T
+        cq = tl.load(CQ + bh * TP + t)  # (L,)
+        cn = tl.load(CN + bh * TP + t)
+        qt = tl.load(Q + bh * T * DK + t[:, None] * DK + offs_k[None, :], mask=mask_t[:, None] & mask_k[None, :])
+        dht = tl.load(DH + bh * T * DV + t[:, None] * DV + offs_v[None, :], mask=mask_t[:, None] & mask_v[None, :])
+        qt = qt.to(tl.float32)
+        dC = a * dC + tl.dot(tl.trans(qt * cq[:, None]), dht.to(tl.float32), input_precision="ieee")
+        dn = a * dn + tl.sum(qt * cn[:, None], axis=0)
+
+    tl.store(DC0 + bh * DK * DV + tile, dC, mask=mask_kv)
+    tl.store(DN0 + bh * DK + offs_k, dn, mask=mask_k & (pid_v == 0))
+
+
+@triton.jit(do_not_specialize=["T", "NC"])
+def _bwd_dq_kernel(
+    # pointers
+    Q,
+    K,
+    V,
+    DH,
+    CS,
+    LOGI,
+    SEG,
+    M_ROW,
+    RZ,
+    DDEN,
+    CQ,
+    CN,
+    C_ALL,
+    N_ALL,
+    DQ,
+    # sizes
+    scale,
+    T,
+    H,
+    NC,
+    DK,
+    DV,
+    # meta-parameters
+    L: tl.constexpr,
+    BL: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    DOT_PREC: tl.constexpr,
+):
+    pid_q = tl.program_id(0)
+    pid_k = tl.program_id(1)
+    bh = tl.program_id(2).to(tl.int64)
+    b = bh // H
+    TP = NC * L
+    NQB = L // BL
+    c = pid_q // NQB
+    qb = pid_q % NQB
+    offs_k = pid_k * BK + tl.arange(0, BK)
+    mask_k = offs_k < DK
+    offs_e = tl.arange(0, BV)
+
+    tq = c * L + qb * BL + tl.arange(0, BL)
+    mask_q = tq < T
+    cs_q = tl.load(CS + bh * TP + tq)
+    seg_q = tl.load(SEG + b * TP + tq)
+    m_q = tl.load(M_ROW + bh * TP + tq)
+    rz_q = tl.load(RZ + bh * TP + tq)
+    dden_q = tl.load(DDEN + bh * TP + tq)
+
+    dq = tl.zeros((BL, BK), dtype=tl.float32)
+    for kb in range(0, qb + 1):
+        tk = c * L + kb * BL + tl.arange(0, BL)
+        mask_tk = tk < T
+        cs_k = tl.load(CS + bh * TP + tk)
+        logi_k = tl.load(LOGI + bh * TP + tk)
+        seg_k = tl.load(SEG + b * TP + tk)
+        valid = (tk[None, :] <= tq[:, None]) & (seg_k[None, :] == seg_q[:, None])
+        w = tl.exp(tl.where(valid, cs_q[:, None] - cs_k[None, :] + logi_k[None, :] - m_q[:, None], float("-inf")))
+        dp = tl.zeros((BL, BL), dtype=tl.float32)
+        for e0 in range(0, DV, BV):
+            mask_e = (e0 + offs_e) < DV
+            dht = tl.load(
+                DH + bh * T * DV + tq[:, None] * DV + e0 + offs_e[None, :], mask=mask_q[:, None] & mask_e[None, :]
+            )
+            vt = tl.load(
+                V + bh * T * DV + tk[:, None] * DV + e0 + offs_e[None, :], mask=mask_tk[:, None] & mask_e[None, :]
+            )
+            dp += tl.dot(dht, tl.trans(vt), input_precision=DOT_PREC)
+        ds = (dp * rz_q[:, None] + dden_q[:, None]) * w
+        kt = tl.load(K + bh * T * DK + tk[:, None] * DK + offs_k[None, :], mask=mask_tk[:, None] & mask_k[None, :])
+        dq += tl.dot(ds.to(kt.dtype), kt, input_precision=DOT_PREC)
+    dq = dq * scale
+
+    # Carried state: dq_j += scale w_j (C_in dnum_j + dden_j n_in).
+    state = (bh * (NC + 1) + c).to(tl.int64)
+    cq = tl.load(CQ + bh * TP + tq)
+    cn = tl.load(CN + bh * TP + tq)
+    inter = tl.zeros((BL, BK), dtype=tl.float32)
+    for e0 in range(0, DV, BV):
+        mask_e = (e0 + offs_e) < DV
+        dht = tl.load(
+            DH + bh * T * DV + tq[:, None] * DV + e0 + offs_e[None, :], mask=mask_q[:, None] & mask_e[None, :]
+        )
+        ct = tl.load(
+            C_ALL + state * DK * DV + offs_k[:, None] * DV + e0 + offs_e[None, :],
+            mask=mask_k[:, None] & mask_e[None, :],
+            other=0.0,
+        )
+        inter += tl.dot(dht.to(tl.float32), tl.trans(ct), input_precision=DOT_PREC)
+    nt = tl.load(N_ALL + state * DK + offs_k, mask=mask_k, other=0.0)
+    dq += cq[:, None] * inter + cn[:, None] * nt[None, :]
+    tl.store(DQ + bh * T * DK + tq[:, None] * DK + offs_k[None, :], dq, mask=mask_q[:, None] & mask_k[None, :])
+
+
+@triton.jit
+def _key_block_weights(CS, LOGI, SEG, M_ROW, bh, b, tk, tq, TP):
+    """Transposed decay weights W^T (BL keys, BL queries) of one key block against one query block of a chunk."""
+    cs_k = tl.load(CS + bh * TP + tk)
+    logi_k = tl.load(LOGI + bh * TP + tk)
+    seg_k = tl.load(SEG + b * TP + tk)
+    cs_q = tl.load(CS + bh * TP + tq)
+    seg_q = tl.load(SEG + b * TP + tq)
+    m_q = tl.load(M_ROW + bh * TP + tq)
+    valid = (tk[:, None] <= tq[None, :]) & (seg_k[:, None] == seg_q[None, :])
+    return tl.exp(tl.where(valid, cs_q[None, :] - cs_k[:, None] + logi_k[:, None] - m_q[None, :], float("-inf")))
+
+
+@triton.jit(do_not_specialize=["T", "NC"])
+def _bwd_dk_kernel(
+    # pointers
+    Q,
+    K,
+    V,
+    DH,
+    CS,
+    LOGI,
+    SEG,
+    M_ROW,
+    RZ,
+    DDEN,
+    U,
+    DC_OUT,
+    DN_OUT,
+    DK_OUT,
+    # sizes
+    scale,
+    T,
+    H,
+    NC,
+    DK,
+    DV,
+    # meta-parameters
+    L: tl.constexpr,
+    BL: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    DOT_PREC: tl.constexpr,
+):
+    pid_l = tl.program_id(0)
+    pid_k = tl.program_id(1)
+    bh = tl.program_id(2).to(tl.int64)
+    b = bh // H
+    TP = NC * L
+    NB = L // BL
+    c = pid_l // NB
+    lb = pid_l % NB
+    offs_k = pid_k * BK + tl.arange(0, BK)
+    mask_k = offs_k < DK
+    offs_e = tl.arange(0, BV)
+    tk = c * L + lb * BL + tl.arange(0, BL)
+    mask_tk = tk < T
+
+    dk = tl.zeros((BL, BK), dtype=tl.float32)
+    for qb in range(lb, NB):
+        tq = c * L + qb * BL + tl.arange(0, BL)
+        mask_q = tq < T
+        wt = _key_block_weights(CS, LOGI, SEG, M_ROW, bh, b, tk, tq, TP)  # (BL keys, BL queries)
+        rz_q = tl.load(RZ + bh * TP + tq)
+        dden_q = tl.load(DDEN + bh * TP + tq)
+        dpt = tl.zeros((BL, BL), dtype=tl.float32)
+        for e0 in range(0, DV, BV):
+            mask_e = (e0 + offs_e) < DV
+            vt = tl.load(
+                V + bh * T * DV + tk[:, None] * DV + e0 + offs_e[None, :], mask=mask_tk[:, None] & mask_e[None, :]
+            )
+            dht = tl.load(
+                DH + bh * T * DV + tq[:, None] * DV + e0 + offs_e[None, :], mask=mask_q[:, None] & mask_e[None, :]
+            )
+            dpt += tl.dot(vt, tl.trans(dht), input_precision=DOT_PREC)
+        dst = (dpt * rz_q[None, :] + dden_q[None, :]) * wt
+        qt = tl.load(Q + bh * T * DK + tq[:, None] * DK + offs_k[None, :], mask=mask_q[:, None] & mask_k[None, :])
+        dk += tl.dot(dst.to(qt.dtype), qt, input_precision=DOT_PREC)
+    dk = dk * scale
+
+    # End state: dk_l += u_l (dC_out v_l + dn_out).
+    out = (bh * NC + c).to(tl.int64)
+    u = tl.load(U + bh * TP + tk)
+    st = tl.zeros((BL, BK), dtype=tl.float32)
+    for e0 in range(0, DV, BV):
+        mask_e = (e0 + offs_e) < DV
+        vt = tl.load(V + bh * T * DV + tk[:, None] * DV + e0 + offs_e[None, :], mask=mask_tk[:, None] & mask_e[None, :])
+        dct = tl.load(
+            DC_OUT + out * DK * DV + offs_k[:, None] * DV + e0 + offs_e[None, :],
+            mask=mask_k[:, None] & mask_e[None, :],
+            other=0.0,
+        )
+        st += tl.dot(vt.to(tl.float32), tl.trans(dct), input_precision=DOT_PREC)
+    dnt = tl.load(DN_OUT + out * DK + offs_k, mask=mask_k, other=0.0)
+    dk += u[:, None] * (st + dnt[None, :])
+    tl.store(DK_OUT + bh * T * DK + tk[:, None] * DK + offs_k[None, :], dk, mask=mask_tk[:, None] & mask_k[None, :])
+
+
+@triton.jit(do_not_specialize=["T", "NC"])
+def _bwd_dv_kernel(
+    # pointers
+    Q,
+    K,
+    DH,
+    CS,
+    LOGI,
+    SEG,
+    M_ROW,
+    RZ,
+    U,
+    DC_OUT,
+    DV_OUT,
+    # sizes
+    scale,
+    T,
+    H,
+    NC,
+    DK,
+    DV,
+    # meta-parameters
+    L: tl.constexpr,
+    BL: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    DOT_PREC: tl.constexpr,
+):
+    pid_l = tl.program_id(0)
+    pid_v = tl.program_id(1)
+    bh = tl.program_id(2).to(tl.int64)
+    b = bh // H
+    TP = NC * L
+    NB = L // BL
+    c = pid_l // NB
+    lb = pid_l % NB
+    offs_v = pid_v * BV + tl.arange(0, BV)
+    mask_v = offs_v < DV
+    offs_d = tl.arange(0, BK)
+    tk = c * L + lb * BL + tl.arange(0, BL)
+    mask_tk = tk < T
+
+    dv = tl.zeros((BL, BV), dtype=tl.float32)
+    for qb in range(lb, NB):
+        tq = c * L + qb * BL + tl.arange(0, BL)
+        mask_q = tq < T
+        wt = _key_block_weights(CS, LOGI, SEG, M_ROW, bh, b, tk, tq, TP)
+        rz_q = tl.load(RZ + bh * TP + tq)
+        st = tl.zeros((BL, BL), dtype=tl.float32)
+        for d0 in range(0, DK, BK):
+            mask_d = (d0 + offs_d) < DK
+            kt = tl.load(
+                K + bh * T * DK + tk[:, None] * DK + d0 + offs_d[None, :], mask=mask_tk[:, None] & mask_d[None, :]
+            )
+            qt = tl.load(
+                Q + bh * T * DK + tq[:, None] * DK + d0 + offs_d[None, :], mask=mask_q[:, None] & mask_d[None, :]
+            )
+            st += tl.dot(kt, tl.trans(qt), input_precision=DOT_PREC)
+        # P^T with the 1/Z of each query folded in, so that dv += P^T dh.
+        pt = st * scale * wt * rz_q[None, :]
+        dht = tl.load(DH + bh * T * DV + tq[:, None] * DV + offs_v[None, :], mask=mask_q[:, None] & mask_v[None, :])
+        dv += tl.dot(pt.to(dht.dtype), dht, input_precision=DOT_PREC)
+
+    # End state: dv_l += u_l dC_out^T k_l.
+    out = (bh * NC + c).to(tl.int64)
+    u = tl.load(U + bh * TP + tk)
+    st2 = tl.zeros((BL, BV), dtype=tl.float32)
+    for d0 in range(0, DK, BK):
+        mask_d = (d0 + offs_d) < DK
+        kt = tl.load(K + bh * T * DK + tk[:, None] * DK + d0 + offs_d[None, :], mask=mask_tk[:, None] & mask_d[None, :])
+        dct = tl.load(
+            DC_OUT + out * DK * DV + (d0 + offs_d)[:, None] * DV + offs_v[None, :],
+            mask=mask_d[:, None] & mask_v[None, :],
+            other=0.0,
+        )
+        st2 += tl.dot(kt.to(tl.float32), dct, input_precision=DOT_PREC)
+    dv += u[:, None] * st2
+    tl.store(DV_OUT + bh * T * DV + tk[:, None] * DV + offs_v[None, :], dv, mask=mask_tk[:, None] & mask_v[None, :])
+
+
+def launch_bwd(q, k, v, dh, g, C_all, n_all, m_all, m_row, rz, dden, cq, cn, u, dC_T, dn_T, chunk_size, block_l):
+    """Runs the four backward kernels.
+
+    Args: q, k (B,H,T,DK), v, dh (B,H,T,DV) contiguous, dh in q's dtype; ``g`` the gate dict of ``_gate_prep``;
+    C_all, n_all, m_all the forward's saved states; m_row, rz, dden, cq, cn, u (B,H,TP) fp32; dC_T (B,H,DK,DV),
+    dn_T (B,H,DK) fp32 (the "m constant" gradient reaching the final state).
+
+    Returns dq (B,H,T,DK), dk (B,H,T,DK), dv (B,H,T,DV) in float32, dC0 (B,H,DK,DV), dn0 (B,H,DK) and
+    e (B,H,NC) = <dC_out, C_out> + <dn_out, n_out> per chunk.
+    """
+    B, H, T, DK = q.shape
+    DV = v.shape[-1]
+    NC = g["NC"]
+    dev = q.device
+    SK, SV = _block(DK, STATE_BLOCK), _block(DV, STATE_BLOCK)
+    BK, BV = _block(DK, CHUNK_BLOCK), _block(DV, CHUNK_BLOCK)
+    nkb, nvb = triton.cdiv(DK, BK), triton.cdiv(DV, BV)
+    prec = dot_precision(q.dtype)
+    scale = DK**-0.5
+
+    def nan(*shape):
+        return torch.full(shape, float("nan"), dtype=torch.float32, device=dev)
+
+    dC_out, dn_out = nan(B, H, NC, DK, DV), nan(B, H, NC, DK)
+    dC0, dn0 = nan(B, H, DK, DV), nan(B, H, DK)
+    nsk, nsv = triton.cdiv(DK, SK), triton.cdiv(DV, SV)
+    e_part = nan(B, H, NC, nsk * nsv)
+    _bwd_state_kernel[(nsk, nsv, B * H)](
+        q, dh, g["cs"], g["seg"], cq, cn, C_all, n_all, m_all, dC_T, dn_T, dC_out, dn_out, dC0, dn0, e_part,
+        T, H, NC, DK, DV, L=chunk_size, BK=SK, BV=SV, num_warps=STATE_WARPS, num_stages=STATE_STAGES,
+    )  # fmt: skip
+
+    nblocks = NC * (chunk_size // block_l)
+    dq, dk, dv = nan(B, H, T, DK), nan(B, H, T, DK), nan(B, H, T, DV)
+    meta = {"L": chunk_size, "BL": block_l, "BK": BK, "BV": BV, "DOT_PREC": prec}
+    meta.update(num_warps=CHUNK_WARPS, num_stages=CHUNK_STAGES)
+    _bwd_dq_kernel[(nblocks, nkb, B * H)](
+        q, k, v, dh, g["cs"], g["logi"], g["seg"], m_row, rz, dden, cq, cn, C_all, n_all, dq,
+        scale, T, H, NC, DK, DV, **meta,
+    )  # fmt: skip
+    _bwd_dk_kernel[(nblocks, nkb, B * H)](
+        q, k, v, dh, g["cs"], g["logi"], g["seg"], m_row, rz, dden, u, dC_out, dn_out, dk,
+        scale, T, H, NC, DK, DV, **meta,
+    )  # fmt: skip
+    _bwd_dv_kernel[(nblocks, nvb, B * H)](
+        q, k, dh, g["cs"], g["logi"], g["seg"], m_row, rz, u, dC_out, dv,
+        scale, T, H, NC, DK, DV, **meta,
+    )  # fmt: skip
+    return dq, dk, dv, dC0, dn0, e_part.sum(-1)

@@ -1,0 +1,227 @@
+"""The fused CUDA sLSTM (backend ``"cuda"``): torch.library custom ops, their fake implementations, autograd.
+
+* ``xlstm_seq::slstm_fused_fwd``: all T steps in one launch (kernels/slstm/cuda/slstm_fused.cu); returns h, the
+  final state and, when asked to save, the pre-activations and states every step for the backward.
+* ``xlstm_seq::slstm_fused_bwd``: the reverse-time kernel; returns the gradient of the pre-activations (which is
+  the gradient of gates_x) and of the initial state. The gradients of R and b are sums over (B, T) of
+  ``h_{t-1} (x) dpre_t`` and of ``dpre_t``; they are formed after the kernel with one batched GEMM and one sum.
+
+STATUS (2026-11-23): the kernels were compiled (nvcc 13.0, sm_80 and sm_90) but have never run on a GPU; the ``gpu``
+tests in tests/kernels/test_slstm_cuda.py are the verification still owed, and until they pass ``auto`` keeps
+choosing the reference for sLSTM (``cuda`` runs only when named).
+
+Both ops have fake implementations, so ``torch.compile`` and FakeTensor tracing see them without a GPU. Inputs the
+kernel does not cover (float64/float16, head dims other than 16, 32, ..., 128) run the reference in
+:mod:`xlstm_seq.kernels.slstm.naive` on the same device, logged once per reason.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import Tensor
+from xlstm_seq.kernels.slstm.cuda_loader import load_extension, unsupported_reason
+from xlstm_seq.kernels.slstm.naive import SLSTMState, _slstm_recurrent
+
+__all__ = ["slstm_cuda", "slstm_fused"]
+
+logger = logging.getLogger(__name__)
+
+_FALLBACK_LOGGED: set[str] = set()
+
+#: Test hook: True makes the kernels' outputs start as NaN, so that an element a kernel never writes fails a test.
+POISON_OUTPUTS = False
+
+
+def _kernel_R(R: Tensor, dtype: torch.dtype) -> Tensor:
+    """R (H,D,4,D) -> (H,D,4D) contiguous in the kernel's dtype (bf16 builds multiply by bf16 R)."""
+    H, D = R.shape[0], R.shape[1]
+    Rk = R.to(dtype).reshape(H, D, 4 * D).contiguous()
+    return Rk if Rk.data_ptr() % 32 == 0 else Rk.clone()  # the kernel loads R in 32-byte aligned tiles
+
+
+def _contiguous(x: Tensor | None) -> Tensor | None:
+    return None if x is None else x.contiguous()
+
+
+# ------------------------------------------------------------------------------------------------ forward op
+
+
+@torch.library.custom_op("xlstm_seq::slstm_fused_fwd", mutates_args=(), device_types="cuda")
+def slstm_fused_fwd(
+    gates_x: Tensor,
+    R: Tensor,
+    b: Tensor,
+    state0: Tensor | None,
+    resets: Tensor | None,
+    save: bool,
+    allow_r_in_smem: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """gates_x (B,T,4,H,D) f32/bf16, R (H,D,4,D), b (4,H,D), state0 (4,B,H,D) f32 or None, resets (B,T) bool or None.
+
+    Returns h (B,T,H,D) in gates_x's dtype, the final state (4,B,H,D) f32, and the saved pre-activations and
+    states (B,T,4,H,D) f32 (empty when ``save`` is False).
+    """
+    _, _, _, H, D = gates_x.shape
+    ext = load_extension(D, H, gates_x.dtype, gates_x.device)
+    h, state_T, pre, states = ext.forward(
+        gates_x.contiguous(),
+        _kernel_R(R, gates_x.dtype),
+        b.to(torch.float32).contiguous(),
+        _contiguous(state0),
+        _contiguous(resets),
+        save,
+        allow_r_in_smem,
+        POISON_OUTPUTS,
+    )
+    return h, state_T, pre, states
+
+
+@slstm_fused_fwd.register_fake
+def _slstm_fused_fwd_fake(gates_x, R, b, state0, resets, save, allow_r_in_smem):
+    B, T, _, H, D = gates_x.shape
+    f32 = torch.float32
+    saved = (B, T, 4, H, D) if save else (0,)
+    return (
+        gates_x.new_empty(B, T, H, D),
+        gates_x.new_empty(4, B, H, D, dtype=f32),
+        gates_x.new_empty(saved, dtype=f32),
+        gates_x.new_empty(saved, dtype=f32),
+    )
+
+
+# ----------------------------------------------------------------------------------------------- backward op
+
+
+@torch.library.custom_op("xlstm_seq::slstm_fused_bwd", mutates_args=(), device_types="cuda")
+def slstm_fused_bwd(
+    dh: Tensor,
+    dstate_T: Tensor | None,
+    R: Tensor,
+    pre_save: Tensor,
+    state_save: Tensor,
+    state0: Tensor | None,
+    resets: Tensor | None,
+    allow_r_in_smem: bool,
+) -> tuple[Tensor, Tensor]:
+    """dh (B,T,H,D), dstate_T (4,B,H,D) f32 or None, and the forward's R, saved tensors, state0, resets.
+
+    Returns dpre (B,T,4,H,D) f32 (= d gates_x) and dstate0 (4,B,H,D) f32.
+    """
+    _, _, _, H, D = pre_save.shape
+    ext = load_extension(D, H, dh.dtype, dh.device)
+    dpre, dstate0 = ext.backward(
+        dh.contiguous(),
+        _contiguous(dstate_T),
+        _kernel_R(R, dh.dtype),
+        pre_save,
+        state_save,
+        _contiguous(state0),
+        _contiguous(resets),
+        allow_r_in_smem,
+        POISON_OUTPUTS,
+    )
+    return dpre, dstate0
+
+
+@slstm_fused_bwd.register_fake
+def _slstm_fused_bwd_fake(dh, dstate_T, R, pre_save, state_save, state0, resets, allow_r_in_smem):
+    B, T, _, H, D = pre_save.shape
+    return pre_save.new_empty(B, T, 4, H, D), pre_save.new_empty(4, B, H, D)
+
+
+# -------------------------------------------------------------------------------------------------- autograd
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    gates_x, R, b, state0, resets, save, allow_r_in_smem = inputs
+    _, _, pre, states = output
+    ctx.save_for_backward(R, state0, resets, pre, states)
+    ctx.saved = save
+    ctx.dtypes = (gates_x.dtype, R.dtype, b.dtype)
+    ctx.has_state0 = state0 is not None
+    ctx.allow_r_in_smem = allow_r_in_smem
+
+
+def _previous_h(states: Tensor, state0: Tensor | None, resets: Tensor | None) -> Tensor:
+    """h_{t-1} as step t saw it (B,T,H,D): the initial h at t=0, zeros after a reset."""
+    h = states[:, :, 3]  # (B,T,H,D)
+    first = state0[3] if state0 is not None else torch.zeros_like(h[:, 0])  # (B,H,D)
+    h_prev = torch.cat([first.unsqueeze(1), h[:, :-1]], dim=1)
+    if resets is not None:
+        h_prev = h_prev.masked_fill(resets[:, :, None, None], 0.0)
+    return h_prev
+
+
+def _backward(ctx, dh, dstate_T, _dpre_save, _dstate_save):
+    R, state0, resets, pre, states = ctx.saved_tensors
+    if not ctx.saved:
+        raise RuntimeError(
+            "slstm cuda: the forward ran with save=False (no gradient was required then), so there is nothing to "
+            "differentiate; run the forward with gradients enabled"
+        )
+    gx_dtype, r_dtype, b_dtype = ctx.dtypes
+    if dh is None:
+        B, T, _, H, D = pre.shape
+        dh = pre.new_zeros(B, T, H, D, dtype=gx_dtype)
+    dpre, dstate0 = torch.ops.xlstm_seq.slstm_fused_bwd(
+        dh, dstate_T, R, pre, states, state0, resets, ctx.allow_r_in_smem
+    )
+    # dR[h,k,g,j] = sum_{b,t} h_{t-1}[b,h,k] dpre_t[b,g,h,j];  db = sum_{b,t} dpre_t.  (float32)
+    dR = torch.einsum("bthk,btghj->hkgj", _previous_h(states, state0, resets), dpre)
+    db = dpre.sum(dim=(0, 1))
+    d_state0 = dstate0 if ctx.has_state0 else None
+    return dpre.to(gx_dtype), dR.to(r_dtype), db.to(b_dtype), d_state0, None, None, None
+
+
+slstm_fused_fwd.register_autograd(_backward, setup_context=_setup_context)
+
+
+# -------------------------------------------------------------------------------------------- public functions
+
+
+def slstm_fused(
+    gates_x: Tensor,
+    R: Tensor,
+    b: Tensor,
+    initial_state: SLSTMState | None = None,
+    resets: Tensor | None = None,
+    *,
+    allow_r_in_smem: bool = True,
+) -> tuple[Tensor, SLSTMState]:
+    """The fused kernel, no fallback: gates_x (B,T,4,H,D) float32/bfloat16 on a CUDA device, D in 16, 32, ..., 128.
+
+    Args:
+        gates_x, R, b, initial_state, resets: as :func:`xlstm_seq.kernels.slstm.slstm` (inputs already checked).
+        allow_r_in_smem: False keeps R in global memory even where it fits in shared memory (tests that path).
+
+    Returns:
+        h (B,T,H,D) in gates_x's dtype and the final state (c, n, m, h), each (B,H,D) float32.
+    """
+    state0 = None if initial_state is None else torch.stack([s.to(torch.float32) for s in initial_state])
+    needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (gates_x, R, b, state0))
+    h, state_T, _, _ = slstm_fused_fwd(gates_x, R, b, state0, resets, needs_grad, allow_r_in_smem)
+    c, n, m, h_last = state_T.unbind(0)
+    return h, (c, n, m, h_last)
+
+
+def slstm_cuda(
+    gates_x: Tensor,
+    R: Tensor,
+    b: Tensor,
+    initial_state: SLSTMState | None = None,
+    resets: Tensor | None = None,
+) -> tuple[Tensor, SLSTMState]:
+    """Backend ``"cuda"``: the fused kernel where it covers the inputs, else the reference on the same device.
+
+    The fallback (float64/float16 inputs; head dims outside 16, 32, ..., 128, e.g. 256) is logged once per reason.
+    """
+    D = gates_x.shape[-1]
+    reason = unsupported_reason(D, gates_x.dtype)
+    if reason:
+        if reason not in _FALLBACK_LOGGED:
+            _FALLBACK_LOGGED.add(reason)
+            logger.info("xlstm_seq.kernels: slstm backend 'cuda' runs the reference for %s", reason)
+        return _slstm_recurrent(gates_x, R, b, initial_state, resets)
+    return slstm_fused(gates_x, R, b, initial_state, resets)

@@ -1,0 +1,431 @@
+"""Triton mLSTM backend (chunkwise forward/backward, fused step) against the naive reference.
+
+On a machine without CUDA every test runs the kernels on CPU tensors under ``TRITON_INTERPRET=1`` (set per test by
+the autouse fixture before the kernel modules are first imported, so no other test module sees it); with CUDA the
+same small tests run the compiled kernels on the GPU. The ``gpu`` tests (real shapes, bf16) need CUDA.
+Interpreted Triton costs about 1.4 ms per program instance, so the CPU grid below is a covering list of cases
+(every T, head dim, chunk size, gate, state and reset setting appears, and most pairs), not the full product.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+from conftest import make_mlstm_inputs, make_resets
+from tolerances import assert_close, assert_within_reference_error
+from xlstm_seq.kernels import registry
+from xlstm_seq.kernels.mlstm import mlstm, mlstm_step
+from xlstm_seq.kernels.mlstm.naive import mlstm_chunkwise, mlstm_recurrent, mlstm_step_naive
+from xlstm_seq.kernels.registry import BackendUnavailableError, available_backends, resolve_backend
+
+HAS_TRITON = importlib.util.find_spec("triton") is not None
+HAS_CUDA = torch.cuda.is_available()
+DEVICE = torch.device("cuda" if HAS_CUDA else "cpu")
+
+pytestmark = pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed (pip install 'xlstm-seq[triton]')")
+gpu = pytest.mark.gpu
+needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
+
+OUTPUTS = ("h", "C", "n", "m")
+GRADS = ("q", "k", "v", "i", "f", "C0", "n0", "m0")
+
+
+@pytest.fixture(autouse=True)
+def interpret_on_cpu(monkeypatch):
+    """Without CUDA, run Triton in its interpreter (read when a kernel is first defined, and by the registry)."""
+    if not HAS_CUDA:
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
+
+
+def _triton(*args, **kwargs):
+    from xlstm_seq.kernels.mlstm.chunkwise import mlstm_chunkwise_triton
+
+    return mlstm_chunkwise_triton(*args, **kwargs)
+
+
+def _run(fn, x: dict, dtype: torch.dtype, device: torch.device, *, seed: int = 1, **kwargs) -> dict:
+    """Runs fn on copies of x's tensors (cast to dtype, moved to device); backward of a random projection of every
+    output. Returns outputs and gradients by name, on the CPU in float64."""
+    leaves = {name: x[name].detach().to(device, dtype, copy=True).requires_grad_() for name in "qkvif"}
+    state = None
+    if x["initial_state"] is not None:
+        # States are float32 at the interface whatever the input dtype (float64 for the float64 reference).
+        sdt = torch.float64 if dtype == torch.float64 else torch.float32
+        state = tuple(s.detach().to(device, sdt, copy=True).requires_grad_() for s in x["initial_state"])
+        leaves.update(zip(("C0", "n0", "m0"), state, strict=True))
+    resets = None if x["resets"] is None else x["resets"].to(device)
+    h, (C, n, m) = fn(*(leaves[name] for name in "qkvif"), state, resets, **kwargs)
+    outs = dict(zip(OUTPUTS, (h, C, n, m), strict=True))
+    g = torch.Generator().manual_seed(seed)
+    loss = sum(
+        (o.double() * torch.randn(o.shape, generator=g, dtype=torch.float64).to(device)).sum() for o in outs.values()
+    )
+    loss.backward()
+    result = {name: o.detach().cpu().double() for name, o in outs.items()}
+    result.update({f"d{name}": t.grad.cpu().double() for name, t in leaves.items()})
+    return result
+
+
+def _case_id(T, DK, DV, L, gate, state, resets) -> str:
+    return f"T{T}-dk{DK}-dv{DV}-L{L}-{gate}-{'state' if state else 'zero'}-{'resets' if resets else 'noresets'}"
+
+
+# (T, DK, DV, chunk, input gate, initial state, resets): every value of every factor, most pairs.
+CASES = [
+    (1, 16, 16, 16, "exp", False, False),
+    (1, 32, 16, 32, "sigmoid", True, True),
+    (33, 16, 32, 16, "exp", True, True),
+    (33, 32, 32, 32, "sigmoid", False, False),
+    (33, 16, 16, 32, "exp", True, False),
+    (64, 16, 16, 32, "sigmoid", True, True),
+    (64, 32, 16, 16, "exp", False, True),
+    (64, 16, 32, 16, "sigmoid", True, False),
+    (200, 16, 16, 32, "exp", True, True),
+    (200, 32, 32, 16, "sigmoid", True, False),
+    (200, 16, 32, 32, "sigmoid", False, True),
+    # L = 128 is two query/key tiles of 64 per chunk: the second tiling level (a reset falls in the second tile).
+    (200, 16, 16, 128, "exp", True, True),
+    # Head dims that are not powers of two: masked head-dim tiles.
+    (130, 24, 40, 64, "sigmoid", True, True),
+]
+
+
+@pytest.mark.parametrize(("T", "DK", "DV", "L", "gate", "state", "resets"), CASES, ids=[_case_id(*c) for c in CASES])
+def test_forward_and_backward_match_naive_fp32(T, DK, DV, L, gate, state, resets):
+    x = make_mlstm_inputs(B=2, H=2, T=T, DK=DK, DV=DV, with_state=state, with_resets=resets, seed=T + DK)
+    out = _run(_triton, x, torch.float32, DEVICE, chunk_size=L, input_gate=gate)
+    ref = _run(mlstm_chunkwise, x, torch.float64, torch.device("cpu"), chunk_size=L, input_gate=gate)
+    for name in OUTPUTS:
+        assert_close(out[name], ref[name], torch.float32, msg=name)
+    for name in GRADS if state else GRADS[:5]:
+        assert_close(out[f"d{name}"], ref[f"d{name}"], torch.float32, grad=True, msg=f"d{name}")
+
+
+FP16_CASES = [(33, 16, 32, 16, "exp", True, True), (200, 32, 16, 32, "sigmoid", False, True)]
+
+
+@pytest.mark.parametrize(
+    ("T", "DK", "DV", "L", "gate", "state", "resets"), FP16_CASES, ids=[_case_id(*c) for c in FP16_CASES]
+)
+def test_fp16_within_twice_the_reference_error(T, DK, DV, L, gate, state, resets):
+    """h and the state in fp16 (inputs rounded once) err at most 2x the naive reference's own fp16 error."""
+    x = make_mlstm_inputs(B=2, H=2, T=T, DK=DK, DV=DV, with_state=state, with_resets=resets)
+    x.update({name: x[name].half().double() for name in "qkvif"})
+    exact = _run(mlstm_chunkwise, x, torch.float64, torch.device("cpu"), chunk_size=L, input_gate=gate)
+    ref_low = _run(mlstm_chunkwise, x, torch.float16, torch.device("cpu"), chunk_size=L, input_gate=gate)
+    out = _run(_triton, x, torch.float16, DEVICE, chunk_size=L, input_gate=gate)
+    for name in OUTPUTS:
+        assert_within_reference_error(out[name], ref_low[name], exact[name], msg=name)
+
+
+def test_gradients_where_the_denominator_floor_is_active():
+    """Tiny input gates from the zero state: |q.n| < exp(-m) on most steps, the branch where m matters most."""
+    x = make_mlstm_inputs(B=1, H=2, T=40, DK=16, DV=16, with_resets=True, seed=3)
+    x["i"] = x["i"] - 12.0
+    from xlstm_seq.kernels.mlstm.chunkwise import _forward
+
+    C0, n0, m0 = torch.zeros(1, 2, 16, 16), torch.zeros(1, 2, 16), torch.zeros(1, 2)
+    args = [x[name].float().to(DEVICE) for name in "qkvif"] + [s.to(DEVICE) for s in (C0, n0, m0)]
+    *_, m_row, den_row = _forward(*args, x["resets"].to(DEVICE), 16, "exp")
+    floor_active = den_row.abs() < torch.exp(-m_row)
+    assert floor_active[..., :40].float().mean() > 0.5
+    out = _run(_triton, x, torch.float32, DEVICE, chunk_size=16)
+    ref = _run(mlstm_chunkwise, x, torch.float64, torch.device("cpu"), chunk_size=16)
+    for name in ("h", "dq", "dk", "dv", "di", "df"):
+        assert_close(out[name], ref[name], torch.float32, grad=name.startswith("d"), msg=name)
+
+
+@pytest.mark.parametrize("gate", ["exp", "sigmoid"])
+def test_gradient_of_the_final_state_alone(gate):
+    """A loss on (C, n, m) only: exercises the final stabiliser's path through the gates and m0."""
+    x = make_mlstm_inputs(B=2, H=1, T=50, DK=16, DV=16, with_state=True, seed=5)
+
+    def grads(fn, dtype, device):
+        leaves = [x[name].detach().to(device, dtype, copy=True).requires_grad_() for name in "qkvif"]
+        sdt = torch.float64 if dtype == torch.float64 else torch.float32
+        state = [s.detach().to(device, sdt, copy=True).requires_grad_() for s in x["initial_state"]]
+        _, (C, n, m) = fn(*leaves, tuple(state), None, chunk_size=16, input_gate=gate)
+        (C.sum() + 2 * n.sum() + 3 * m.sum()).backward()
+        # q does not reach the state: autograd leaves its grad None, the kernel returns zeros.
+        return [torch.zeros(t.shape) if t.grad is None else t.grad.cpu() for t in leaves + state]
+
+    for name, g, g_ref in zip(
+        GRADS, grads(_triton, torch.float32, DEVICE), grads(mlstm_chunkwise, torch.float64, "cpu"), strict=True
+    ):
+        assert_close(g, g_ref, torch.float32, grad=True, msg=f"d{name}")
+
+
+@pytest.mark.parametrize("split", [1, 37], ids=lambda s: f"split{s}")
+def test_two_parts_with_state_carried_equal_one_pass(split):
+    x = make_mlstm_inputs(B=2, H=2, T=70, DK=16, DV=16, dtype=torch.float32, with_state=True, with_resets=True)
+    q, k, v, i, f = (x[name].to(DEVICE) for name in "qkvif")
+    state, resets = tuple(s.to(DEVICE) for s in x["initial_state"]), x["resets"].to(DEVICE)
+    h_full, state_full = _triton(q, k, v, i, f, state, resets, chunk_size=16)
+    hs = []
+    for sl in (slice(0, split), slice(split, None)):
+        h, state = _triton(*(t[:, :, sl] for t in (q, k, v, i, f)), state, resets[:, sl], chunk_size=16)
+        hs.append(h)
+    assert_close(torch.cat(hs, dim=2).cpu(), h_full.cpu(), msg="h")
+    for name, s, s_full in zip("Cnm", state, state_full, strict=True):
+        assert_close(s.cpu(), s_full.cpu(), msg=name)
+
+
+def test_extreme_gates_stay_finite():
+    g = torch.Generator().manual_seed(0)
+    B, H, T, D = 1, 1, 300, 16
+    q, k, v = (torch.randn(B, H, T, D, generator=g).to(DEVICE).requires_grad_() for _ in range(3))
+    i, f = (
+        (torch.randint(0, 2, (B, H, T), generator=g).float() * 100 - 50).to(DEVICE).requires_grad_() for _ in range(2)
+    )
+    h, state = _triton(q, k, v, i, f, resets=make_resets(B, T).to(DEVICE), chunk_size=32)
+    assert torch.isfinite(h).all() and all(torch.isfinite(s).all() for s in state)
+    (h.sum() + sum(s.sum() for s in state)).backward()
+    for name, t in zip("qkvif", (q, k, v, i, f), strict=True):
+        assert torch.isfinite(t.grad).all(), f"d{name} has NaN/inf"
+
+
+# ----------------------------------------------------------------------------------------------- step
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+@pytest.mark.parametrize(("DK", "DV"), [(16, 32), (32, 16), (24, 40)], ids=lambda d: f"{d}")
+@pytest.mark.parametrize("gate", ["exp", "sigmoid"])
+def test_step_matches_naive(gate, DK, DV, dtype):
+    x = make_mlstm_inputs(B=2, H=3, T=1, DK=DK, DV=DV, dtype=torch.float32, with_state=True)
+    args = [x[name][:, :, 0].to(dtype) for name in "qkvif"]
+    h_ref, state_ref = mlstm_step_naive(*args, x["initial_state"], input_gate=gate)
+    h, state = mlstm_step(*(a.to(DEVICE) for a in args), tuple(s.to(DEVICE) for s in x["initial_state"]),
+                          backend="triton", input_gate=gate)  # fmt: skip
+    assert h.dtype == dtype and all(s.dtype == torch.float32 for s in state)
+    assert_close(h.cpu(), h_ref, dtype, msg="h")
+    for name, s, s_ref in zip("Cnm", state, state_ref, strict=True):
+        assert_close(s.cpu(), s_ref, torch.float32, msg=name)
+
+
+def test_steps_equal_the_full_triton_pass():
+    x = make_mlstm_inputs(B=2, H=2, T=12, DK=16, DV=16, dtype=torch.float32, with_state=True)
+    q, k, v, i, f = (x[name].to(DEVICE) for name in "qkvif")
+    state = tuple(s.to(DEVICE) for s in x["initial_state"])
+    h_full, state_full = mlstm(q, k, v, i, f, state, backend="triton", chunk_size=16)
+    hs = []
+    for t in range(12):
+        h_t, state = mlstm_step(q[:, :, t], k[:, :, t], v[:, :, t], i[:, :, t], f[:, :, t], state, backend="triton")
+        hs.append(h_t)
+    assert_close(torch.stack(hs, dim=2).cpu(), h_full.cpu(), msg="h")
+    for name, s, s_full in zip("Cnm", state, state_full, strict=True):
+        assert_close(s.cpu(), s_full.cpu(), msg=name)
+
+
+def test_step_from_zero_state():
+    x = make_mlstm_inputs(B=1, H=2, T=1, DK=16, DV=16, dtype=torch.float32)
+    args = [x[name][:, :, 0].to(DEVICE) for name in "qkvif"]
+    h, state = mlstm_step(*args, backend="triton")
+    h_ref, state_ref = mlstm_step_naive(*(a.cpu() for a in args))
+    assert_close(h.cpu(), h_ref)
+    for s, s_ref in zip(state, state_ref, strict=True):
+        assert_close(s.cpu(), s_ref)
+
+
+def test_step_refuses_gradients_and_auto_falls_back(monkeypatch):
+    x = make_mlstm_inputs(B=1, H=1, T=1, DK=16, DV=16, dtype=torch.float32)
+    args = [x[name][:, :, 0].to(DEVICE).requires_grad_() for name in "qkvif"]
+    with pytest.raises(RuntimeError, match="no backward"):
+        mlstm_step(*args, backend="triton")
+    with torch.no_grad():
+        h_nograd, _ = mlstm_step(*args, backend="triton")
+    # auto resolves to triton here; with a gradient needed it runs the differentiable reference step.
+    monkeypatch.setattr(registry, "_AUTO_CHOICE", {("mlstm", DEVICE): "triton"})
+    h, _ = mlstm_step(*args)
+    h.sum().backward()
+    assert args[0].grad is not None
+    assert_close(h.detach().cpu(), h_nograd.cpu())
+
+
+# ----------------------------------------------------------------------------------------------- registry, API
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="checks the CPU interpreter path")
+def test_triton_available_on_cpu_only_under_the_interpreter(monkeypatch, fresh_auto_cache):
+    assert available_backends("mlstm", "cpu") == ("triton", "torch")
+    assert resolve_backend("mlstm", "triton", "cpu") == "triton"
+    # The interpreter is a test tool: auto never picks it.
+    assert resolve_backend("mlstm", "auto", "cpu") == "torch"
+    monkeypatch.delenv("TRITON_INTERPRET")
+    assert available_backends("mlstm", "cpu") == ("torch",)
+    with pytest.raises(BackendUnavailableError, match=r"triton installed: yes; device: cpu \(needs CUDA"):
+        resolve_backend("mlstm", "triton", "cpu")
+
+
+@needs_cuda
+def test_auto_picks_triton_on_cuda(fresh_auto_cache):
+    assert resolve_backend("mlstm", "auto", "cuda") == "triton"
+
+
+def test_mlstm_entry_point_dispatches_to_triton():
+    x = make_mlstm_inputs(B=1, H=2, T=20, DK=16, DV=16, dtype=torch.float32, with_state=True, with_resets=True)
+    args = [x[name].to(DEVICE) for name in "qkvif"]
+    state = tuple(s.to(DEVICE) for s in x["initial_state"])
+    h, (C, n, m) = mlstm(*args, state, x["resets"].to(DEVICE), backend="triton", chunk_size=16, input_gate="sigmoid")
+    h_ref, (C_ref, n_ref, m_ref) = mlstm_recurrent(*(a.cpu() for a in args), x["initial_state"], x["resets"],
+                                                   input_gate="sigmoid")  # fmt: skip
+    for a, b in ((h, h_ref), (C, C_ref), (n, n_ref), (m, m_ref)):
+        assert_close(a.cpu(), b)
+
+
+def test_bad_chunk_size_and_dtype_are_explained():
+    x = make_mlstm_inputs(B=1, H=1, T=5, DK=16, DV=16, dtype=torch.float32)
+    args = [x[name].to(DEVICE) for name in "qkvif"]
+    with pytest.raises(ValueError, match=r"chunk_size in \(16, 32, 64, 128, 256\), got 48"):
+        mlstm(*args, backend="triton", chunk_size=48)
+    with pytest.raises(TypeError, match="float32, float16 or bfloat16 inputs, got torch.float64"):
+        mlstm(*(a.double() for a in args), backend="triton")
+    with pytest.raises(ValueError, match=r"k must have shape \(B,H,T,DK\)"):
+        mlstm(args[0], args[1][:, :, :3], *args[2:], backend="triton")
+
+
+def test_torch_compile_traces_without_graph_breaks():
+    """fullgraph=True fails on any graph break; the custom ops' fake implementations make the op traceable."""
+    x = make_mlstm_inputs(B=1, H=2, T=20, DK=16, DV=16, dtype=torch.float32, with_state=True, with_resets=True)
+
+    def fn(q, k, v, i, f, C0, n0, m0, resets):
+        h, (C, n, m) = mlstm(q, k, v, i, f, (C0, n0, m0), resets, backend="triton", chunk_size=16)
+        step_in = (t[:, :, 0].detach() for t in (q, k, v, i, f))  # the fused step is inference-only
+        h_t, (C_t, _, _) = mlstm_step(*step_in, backend="triton")
+        return h.square().sum() + C.sum() + n.sum() + m.sum() + h_t.sum() + C_t.sum()
+
+    compiled = torch.compile(fn, backend="aot_eager", fullgraph=True)
+    results = []
+    for f_ in (fn, compiled):
+        leaves = [x[name].detach().to(DEVICE, copy=True).requires_grad_() for name in "qkvif"]
+        state = [s.detach().to(DEVICE, copy=True).requires_grad_() for s in x["initial_state"]]
+        loss = f_(*leaves, *state, x["resets"].to(DEVICE))
+        loss.backward()
+        results.append([loss.detach()] + [t.grad for t in leaves + state])
+    for a, b in zip(*results, strict=True):
+        assert_close(a.cpu(), b.cpu(), grad=True)
+
+
+def test_custom_ops_pass_opcheck():
+    """torch.library.opcheck: schema, fake implementation and autograd registration agree with the real op."""
+    from xlstm_seq.kernels.mlstm import chunkwise  # noqa: F401  (registers the ops)
+
+    x = make_mlstm_inputs(B=1, H=1, T=17, DK=16, DV=16, dtype=torch.float32, with_state=True)
+    args = [x[name].to(DEVICE).requires_grad_() for name in "qkvif"]
+    state = [s.to(DEVICE).requires_grad_() for s in x["initial_state"]]
+    torch.library.opcheck(
+        torch.ops.xlstm_seq.mlstm_chunkwise_fwd.default,
+        (*args, *state, None, 16, "exp"),
+        test_utils=("test_schema", "test_faketensor", "test_autograd_registration"),
+    )
+
+
+# Compiles every kernel through Triton's NVIDIA pipeline (down to a cubin via the wheel's ptxas) for an H100 target,
+# without a GPU: catches what the interpreter lets through (layouts, dtypes of tl.dot, register allocation).
+_AOT_SCRIPT = """
+import sys, triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from xlstm_seq.kernels.mlstm import chunkwise_fwd as fw, chunkwise_bwd as bw, step
+dt, prec = sys.argv[1], ("ieee" if sys.argv[1] == "fp32" else "tf32")
+f32 = {n: "*fp32" for n in "CS LOGI LOGIM MLOC M_ROW RZ DDEN CQ CN U C0 N0 M0 C_ALL N_ALL M_ALL DEN_ROW DC_T DN_T "
+       "DC_OUT DN_OUT DC0 DN0 E_PART DQ DK_OUT DV_OUT C N M C_NEW N_NEW M_NEW".split()}
+ptrs = {**f32, "SEG": "*i32", **{n: "*" + dt for n in "Q K V I F DH H_OUT".split()}}
+state = {"L": 64, "BK": 32, "BV": 32}
+chunk = {"L": 128, "BL": 64, "BK": 64, "BV": 64, "DOT_PREC": prec}
+kernels = [(fw._fwd_state_kernel, state, 4, 1), (fw._fwd_out_kernel, chunk, 8, 2), (bw._bwd_state_kernel, state, 4, 1),
+           (bw._bwd_dq_kernel, chunk, 8, 2), (bw._bwd_dk_kernel, chunk, 8, 2), (bw._bwd_dv_kernel, chunk, 8, 2),
+           (step._kernel(), {"EXP_GATE": True, "BK": 64, "BV": 128}, 4, 3)]
+for fn, consts, warps, stages in kernels:
+    sig = {n: "constexpr" if n in consts else ptrs.get(n, "fp32" if n == "scale" else "i32") for n in fn.arg_names}
+    src = ASTSource(fn, sig, consts)
+    compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": warps, "num_stages": stages})
+    assert compiled.asm["cubin"], fn.__name__
+print("compiled", len(kernels))
+"""
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "fp32"])
+def test_kernels_compile_for_an_h100_without_a_gpu(dtype):
+    import os
+    import subprocess
+    import sys
+
+    import triton
+
+    ptxas = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
+    if not os.path.exists(ptxas):
+        pytest.skip(f"triton's ptxas is not at {ptxas}")
+    env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
+    done = subprocess.run(
+        [sys.executable, "-c", _AOT_SCRIPT, dtype], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "compiled 7" in done.stdout
+
+
+# ----------------------------------------------------------------------------------------------- GPU, real shapes
+
+
+def _bf16_case(B, H, T, DK, DV, seed=0, with_resets=True):
+    g = torch.Generator().manual_seed(seed)
+    x = {
+        "q": torch.randn(B, H, T, DK, generator=g),
+        "k": torch.randn(B, H, T, DK, generator=g),
+        "v": torch.randn(B, H, T, DV, generator=g),
+        "i": torch.randn(B, H, T, generator=g),
+        "f": torch.randn(B, H, T, generator=g) + 3.0,
+        "initial_state": (
+            torch.randn(B, H, DK, DV, generator=g),
+            torch.randn(B, H, DK, generator=g),
+            torch.randn(B, H, generator=g),
+        ),  # fmt: skip
+        "resets": make_resets(B, T) if with_resets else None,
+    }
+    x.update({name: x[name].bfloat16().double() for name in "qkvif"})
+    return x
+
+
+@gpu
+@needs_cuda
+@pytest.mark.parametrize("gate", ["exp", "sigmoid"])
+@pytest.mark.parametrize(("T", "DK", "DV", "L"), [(1000, 128, 256, 64), (2048, 256, 512, 128)], ids=lambda v: str(v))
+def test_gpu_bf16_real_shapes_within_twice_the_reference_error(T, DK, DV, L, gate):
+    x = _bf16_case(2, 4, T, DK, DV)
+    cuda = torch.device("cuda")
+    exact = _run(mlstm_chunkwise, x, torch.float64, cuda, chunk_size=L, input_gate=gate)
+    ref_low = _run(mlstm_chunkwise, x, torch.bfloat16, cuda, chunk_size=L, input_gate=gate)
+    out = _run(_triton, x, torch.bfloat16, cuda, chunk_size=L, input_gate=gate)
+    for name in (*OUTPUTS, *(f"d{n}" for n in GRADS)):
+        assert_within_reference_error(out[name], ref_low[name], exact[name], msg=name)
+
+
+@gpu
+@needs_cuda
+def test_gpu_bf16_state_passing_equals_one_pass():
+    x = _bf16_case(2, 4, 4096, 128, 256)
+    q, k, v, i, f = (x[name].cuda().bfloat16() for name in "qkvif")
+    state, resets = tuple(s.cuda() for s in x["initial_state"]), x["resets"].cuda()
+    h_full, state_full = _triton(q, k, v, i, f, state, resets, chunk_size=64)
+    hs = []
+    for sl in (slice(0, 1500), slice(1500, None)):
+        h, state = _triton(*(t[:, :, sl] for t in (q, k, v, i, f)), state, resets[:, sl], chunk_size=64)
+        hs.append(h)
+    assert_close(torch.cat(hs, dim=2).float(), h_full.float(), torch.bfloat16, msg="h")
+    for name, s, s_full in zip("Cnm", state, state_full, strict=True):
+        assert_close(s, s_full, torch.float32, msg=name)
+
+
+@gpu
+@needs_cuda
+def test_gpu_bf16_step_matches_naive():
+    x = _bf16_case(4, 8, 1, 256, 512)
+    args = [x[name][:, :, 0].cuda().bfloat16() for name in "qkvif"]
+    state = tuple(s.cuda() for s in x["initial_state"])
+    h, new_state = mlstm_step(*args, state, backend="triton")
+    exact, _ = mlstm_step_naive(*(a.double() for a in args), tuple(s.double() for s in state))
+    h_low, state_ref = mlstm_step_naive(*args, state)
+    assert_within_reference_error(h, h_low, exact, msg="h")
+    for name, s, s_ref in zip("Cnm", new_state, state_ref, strict=True):
+        assert_close(s, s_ref, torch.float32, msg=name)
