@@ -24,7 +24,8 @@ from torch import Tensor, nn
 from xlstm_seq.lm.gpt2 import GPT2, GPT2Config
 from xlstm_seq.lm.synthetic.tasks import SyntheticTask
 
-from xlstm_seq.config import ConfigMixin, sLSTMLayerConfig, xLSTMConfig
+from xlstm_seq.config import ConfigMixin, mLSTMLayerConfig, sLSTMLayerConfig, xLSTMConfig
+from xlstm_seq.slstm_layer import sLSTMLayer
 from xlstm_seq.stack import xLSTMStack
 
 __all__ = ["MODEL_KINDS", "ModelSpec", "SyntheticModel", "build_model", "count_parameters"]
@@ -49,6 +50,14 @@ class ModelSpec(ConfigMixin):
     """Heads of the sLSTM blocks (1: memory mixing across all units); None uses ``num_heads``."""
     learning_rate: float | None = None
     """Peak learning rate for this model; None uses the benchmark's ``train.learning_rate``."""
+    slstm_forget_bias: float | None = None
+    """Constant initial forget-gate bias of the sLSTM layers (0 forgets readily, like ``nn.LSTM``); None keeps
+    the core's initialisation (spread over 3..6, long memory)."""
+    slstm_conv_kernel: int | None = None
+    """Causal convolution width before the sLSTM gates (1 disables it); None keeps the core's default."""
+    mlstm_qkv_blocksize: int | None = None
+    """Channels per block of the mLSTM's block-diagonal q/k/v projections (larger: denser projections, more
+    parameters); None keeps the core's default."""
 
     def __post_init__(self) -> None:
         if self.kind not in MODEL_KINDS:
@@ -61,6 +70,12 @@ class ModelSpec(ConfigMixin):
         for name in ("embedding_dim", "num_blocks", "num_heads"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"model {self.kind}: {name} must be an int >= 1, got {getattr(self, name)!r}")
+        if self.mlstm_qkv_blocksize is not None and self.mlstm_qkv_blocksize < 1:
+            raise ValueError(
+                f"model {self.kind}: mlstm_qkv_blocksize must be >= 1 or None, got {self.mlstm_qkv_blocksize}"
+            )
+        if self.slstm_conv_kernel is not None and self.slstm_conv_kernel < 1:
+            raise ValueError(f"model {self.kind}: slstm_conv_kernel must be >= 1 or None, got {self.slstm_conv_kernel}")
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise ValueError(f"model {self.kind}: learning_rate must be > 0 or None, got {self.learning_rate}")
         if self.kind != "lstm" and self.embedding_dim % self.num_heads:
@@ -86,14 +101,19 @@ class SyntheticModel(nn.Module):
             self.encoder = nn.Linear(task.input_features, E)
         self.head: nn.Module | None = None
         if spec.kind in XLSTM_RATIOS:
+            qkv = {} if spec.mlstm_qkv_blocksize is None else {"qkv_proj_blocksize": spec.mlstm_qkv_blocksize}
+            conv = {} if spec.slstm_conv_kernel is None else {"conv_kernel_size": spec.slstm_conv_kernel}
             config = xLSTMConfig(
                 embedding_dim=E,
                 num_blocks=spec.num_blocks,
                 num_heads=spec.num_heads,
                 block_ratio=XLSTM_RATIOS[spec.kind],
-                slstm=sLSTMLayerConfig(num_heads=spec.slstm_heads),
+                slstm=sLSTMLayerConfig(num_heads=spec.slstm_heads, **conv),
+                mlstm=mLSTMLayerConfig(**qkv),
             )
             self.backbone: nn.Module = xLSTMStack(config)
+            if spec.slstm_forget_bias is not None:
+                _set_slstm_forget_bias(self.backbone, spec.slstm_forget_bias)
             self.head = nn.Linear(E, C)
         elif spec.kind == "lstm":
             self.backbone = nn.LSTM(E, E, num_layers=spec.num_blocks, batch_first=True)
@@ -122,6 +142,14 @@ class SyntheticModel(nn.Module):
             return self.backbone(inputs_embeds=x)  # (B, T, C)
         y, _ = self.backbone(x)  # (B, T, E); nn.LSTM and xLSTMStack both return (output, state)
         return self.head(y)  # (B, T, C)
+
+
+def _set_slstm_forget_bias(stack: nn.Module, value: float) -> None:
+    """Sets the forget-gate bias of every sLSTM layer in ``stack`` to ``value`` (gate order i, f, z, o)."""
+    with torch.no_grad():
+        for module in stack.modules():
+            if isinstance(module, sLSTMLayer):
+                module.b[1].fill_(value)  # (H, D)
 
 
 def build_model(spec: ModelSpec, task: SyntheticTask, context_length: int) -> SyntheticModel:

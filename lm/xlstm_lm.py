@@ -1,0 +1,161 @@
+"""xLSTM language model: token embedding -> xLSTMStack -> final norm -> tied output head.
+
+    model = xLSTMLM(xLSTMLMConfig(vocab_size=50304, xlstm=xLSTMConfig(embedding_dim=768, num_blocks=24, ...)))
+    logits = model(idx)                                # idx (B, T) -> (B, T, vocab_size); any T
+    logits, state = model.forward_with_state(idx, state)  # continue a sequence in chunks
+    logits_t, state = model.step(idx_t, state)          # idx_t (B,) -> (B, vocab_size), constant memory
+
+There is no context-length cap: the recurrent state carries everything before the current chunk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+from xlstm_seq.lm.sampling import sample_next_token
+
+from xlstm_seq.components import small_init_
+from xlstm_seq.config import ConfigMixin, xLSTMConfig
+from xlstm_seq.stack import xLSTMStack
+from xlstm_seq.state import xLSTMState
+
+
+@dataclass
+class xLSTMLMConfig(ConfigMixin):
+    """An xLSTM language model: vocabulary, stack and head."""
+
+    vocab_size: int = 50304
+    """Rows of the token embedding (GPT-2's 50,257 padded to a multiple of 64)."""
+    xlstm: xLSTMConfig = field(default_factory=xLSTMConfig)
+    """The xLSTM stack (width, blocks, sLSTM positions, heads, backend)."""
+    tie_weights: bool = True
+    """The output head reuses the token embedding matrix."""
+    embedding_dropout: float = 0.0
+    """Dropout on the token embeddings."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.xlstm, dict):
+            self.xlstm = xLSTMConfig.from_dict(self.xlstm)
+        if not isinstance(self.xlstm, xLSTMConfig):
+            raise TypeError(f"xlstm must be an xLSTMConfig or a mapping, got {type(self.xlstm).__name__}")
+        if self.vocab_size < 1:
+            raise ValueError(f"vocab_size must be >= 1, got {self.vocab_size}")
+        if not 0.0 <= self.embedding_dropout < 1.0:
+            raise ValueError(f"embedding_dropout must be in [0, 1), got {self.embedding_dropout}")
+
+
+class xLSTMLM(nn.Module):
+    """xLSTM language model with GPT2's forward signature plus stateful chunked and step-wise inference."""
+
+    def __init__(self, config: xLSTMLMConfig):
+        super().__init__()
+        if not isinstance(config, xLSTMLMConfig):
+            raise TypeError(f"xLSTMLM expects an xLSTMLMConfig, got {type(config).__name__}")
+        self.config = config
+        E = config.xlstm.embedding_dim
+        self.wte = nn.Embedding(config.vocab_size, E)
+        self.drop = nn.Dropout(config.embedding_dropout)
+        self.stack = xLSTMStack(config.xlstm)
+        # The stack ends in a LayerNorm unless its config turns that off; then the LM adds its own.
+        self.final_norm = nn.Identity() if config.xlstm.add_post_blocks_norm else nn.LayerNorm(E)
+        self.lm_head = nn.Linear(E, config.vocab_size, bias=False)
+        if config.tie_weights:
+            self.lm_head.weight = self.wte.weight
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Small init (std sqrt(2 / (5 E))) for the embedding and an untied head; the stack inits itself."""
+        E = self.config.xlstm.embedding_dim
+        small_init_(self.wte.weight, E)
+        if not self.config.tie_weights:
+            small_init_(self.lm_head.weight, E)
+
+    def num_parameters(self, exclude_embeddings: bool = False) -> int:
+        """Parameters counted once (a tied head is not counted twice); optionally without the embedding."""
+        total = sum(p.numel() for p in self.parameters())
+        if exclude_embeddings:
+            total -= self.wte.weight.numel()
+        return total
+
+    def init_state(self, batch_size: int, device: torch.device | str | None = None) -> xLSTMState:
+        """The zero recurrent state for ``batch_size`` sequences."""
+        return self.stack.init_state(batch_size, device)
+
+    def forward(self, idx: Tensor | None = None, *, inputs_embeds: Tensor | None = None) -> Tensor:
+        """idx (B, T) int64 token ids, or inputs_embeds (B, T, E) -> logits (B, T, vocab_size)."""
+        logits, _ = self.forward_with_state(idx, inputs_embeds=inputs_embeds)
+        return logits
+
+    def forward_with_state(
+        self,
+        idx: Tensor | None = None,
+        state: xLSTMState | None = None,
+        *,
+        inputs_embeds: Tensor | None = None,
+        resets: Tensor | None = None,
+    ) -> tuple[Tensor, xLSTMState]:
+        """Like ``forward`` but continues from ``state`` and returns the state after the last token.
+
+        Args:
+            idx: (B, T) token ids (or give ``inputs_embeds`` (B, T, E) instead).
+            state: the state returned by an earlier call; None starts from the zero state.
+            resets: (B, T) bool; True clears the memory before that token (a document start).
+
+        Returns:
+            logits (B, T, vocab_size) and the new state.
+        """
+        x = self.drop(self._embed_tokens(idx, inputs_embeds))  # (B, T, E)
+        y, state = self.stack(x, state, resets)  # (B, T, E)
+        return self.lm_head(self.final_norm(y)), state  # (B, T, vocab_size)
+
+    def step(self, idx_t: Tensor, state: xLSTMState | None = None) -> tuple[Tensor, xLSTMState]:
+        """One token per sequence: idx_t (B,) -> logits (B, vocab_size), next state (constant memory)."""
+        if not isinstance(idx_t, Tensor) or idx_t.dim() != 1 or idx_t.dtype not in (torch.int64, torch.int32):
+            got = tuple(idx_t.shape) if isinstance(idx_t, Tensor) else type(idx_t).__name__
+            raise ValueError(f"idx_t must be an int64 tensor of shape (B,), got {got}")
+        x_t = self.drop(self.wte(idx_t))  # (B, E)
+        y_t, state = self.stack.step(x_t, state)  # (B, E)
+        return self.lm_head(self.final_norm(y_t)), state  # (B, vocab_size)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        idx: Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Samples ``max_new_tokens`` after the prompt ``idx`` (B, T) -> (B, T + max_new_tokens).
+
+        The prompt runs in one parallel pass; each new token is then one ``step`` on the carried state,
+        so the cost per token does not grow with the length. ``temperature`` 0 means greedy decoding.
+        """
+        logits, state = self.forward_with_state(idx)
+        next_logits = logits[:, -1]  # (B, V)
+        out = [idx]
+        for _ in range(max_new_tokens):
+            token = sample_next_token(next_logits, temperature, top_k, generator)  # (B,)
+            out.append(token.unsqueeze(1))
+            next_logits, state = self.step(token, state)
+        return torch.cat(out, dim=1)
+
+    def _embed_tokens(self, idx: Tensor | None, inputs_embeds: Tensor | None) -> Tensor:
+        E = self.config.xlstm.embedding_dim
+        if (idx is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of idx (B, T) token ids or inputs_embeds (B, T, E)")
+        if idx is not None:
+            if not isinstance(idx, Tensor) or idx.dtype not in (torch.int64, torch.int32):
+                got = idx.dtype if isinstance(idx, Tensor) else type(idx).__name__
+                raise TypeError(f"idx must be an int64 tensor of shape (B, T), got {got}")
+            if idx.dim() != 2 or idx.numel() == 0:
+                raise ValueError(f"idx must have shape (B, T) with B, T >= 1, got {tuple(idx.shape)}")
+            return self.wte(idx)
+        if not isinstance(inputs_embeds, Tensor) or not inputs_embeds.is_floating_point():
+            got = inputs_embeds.dtype if isinstance(inputs_embeds, Tensor) else type(inputs_embeds).__name__
+            raise TypeError(f"inputs_embeds must be a floating-point tensor of shape (B, T, E), got {got}")
+        if inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != E or inputs_embeds.numel() == 0:
+            raise ValueError(f"inputs_embeds must have shape (B, T, E) with E = {E}, got {tuple(inputs_embeds.shape)}")
+        return inputs_embeds

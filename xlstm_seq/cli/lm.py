@@ -1,0 +1,106 @@
+"""`xlstm-seq lm ...`: language modelling (issue 7): prepare, train, eval, benchmark. Only argparse at import time."""
+
+from __future__ import annotations
+
+import argparse
+
+CONFIG_CLASSES = {
+    "lm prepare": "xlstm_seq.lm.shards:PrepareConfig",
+    "lm train": "xlstm_seq.lm.trainer:TrainConfig",
+    "lm eval": "xlstm_seq.lm.eval_suite:EvalConfig",
+    "lm benchmark": "xlstm_seq.lm.benchmark:LMBenchmarkConfig",
+}
+
+
+def _load(cls, args: argparse.Namespace):
+    from xlstm_seq.config_io import apply_overrides, load_yaml
+
+    data = load_yaml(args.config) if args.config else cls().to_dict()
+    return cls.from_dict(apply_overrides(data, args.overrides))
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from xlstm_seq.lm.shards import PrepareConfig, prepare
+
+    index = prepare(_load(PrepareConfig, args), progress=not args.no_progress)
+    print(
+        f"{index['num_tokens']['train']:,} train and {index['num_tokens']['val']:,} validation tokens "
+        f"from {index['docs_done']:,} documents"
+    )
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    import torch.distributed as dist
+
+    from xlstm_seq.lm.trainer import TrainConfig, Trainer
+
+    trainer = Trainer(_load(TrainConfig, args), track=not args.no_track)
+    try:
+        summary = trainer.fit()
+    finally:
+        trainer.close()
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if trainer.dist.is_main:
+        print(
+            f"step {summary['step']}: train loss {summary['train_loss']:.4f}, val loss {summary['val_loss']:.4f}, "
+            f"{summary['tokens_per_s_overall']:,.0f} tokens/s"
+        )
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import json
+
+    from xlstm_seq.lm.eval_suite import EvalConfig, run_eval
+
+    config = _load(EvalConfig, args)
+    if args.checkpoint:
+        config = config.replace(checkpoint=args.checkpoint)
+    metrics = run_eval(config, track=not args.no_track)
+    print(json.dumps(metrics, indent=1))
+    return 0
+
+
+def _benchmark(args: argparse.Namespace) -> int:
+    import shlex
+
+    from xlstm_seq.lm.benchmark import LMBenchmarkConfig, run_benchmark
+
+    config = _load(LMBenchmarkConfig, args)
+    words = ["xlstm-seq", "lm", "benchmark"] + (["--config", args.config] if args.config else []) + args.overrides
+    run_benchmark(config, track=not args.no_track, command=" ".join(shlex.quote(w) for w in words))
+    return 0
+
+
+def _common(parser: argparse.ArgumentParser, default_config: str) -> None:
+    parser.add_argument("--config", help=f"YAML file (default: built-in settings; see {default_config})")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides such as max_steps=100 model.kind=gpt2")
+
+
+def add_commands(groups) -> None:
+    """Adds the `lm` group to the top-level subparsers."""
+    lm = groups.add_parser("lm", help="language modelling: xLSTM vs GPT-2").add_subparsers(
+        dest="lm_command", required=True, metavar="SUBCOMMAND"
+    )
+    prepare = lm.add_parser("prepare", help="text corpora -> uint16 GPT-2 token shards (resumable)")
+    _common(prepare, "configs/lm/prepare-tiny.yaml")
+    prepare.add_argument("--no-progress", action="store_true", help="no progress bar")
+    prepare.set_defaults(func=_prepare)
+
+    train = lm.add_parser("train", help="train one model (DDP under torchrun); checkpoints and resumes")
+    _common(train, "configs/lm/train-tiny-xlstm.yaml")
+    train.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    train.set_defaults(func=_train)
+
+    evaluate = lm.add_parser("eval", help="HellaSwag, LAMBADA, WikiText-2/103, PTB and frequency buckets")
+    _common(evaluate, "configs/lm/eval-tiny.yaml")
+    evaluate.add_argument("--checkpoint", help="checkpoint folder or training out_dir (overrides the config)")
+    evaluate.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    evaluate.set_defaults(func=_eval)
+
+    bench = lm.add_parser("benchmark", help="train and evaluate xLSTM and GPT-2 alike; writes benchmarks/lm.md")
+    _common(bench, "configs/lm/tiny.yaml")
+    bench.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    bench.set_defaults(func=_benchmark)
