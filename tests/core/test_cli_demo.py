@@ -62,3 +62,11 @@ def test_demo_end_to_end(tmp_path, monkeypatch):
     assert {"config.yaml", "demo_forecast.png", "model_state_dict.pt"} <= artifacts
     assert run.data.params["model.num_blocks"] == "2"
     assert any("calls of step" in line for line in lines)
+
+
+def test_demo_parts_are_checked_before_anything_runs():
+    from xlstm_seq.cli.main import available_demo_parts, main
+
+    assert available_demo_parts()[0] == "core"
+    with pytest.raises(SystemExit, match=r"unknown part\(s\) \['nope'\]; available: core"):
+        main(["demo", "--parts", "core,nope", "--no-track"])

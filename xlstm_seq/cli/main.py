@@ -51,15 +51,44 @@ def config_class_for_command(command: str) -> type:
     return getattr(importlib.import_module(module), name)
 
 
+# The steps of `xlstm-seq demo` after the core tour: (name, module, function), each run with track= and out=.
+DEMO_STEPS = {
+    "forecast": ("xlstm_seq.forecasting.demo", "forecast_demo"),
+    "rl": ("xlstm_seq.rl.train", "rl_demo"),
+}
+
+
+def available_demo_parts() -> list[str]:
+    """ "core" plus every application whose demo module is installed."""
+    parts = ["core"]
+    for name, (module, _) in DEMO_STEPS.items():
+        if importlib.util.find_spec(module) is not None:
+            parts.append(name)
+    return parts
+
+
 def _demo(args: argparse.Namespace) -> int:
     from xlstm_seq.config_io import apply_overrides, load_yaml
     from xlstm_seq.demo import DemoConfig, run_demo
 
-    data = load_yaml(args.config) if args.config else DemoConfig().to_dict()
-    config = DemoConfig.from_dict(apply_overrides(data, args.overrides))
-    if args.steps is not None:
-        config = config.replace(steps=args.steps)
-    run_demo(config, track=not args.no_track)
+    known = available_demo_parts()
+    parts = known if args.parts is None else [p.strip() for p in args.parts.split(",") if p.strip()]
+    unknown = sorted(set(parts) - set(known))
+    if unknown:
+        raise SystemExit(f"demo --parts: unknown part(s) {unknown}; available: {','.join(known)}")
+    if "core" in parts:
+        data = load_yaml(args.config) if args.config else DemoConfig().to_dict()
+        config = DemoConfig.from_dict(apply_overrides(data, args.overrides))
+        if args.steps is not None:
+            config = config.replace(steps=args.steps)
+        print("== core: an xLSTM stack on ETTh1 ==")
+        run_demo(config, track=not args.no_track)
+    for name in parts:
+        if name == "core":
+            continue
+        module, function = DEMO_STEPS[name]
+        print(f"\n== {name} ==")
+        getattr(importlib.import_module(module), function)(track=not args.no_track)
     return 0
 
 
@@ -85,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--config", help="YAML file (default: built-in settings, see configs/demo.yaml)")
     demo.add_argument("--steps", type=int, help="training steps (overrides the config)")
     demo.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    demo.add_argument(
+        "--parts", help="comma-separated steps to run: core (the stack on ETTh1), forecast, rl (default: all)"
+    )
     demo.add_argument("overrides", nargs="*", help="dotted overrides such as model.num_blocks=4")
     demo.set_defaults(func=_demo)
 
