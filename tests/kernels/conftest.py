@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+
+# Triton decides when it is first imported whether @triton.jit kernels run in its CPU interpreter, and any
+# earlier import in the session (torch and mlflow may import it) fixes that choice. Without CUDA, switch the
+# interpreter on while the suite is being collected, before any test runs; `auto` never picks Triton on a CPU.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 def make_mlstm_inputs(
