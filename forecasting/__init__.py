@@ -1,1 +1,26 @@
-"""Forecasters for pandas long-format frames (issue 5). The package exists so the import layout is fixed."""
+"""Forecasters for pandas long-format frames (issue 5).
+
+    from xlstm_seq.forecasting import XLSTMForecaster, load_long_horizon, load_air_passengers
+
+``XLSTMForecaster`` follows Nixtla's long frame (``unique_id``, ``ds``, ``y``) and verbs (fit, predict,
+cross_validation); the models are chosen by name (``xlstm_time``, ``xlstm_encoder``, ``dlinear``).
+"""
+
+from xlstm_seq.forecasting.datasets import LONG_HORIZON, load_air_passengers, load_long_horizon, load_m4
+from xlstm_seq.forecasting.forecaster import XLSTMForecaster
+from xlstm_seq.forecasting.metrics import mae, mase, mse, seasonal_naive, smape
+from xlstm_seq.forecasting.models import MODELS
+
+__all__ = [
+    "LONG_HORIZON",
+    "MODELS",
+    "XLSTMForecaster",
+    "load_air_passengers",
+    "load_long_horizon",
+    "load_m4",
+    "mae",
+    "mase",
+    "mse",
+    "seasonal_naive",
+    "smape",
+]

@@ -1,0 +1,625 @@
+"""``XLSTMForecaster``: xLSTM forecasters on Nixtla long frames (``unique_id``, ``ds``, ``y``, exogenous columns).
+
+    fc = XLSTMForecaster(h=24, input_size=96, model="xlstm_time", backbone="mlstm", loss="quantile")
+    fc.fit(df, val_size=48)                       # early stopping on the last 48 steps of each series
+    fc.predict(level=[80, 95])                    # unique_id, ds, xLSTMTime, xLSTMTime-lo-95, ... -hi-95
+    fc.cross_validation(df, n_windows=3, h=24)    # adds `cutoff` and `y`
+    fc.save("model_dir"); XLSTMForecaster.load("model_dir")
+
+It is a scikit-learn estimator (get_params/set_params, ``sklearn.base.clone``). Training, windowing and
+scaling live here once; the networks in ``forecasting.models`` only implement ``forward(batch)``.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
+from tqdm import tqdm
+from xlstm_seq.forecasting.losses import forecast_loss, output_size, quantiles_for_levels
+from xlstm_seq.forecasting.models import ALIASES, NetSpec, build_model
+from xlstm_seq.forecasting.panels import Panels, build_panels, window_batch, window_starts
+from xlstm_seq.forecasting.plots import forecast_figure
+from xlstm_seq.forecasting.validation import DS, ID, Y, check_long_frame, check_numeric, future_dates, require_frame
+
+from xlstm_seq.tracking import create_tracker
+
+FORMAT_VERSION = 1
+
+
+class XLSTMForecaster(BaseEstimator):
+    """xLSTM forecaster with Nixtla's verbs. Every constructor argument is a scikit-learn parameter.
+
+    Args:
+        h: Forecast horizon (steps).
+        input_size: Look-back window L.
+        model: "xlstm_time" (RevIN, decomposition, linear embeddings, xLSTM stack, linear head),
+            "xlstm_encoder" (plain xLSTM encoder with a forecasting head) or "dlinear" (baseline).
+        backbone: "mlstm", "slstm" or "mixed" (alternating blocks).
+        mixing: "independent" (one sequence per series) or "variates" (the stack mixes the series; all
+            series must share timestamps).
+        alias: Name of the forecast column; default from the model ("xLSTMTime", "xLSTMEncoder", "DLinear").
+        freq: Pandas offset alias or integer step; None infers it from the data (and checks every series).
+        embedding_dim, num_blocks, num_heads, dropout: Stack size.
+        patch_len: Steps per token (default: 16 for xlstm_time, 1 for xlstm_encoder).
+        moving_avg: Kernel of the moving-average decomposition.
+        revin: Reversible instance normalisation of the target.
+        loss: "mae", "mse" or "quantile" (pinball over the quantiles of ``level``).
+        level: Interval levels trained with the quantile loss (default [80, 95]).
+        hist_exog_list, futr_exog_list, stat_exog_list: Historic, future-known and static exogenous columns.
+        max_steps, batch_size, learning_rate, weight_decay: Optimisation (AdamW, cosine decay to a tenth).
+        val_check_steps: Steps between validation checks.
+        early_stop_patience_steps: Stop after this many validation checks without improvement; -1 or 0 never
+            stops early. With a validation split the best checked weights are kept.
+        random_seed: Seeds the initial weights and the window sampling: a CPU run is repeatable.
+        progress: Show a tqdm progress bar.
+        track: Log each fit to MLflow (params, losses, a forecast-vs-actual PNG).
+        experiment, tracking_uri: MLflow experiment and store (default ``MLFLOW_TRACKING_URI`` or ./mlflow.db).
+    """
+
+    def __init__(
+        self,
+        h: int = 24,
+        input_size: int = 96,
+        model: str = "xlstm_time",
+        backbone: str = "mlstm",
+        mixing: str = "independent",
+        alias: str | None = None,
+        freq: str | int | None = None,
+        embedding_dim: int = 64,
+        num_blocks: int = 2,
+        num_heads: int = 4,
+        dropout: float = 0.0,
+        patch_len: int | None = None,
+        moving_avg: int = 25,
+        revin: bool = True,
+        loss: str = "mae",
+        level: Sequence[float] | None = None,
+        hist_exog_list: Sequence[str] | None = None,
+        futr_exog_list: Sequence[str] | None = None,
+        stat_exog_list: Sequence[str] | None = None,
+        max_steps: int = 500,
+        batch_size: int = 32,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 0.0,
+        val_check_steps: int = 50,
+        early_stop_patience_steps: int = -1,
+        random_seed: int = 1,
+        progress: bool = True,
+        track: bool = True,
+        experiment: str = "xlstm-seq-forecasting",
+        tracking_uri: str | None = None,
+    ):
+        self.h = h
+        self.input_size = input_size
+        self.model = model
+        self.backbone = backbone
+        self.mixing = mixing
+        self.alias = alias
+        self.freq = freq
+        self.embedding_dim = embedding_dim
+        self.num_blocks = num_blocks
+        self.num_heads = num_heads
+        self.dropout = dropout
+        self.patch_len = patch_len
+        self.moving_avg = moving_avg
+        self.revin = revin
+        self.loss = loss
+        self.level = level
+        self.hist_exog_list = hist_exog_list
+        self.futr_exog_list = futr_exog_list
+        self.stat_exog_list = stat_exog_list
+        self.max_steps = max_steps
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.val_check_steps = val_check_steps
+        self.early_stop_patience_steps = early_stop_patience_steps
+        self.random_seed = random_seed
+        self.progress = progress
+        self.track = track
+        self.experiment = experiment
+        self.tracking_uri = tracking_uri
+
+    # ------------------------------------------------------------------ settings
+    @property
+    def alias_(self) -> str:
+        return self.alias or ALIASES.get(self.model, self.model)
+
+    def _lists(self) -> tuple[list[str], list[str], list[str]]:
+        return list(self.hist_exog_list or []), list(self.futr_exog_list or []), list(self.stat_exog_list or [])
+
+    def _levels(self) -> list[float]:
+        return list(self.level) if self.level is not None else [80, 95]
+
+    def _check_settings(self) -> None:
+        for name in ("h", "input_size", "max_steps", "batch_size", "val_check_steps", "embedding_dim", "num_blocks"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.patch_len is not None and (not isinstance(self.patch_len, (int, np.integer)) or self.patch_len < 1):
+            raise ValueError(f"patch_len must be a positive integer or None, got {self.patch_len!r}")
+        output_size(self.loss, self._levels())
+        hist, futr, stat = self._lists()
+        overlap = (set(hist) & set(futr)) | (set(hist + futr) & set(stat)) | ({ID, DS, Y} & set(hist + futr + stat))
+        if overlap:
+            raise ValueError(f"exogenous lists overlap each other or the id/ds/y columns: {sorted(overlap)}")
+
+    def _spec(self, n_channels: int) -> NetSpec:
+        hist, futr, stat = self._lists()
+        default_patch = 1 if self.model == "xlstm_encoder" else 16
+        return NetSpec(
+            input_size=self.input_size,
+            h=self.h,
+            n_channels=n_channels,
+            n_hist=len(hist) + len(futr),
+            n_futr=len(futr),
+            n_stat=len(stat),
+            n_outputs=output_size(self.loss, self._levels()),
+            embedding_dim=self.embedding_dim,
+            num_blocks=self.num_blocks,
+            num_heads=self.num_heads,
+            backbone=self.backbone,
+            mixing=self.mixing,
+            patch_len=self.patch_len or default_patch,
+            moving_avg=self.moving_avg,
+            revin=self.revin,
+            dropout=self.dropout,
+        )
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, df: pd.DataFrame, static_df: pd.DataFrame | None = None, val_size: int = 0) -> XLSTMForecaster:
+        """Trains on every series of ``df``; the last ``val_size`` steps of each series are held out for early
+        stopping (val_size 0: no validation, the final weights are kept).
+
+        Raises:
+            ValueError: bad frames (naming the series or column), series shorter than input_size + h
+                (+ val_size), or bad settings.
+        """
+        self._check_settings()
+        hist, futr, stat = self._lists()
+        freq = check_long_frame(df, "df", hist + futr, freq=self.freq)
+        if stat:
+            if static_df is None:
+                raise ValueError(f"stat_exog_list is {stat} but no static_df was given to fit")
+            require_frame(static_df, "static_df", [ID] + stat)
+            check_numeric(static_df, "static_df", stat)
+        if val_size < 0 or (0 < val_size < self.h):
+            raise ValueError(f"val_size must be 0 or at least h={self.h}, got {val_size}")
+        need = self.input_size + self.h + val_size
+        sizes = df.groupby(ID, sort=False).size()
+        short = sizes[sizes < need]
+        if len(short):
+            raise ValueError(
+                f"series {short.index[0]!r} has {int(short.iloc[0])} rows but input_size + h + val_size = {need} "
+                f"are needed ({len(short)} series too short)"
+            )
+        torch.manual_seed(self.random_seed)
+        rng = np.random.default_rng(self.random_seed)
+
+        self.freq_ = freq
+        self.exog_columns_ = sorted(set(df.columns) - {ID, DS, Y})
+        self.ds_kind_ = "int" if pd.api.types.is_integer_dtype(df[DS]) else "datetime"
+        position = df.groupby(ID, sort=False).cumcount().to_numpy()
+        keep = position < df[ID].map(sizes).to_numpy() - val_size
+        train_rows = df[keep]
+        self.exog_scale_ = _exog_scale(train_rows, hist + futr, static_df, stat)
+        self.series_ = list(df[ID].unique())
+        panels = build_panels(df, self.mixing, hist, futr, stat, static_df, scale=self.exog_scale_)
+        self.n_channels_ = panels.y.shape[1]
+        self.quantiles_ = quantiles_for_levels(self._levels()) if self.loss == "quantile" else [0.5]
+        self.net_ = build_model(self.model, self._spec(self.n_channels_))
+
+        train_starts = window_starts(panels, self.input_size, self.h, 0, -val_size if val_size else 0)
+        val_starts = window_starts(panels, self.input_size, self.h, -val_size, 0) if val_size else train_starts[:0]
+        # Validation on at most 512 windows spread evenly over the held-out part keeps checks cheap.
+        if len(val_starts) > 512:
+            val_starts = val_starts[np.linspace(0, len(val_starts) - 1, 512).astype(int)]
+        history = self._train(panels, train_starts, val_starts, rng)
+        self._keep_history(df, static_df)
+        self._log_fit(panels, history)
+        return self
+
+    def _train(self, panels: Panels, train_starts: np.ndarray, val_starts: np.ndarray, rng) -> dict:
+        net = self.net_
+        optimizer = torch.optim.AdamW(net.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, self.max_steps, self.learning_rate / 10)
+        losses, val_losses, best, best_state, bad_checks = [], [], float("inf"), None, 0
+        started = time.perf_counter()
+        bar = tqdm(range(self.max_steps), desc=f"fit {self.alias_}", unit="step", disable=not self.progress)
+        for step in bar:
+            net.train()
+            batch = window_batch(panels, rng.choice(train_starts, self.batch_size), self.input_size, self.h)
+            target = batch.pop("target")
+            loss = forecast_loss(self.loss, net(batch), target, self.quantiles_)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            losses.append(loss.item())
+            if len(val_starts) and ((step + 1) % self.val_check_steps == 0 or step + 1 == self.max_steps):
+                val = self._evaluate(panels, val_starts)
+                val_losses.append((step, val))
+                bar.set_postfix(loss=f"{losses[-1]:.4f}", val=f"{val:.4f}")
+                if val < best:
+                    best, bad_checks = val, 0
+                    best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                else:
+                    bad_checks += 1
+                    if 0 < self.early_stop_patience_steps <= bad_checks:
+                        break
+        if best_state is not None:
+            net.load_state_dict(best_state)
+        net.eval()
+        self.fit_seconds_ = time.perf_counter() - started
+        self.steps_trained_ = len(losses)
+        self.best_val_loss_ = best if val_losses else None
+        return {"train": losses, "val": val_losses, "best_val": best}
+
+    def _evaluate(self, panels: Panels, starts: np.ndarray) -> float:
+        self.net_.eval()
+        total, count = 0.0, 0
+        with torch.inference_mode():
+            for chunk in np.array_split(starts, max(1, len(starts) // 256)):
+                batch = window_batch(panels, chunk, self.input_size, self.h)
+                target = batch.pop("target")
+                total += forecast_loss(self.loss, self.net_(batch), target, self.quantiles_).item() * len(chunk)
+                count += len(chunk)
+        return total / max(count, 1)
+
+    def _keep_history(self, df: pd.DataFrame, static_df: pd.DataFrame | None) -> None:
+        """The last input_size rows of each series (and the static rows) so that predict() needs no frame."""
+        self.history_ = df.groupby(ID, sort=False).tail(self.input_size).reset_index(drop=True)
+        stat = self._lists()[2]
+        self.static_ = static_df[[ID] + stat].drop_duplicates(ID).reset_index(drop=True) if stat else None
+
+    def _log_fit(self, panels: Panels, history: dict) -> None:
+        with create_tracker(self.experiment, run_name=f"{self.alias_}-fit", enabled=self.track,
+                            tracking_uri=self.tracking_uri) as tracker:  # fmt: skip
+            tracker.log_params({**self.get_params(), "freq_inferred": str(self.freq_), "n_series": len(self.series_)})
+            tracker.set_tags({"forecasting.model": self.model, "forecasting.backbone": self.backbone})
+            for step, value in enumerate(history["train"]):
+                tracker.log_metrics({"train/loss": value}, step=step)
+            for step, value in history["val"]:
+                tracker.log_metrics({"val/loss": value}, step=step)
+            tracker.log_metrics({"fit/seconds": self.fit_seconds_, "fit/steps": self.steps_trained_})
+            if not self.track:
+                return
+            # Forecast vs actual on the last window of (up to) the first four channels.
+            starts = panels.offsets[1:] - self.input_size - self.h
+            out = self._forward_windows(panels, starts[:4] if self.mixing == "independent" else starts[:1])
+            tracker.log_figure(forecast_figure(panels, starts, out, self.input_size, self.h, self.alias_), "forecast")
+            with tempfile.TemporaryDirectory() as tmp:
+                tracker.log_artifact(self.save(Path(tmp) / "model"), "model")
+
+    # ------------------------------------------------------------------ predict
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "net_"):
+            raise NotFittedError("this XLSTMForecaster is not fitted yet: call fit(df) before predict")
+
+    def _forward_windows(self, panels: Panels, starts: np.ndarray, batch_size: int = 512) -> np.ndarray:
+        """Forecasts (n, h, C, Q) for windows whose inputs start at ``starts`` (targets not needed)."""
+        outs = []
+        self.net_.eval()
+        with torch.inference_mode():
+            for chunk in np.array_split(starts, max(1, -(-len(starts) // batch_size))):
+                batch = window_batch(panels, chunk, self.input_size, self.h)
+                batch.pop("target")
+                outs.append(self.net_(batch).numpy())
+        out = np.concatenate(outs)
+        # Quantile heads are trained independently; sorting keeps the intervals nested.
+        return np.sort(out, axis=-1) if out.shape[-1] > 1 else out
+
+    def _level_columns(self, level: Sequence[float] | None) -> list[tuple[str, int]]:
+        """(column, output index) pairs: the point forecast and the requested interval bounds."""
+        alias = self.alias_
+        if self.loss != "quantile":
+            if level:
+                raise ValueError(
+                    f"level={list(level)} needs a model trained with loss='quantile'; this one used loss={self.loss!r}"
+                )
+            return [(alias, 0)]
+        qs = self.quantiles_
+        cols = [(alias, qs.index(0.5))]
+        for lv in sorted(level or [], reverse=True):
+            lo = round(0.5 - float(lv) / 200, 6)
+            if lo not in qs:
+                raise ValueError(
+                    f"level {lv} was not trained; trained levels: {self._levels()} (set level= before fit)"
+                )
+            cols.append((f"{alias}-lo-{_level_name(lv)}", qs.index(lo)))
+        for lv in sorted(level or []):
+            cols.append((f"{alias}-hi-{_level_name(lv)}", qs.index(round(0.5 + float(lv) / 200, 6))))
+        return cols
+
+    def predict(
+        self,
+        df: pd.DataFrame | None = None,
+        static_df: pd.DataFrame | None = None,
+        futr_df: pd.DataFrame | None = None,
+        level: Sequence[float] | None = None,
+    ) -> pd.DataFrame:
+        """Forecasts h steps after the end of each series of ``df`` (default: the frame seen by fit).
+
+        Returns:
+            A frame with ``unique_id``, ``ds``, the alias column and, for ``level``, ``<alias>-lo-<l>`` and
+            ``<alias>-hi-<l>`` columns.
+        """
+        self._check_fitted()
+        hist, futr, stat = self._lists()
+        cols = self._level_columns(level)
+        if df is None:
+            df = self.history_
+        else:
+            check_long_frame(df, "df", hist + futr, freq=self.freq_)
+            self._check_same_exog(df)
+        if static_df is None:
+            static_df = self.static_
+        elif stat:
+            require_frame(static_df, "static_df", [ID] + stat)
+        tails = df.groupby(ID, sort=False).tail(self.input_size)
+        sizes = tails.groupby(ID, sort=False).size()
+        short = sizes[sizes < self.input_size]
+        if len(short):
+            raise ValueError(
+                f"series {short.index[0]!r} has {int(short.iloc[0])} rows but predict needs input_size = "
+                f"{self.input_size}"
+            )
+        last = tails.groupby(ID, sort=False)[DS].last()
+        future = pd.DataFrame(
+            {ID: np.repeat(last.index.to_numpy(), self.h), DS: np.concatenate([future_dates(v, self.freq_, self.h)
+                                                                              for v in last.to_numpy()])}
+        )  # fmt: skip
+        if futr:
+            future = self._merge_futr(future, futr_df, futr)
+        frame = pd.concat([tails, future], ignore_index=True).sort_values([ID, DS], kind="stable")
+        frame = frame.set_index(ID).loc[last.index].reset_index()  # keep the series order of df
+        for col in hist:
+            frame[col] = frame[col].fillna(0.0)  # historic exogenous values do not exist in the future
+        frame[Y] = frame[Y].fillna(0.0)
+        panels = build_panels(
+            frame[[ID, DS, Y] + hist + futr], self.mixing, hist, futr, stat, static_df,
+            order=self.series_, scale=self.exog_scale_,
+        )  # fmt: skip
+        starts = panels.offsets[1:] - self.input_size - self.h
+        out = self._forward_windows(panels, starts)  # (P, h, C, Q)
+        return self._to_frame(panels, out, starts, cols)
+
+    def _merge_futr(self, future: pd.DataFrame, futr_df: pd.DataFrame | None, futr: list[str]) -> pd.DataFrame:
+        if futr_df is None:
+            raise ValueError(f"futr_exog_list is {futr}: predict needs futr_df with their future values")
+        require_frame(futr_df, "futr_df", [ID, DS] + futr)
+        merged = future.merge(futr_df[[ID, DS] + futr], on=[ID, DS], how="left", indicator=True)
+        absent = merged["_merge"] == "left_only"
+        if absent.any():
+            row = merged.loc[absent].iloc[0]
+            raise ValueError(
+                f"futr_df lacks {int(absent.sum())} future row(s), first for series {row[ID]!r} at ds={row[DS]}; "
+                f"it needs h={self.h} rows per series after the end of df"
+            )
+        for col in futr:
+            bad = merged[col].isna()
+            if bad.any():
+                row = merged.loc[bad].iloc[0]
+                raise ValueError(f"futr_df column {col!r} is missing a value for series {row[ID]!r} at ds={row[DS]}")
+        return merged.drop(columns="_merge")
+
+    def _check_same_exog(self, df: pd.DataFrame) -> None:
+        cols = set(df.columns) - {ID, DS, Y}
+        missing, extra = sorted(set(self.exog_columns_) - cols), sorted(cols - set(self.exog_columns_))
+        if missing or extra:
+            raise ValueError(
+                f"the exogenous columns differ between fit and predict: missing {missing}, unexpected {extra} "
+                f"(fit saw {self.exog_columns_})"
+            )
+
+    def _to_frame(self, panels: Panels, out: np.ndarray, starts: np.ndarray, cols, cutoffs=None) -> pd.DataFrame:
+        """Long frame from forecasts out (n, h, C, Q) of windows starting at ``starts``."""
+        n, h, C, _ = out.shape
+        fut = starts[:, None] + self.input_size + np.arange(h)  # (n, h)
+        panel = panels.panel_of(starts)
+        ids = np.array([panels.ids[p] for p in panel], dtype=object)  # (n, C)
+        data = {
+            ID: np.broadcast_to(ids[:, None, :], (n, h, C)).transpose(0, 2, 1).reshape(-1),
+            DS: np.broadcast_to(panels.ds[fut][:, None, :], (n, C, h)).reshape(-1),
+        }
+        if cutoffs is not None:
+            data["cutoff"] = np.broadcast_to(panels.ds[starts + self.input_size - 1][:, None, None], (n, C, h)).reshape(
+                -1
+            )
+            data[Y] = panels.y[fut].transpose(0, 2, 1).reshape(-1).astype(np.float64)  # (n, C, h)
+        for name, q in cols:
+            data[name] = out[..., q].transpose(0, 2, 1).reshape(-1).astype(np.float64)  # (n, C, h)
+        frame = pd.DataFrame(data)
+        if self.ds_kind_ == "datetime":
+            frame[DS] = pd.to_datetime(frame[DS])
+            if "cutoff" in frame:
+                frame["cutoff"] = pd.to_datetime(frame["cutoff"])
+        return frame
+
+    # ------------------------------------------------------------------ cross-validation
+    def cross_validation(
+        self,
+        df: pd.DataFrame,
+        n_windows: int = 1,
+        step_size: int | None = None,
+        h: int | None = None,
+        static_df: pd.DataFrame | None = None,
+        val_size: int = 0,
+        level: Sequence[float] | None = None,
+        refit: bool = False,
+    ) -> pd.DataFrame:
+        """Fits once on everything before the first cutoff, then forecasts ``n_windows`` windows.
+
+        The windows end at the end of each series and lie ``step_size`` (default h) apart; the inputs of a
+        window are the input_size rows up to its cutoff, future-known exogenous values come from ``df``.
+
+        Returns:
+            unique_id, ds, cutoff, y and the forecast columns (as ``predict``).
+        """
+        if h is not None and h != self.h:
+            raise ValueError(f"cross_validation h={h} differs from the forecaster's h={self.h}")
+        if refit:
+            raise ValueError("refit=True is not supported: the model is fitted once before the first cutoff")
+        if n_windows < 1:
+            raise ValueError(f"n_windows must be >= 1, got {n_windows}")
+        step = step_size or self.h
+        self._check_settings()
+        hist, futr, stat = self._lists()
+        check_long_frame(df, "df", hist + futr, freq=self.freq)
+        sizes = df.groupby(ID, sort=False).size()
+        held_out = (n_windows - 1) * step + self.h
+        pos = df.groupby(ID, sort=False).cumcount().to_numpy()
+        train_df = df[pos < df[ID].map(sizes).to_numpy() - held_out]
+        self.fit(train_df, static_df=static_df, val_size=val_size)
+        cols = self._level_columns(level)
+        panels, starts = self._window_starts(df, n_windows, step, static_df)
+        return self._to_frame(panels, self._forward_windows(panels, starts), starts, cols, cutoffs=True)
+
+    def forecast_windows(
+        self, df: pd.DataFrame, n_windows: int, step_size: int = 1, static_df: pd.DataFrame | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Array form of a rolling evaluation with the fitted model (no refit), for benchmarks of many windows.
+
+        The last ``n_windows`` windows of each series (``step_size`` apart, the last ending at the series end).
+
+        Returns:
+            y (n, h, C) actual values and y_hat (n, h, C, Q) forecasts; windows ordered by panel, then time.
+        """
+        panels, starts = self._windows(df, n_windows, step_size, static_df)
+        fut = starts[:, None] + self.input_size + np.arange(self.h)  # (n, h)
+        return panels.y[fut], self._forward_windows(panels, starts)
+
+    def score_windows(
+        self, df: pd.DataFrame, n_windows: int, step_size: int = 1, static_df: pd.DataFrame | None = None
+    ) -> dict[str, float]:
+        """MSE and MAE of the point forecast over the same windows as :meth:`forecast_windows`, computed in
+        chunks so that long horizons over many windows and series fit in memory."""
+        panels, starts = self._windows(df, n_windows, step_size, static_df)
+        point = self._level_columns(None)[0][1]
+        sq, ab, count = 0.0, 0.0, 0
+        for chunk in np.array_split(starts, max(1, -(-len(starts) // 512))):
+            fut = chunk[:, None] + self.input_size + np.arange(self.h)  # (n, h)
+            error = self._forward_windows(panels, chunk)[..., point].astype(np.float64) - panels.y[fut]
+            sq, ab, count = sq + float((error**2).sum()), ab + float(np.abs(error).sum()), count + error.size
+        return {"mse": sq / count, "mae": ab / count}
+
+    def _windows(self, df: pd.DataFrame, n_windows: int, step: int, static_df: pd.DataFrame | None):
+        self._check_fitted()
+        hist, futr, _ = self._lists()
+        check_long_frame(df, "df", hist + futr, freq=self.freq_)
+        panels, starts = self._window_starts(df, n_windows, step, static_df)
+        return panels, starts
+
+    def _window_starts(self, df: pd.DataFrame, n_windows: int, step: int, static_df: pd.DataFrame | None):
+        hist, futr, stat = self._lists()
+        static = static_df if static_df is not None else self.static_
+        panels = build_panels(df, self.mixing, hist, futr, stat, static, order=self.series_, scale=self.exog_scale_)
+        held_out = (n_windows - 1) * step + self.h
+        short = np.flatnonzero(panels.lengths < held_out + self.input_size)
+        if len(short):
+            raise ValueError(
+                f"series {panels.ids[short[0]][0]!r} has {panels.lengths[short[0]]} rows; {n_windows} windows of "
+                f"step {step} need input_size + {held_out} = {self.input_size + held_out}"
+            )
+        ends = panels.offsets[1:]
+        # Window w of every panel: inputs end at its cutoff, targets are the h rows after it.
+        starts = np.sort(np.concatenate([ends - held_out + w * step - self.input_size for w in range(n_windows)]))
+        return panels, starts
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> Path:
+        """Writes ``config.json`` (parameters and fitted metadata), ``model.safetensors`` and the kept history
+        (``history.csv``, ``static.csv``) into the folder ``path``. Nothing is pickled."""
+        from safetensors.torch import save_file
+
+        self._check_fitted()
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "params": self.get_params(),
+            "fitted": {
+                "freq": self.freq_,
+                "exog_columns": self.exog_columns_,
+                "ds_kind": self.ds_kind_,
+                "exog_scale": [a.tolist() for a in self.exog_scale_],
+                "series": [_jsonable(s) for s in self.series_],
+                "n_channels": self.n_channels_,
+                "quantiles": self.quantiles_,
+                "fit_seconds": self.fit_seconds_,
+                "steps_trained": self.steps_trained_,
+            },
+        }
+        (path / "config.json").write_text(json.dumps(meta, indent=2))
+        save_file({k: v.contiguous() for k, v in self.net_.state_dict().items()}, str(path / "model.safetensors"))
+        self.history_.to_csv(path / "history.csv", index=False)
+        if self.static_ is not None:
+            self.static_.to_csv(path / "static.csv", index=False)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> XLSTMForecaster:
+        """Restores a forecaster written by :meth:`save`."""
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        meta = json.loads((path / "config.json").read_text())
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{path}/config.json has format_version {meta.get('format_version')}, expected 1")
+        self = cls(**meta["params"])
+        fitted = meta["fitted"]
+        self.freq_ = fitted["freq"]
+        self.exog_columns_ = fitted["exog_columns"]
+        self.ds_kind_ = fitted["ds_kind"]
+        self.exog_scale_ = tuple(np.asarray(a, dtype=np.float64) for a in fitted["exog_scale"])
+        self.series_ = fitted["series"]
+        self.n_channels_ = fitted["n_channels"]
+        self.quantiles_ = fitted["quantiles"]
+        self.fit_seconds_ = fitted["fit_seconds"]
+        self.steps_trained_ = fitted["steps_trained"]
+        by_text = {str(s): s for s in self.series_}
+        history = pd.read_csv(path / "history.csv", dtype={ID: str})
+        history[ID] = history[ID].map(by_text)
+        if self.ds_kind_ == "datetime":
+            history[DS] = pd.to_datetime(history[DS])
+        self.history_ = history
+        static_path = path / "static.csv"
+        self.static_ = None
+        if static_path.is_file():
+            static = pd.read_csv(static_path, dtype={ID: str})
+            static[ID] = static[ID].map(by_text)
+            self.static_ = static
+        self.net_ = build_model(self.model, self._spec(self.n_channels_))
+        self.net_.load_state_dict(load_file(str(path / "model.safetensors")))
+        self.net_.eval()
+        return self
+
+
+def _level_name(level: float) -> str:
+    return str(int(level)) if float(level).is_integer() else str(level)
+
+
+def _jsonable(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _exog_scale(
+    train: pd.DataFrame, cols: list[str], static_df: pd.DataFrame | None, stat: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of the exogenous columns on the training rows (std 1 where a column is constant)."""
+    values = [train[c].to_numpy(np.float64) for c in cols] + [static_df[c].to_numpy(np.float64) for c in stat]
+    mean = np.array([v.mean() for v in values]) if values else np.zeros(0)
+    std = np.array([v.std() if v.std() > 0 else 1.0 for v in values]) if values else np.ones(0)
+    return mean, std

@@ -1,0 +1,115 @@
+"""Checks on Nixtla long frames (``unique_id``, ``ds``, ``y``, exogenous columns) and their frequency.
+
+Every check raises ``ValueError`` naming the offending series or column, so a user sees at once which
+row of their data is wrong. The frequency helpers cover both calendar timestamps (a pandas offset alias
+such as ``"h"`` or ``"MS"``) and integer time indices (an integer step).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from pandas.tseries.frequencies import to_offset
+
+ID, DS, Y = "unique_id", "ds", "y"
+
+
+def require_frame(df: object, name: str, columns: Sequence[str]) -> pd.DataFrame:
+    """Checks that ``df`` is a DataFrame holding ``columns``; returns it."""
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"{name} must be a pandas DataFrame, got {type(df).__name__}")
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{name} is missing column(s) {missing}; it has {list(df.columns)}")
+    return df
+
+
+def check_numeric(df: pd.DataFrame, name: str, columns: Sequence[str]) -> None:
+    """Each column must be numeric (bool counts) and free of NaN; the error names the column and the series."""
+    for col in columns:
+        if not (pd.api.types.is_numeric_dtype(df[col]) or pd.api.types.is_bool_dtype(df[col])):
+            raise ValueError(f"{name} column {col!r} must be numeric, got dtype {df[col].dtype}")
+        bad = df[col].isna().to_numpy()
+        if bad.any():
+            first = df.loc[bad].iloc[0]
+            where = f" at ds={first[DS]}" if DS in first.index else ""
+            raise ValueError(
+                f"{name} column {col!r} has {int(bad.sum())} NaN value(s), first in series {first[ID]!r}{where}"
+            )
+
+
+def infer_freq(ds: pd.Series, series_id: object) -> str | int:
+    """The step of one series' sorted timestamps: an offset alias for datetimes, an int for integer indices."""
+    if pd.api.types.is_integer_dtype(ds):
+        steps = np.diff(ds.to_numpy())
+        if len(steps) == 0:
+            raise ValueError(f"series {series_id!r} has a single timestamp; cannot infer its frequency")
+        return int(steps[0])
+    if len(ds) < 3:
+        raise ValueError(f"series {series_id!r} has fewer than 3 timestamps; pass freq= explicitly")
+    with warnings.catch_warnings():
+        # pandas 3 warns that infer_freq will return an offset object; both forms are handled below.
+        warnings.simplefilter("ignore")
+        freq = pd.infer_freq(pd.DatetimeIndex(ds))
+    freq = getattr(freq, "freqstr", freq)
+    if freq is None:
+        raise ValueError(f"series {series_id!r} has irregular timestamps (no single frequency fits); fill the gaps")
+    return freq
+
+
+def future_dates(last: object, freq: str | int, h: int) -> np.ndarray:
+    """The ``h`` timestamps after ``last`` at frequency ``freq``."""
+    if isinstance(freq, int):
+        return np.asarray(last) + freq * np.arange(1, h + 1)
+    return pd.date_range(start=last, periods=h + 1, freq=to_offset(freq))[1:].to_numpy()
+
+
+def check_regular(ds: pd.Series, freq: str | int, series_id: object, name: str) -> None:
+    """One series' timestamps must be exactly ``first + k * freq``; else a ValueError naming the series."""
+    values = ds.to_numpy()
+    if isinstance(freq, int):
+        expected = values[0] + freq * np.arange(len(values))
+    else:
+        expected = pd.date_range(start=values[0], periods=len(values), freq=to_offset(freq)).to_numpy()
+    if not np.array_equal(values, expected):
+        where = int(np.argmax(values != expected))
+        raise ValueError(
+            f"{name}: series {series_id!r} is irregular or does not match freq={freq!r}: "
+            f"at position {where} ds={values[where]} where {expected[where]} was expected"
+        )
+
+
+def check_long_frame(
+    df: pd.DataFrame, name: str, exog: Sequence[str] = (), *, need_y: bool = True, freq: str | int | None = None
+) -> str | int:
+    """Validates a long frame and returns its frequency (``freq`` checked, or inferred when None).
+
+    Checks: the columns, numeric and NaN-free ``y`` and exogenous columns, no duplicate (unique_id, ds),
+    timestamps sorted within each series, one regular step per series, the same step for every series.
+    """
+    cols = [ID, DS] + ([Y] if need_y else [])
+    require_frame(df, name, cols)
+    require_frame(df, name, exog)
+    check_numeric(df, name, ([Y] if need_y else []) + list(exog))
+    if not (pd.api.types.is_datetime64_any_dtype(df[DS]) or pd.api.types.is_integer_dtype(df[DS])):
+        raise ValueError(f"{name} column 'ds' must hold datetimes or integers, got dtype {df[DS].dtype}")
+    dup = df.duplicated([ID, DS]).to_numpy()
+    if dup.any():
+        row = df.loc[dup].iloc[0]
+        raise ValueError(f"{name} has duplicate (unique_id, ds) rows, first in series {row[ID]!r} at ds={row[DS]}")
+    found: str | int | None = freq
+    for uid, group in df.groupby(ID, sort=False):
+        ds = group[DS]
+        if not ds.is_monotonic_increasing:
+            raise ValueError(f"{name}: timestamps of series {uid!r} are not sorted; sort by ['unique_id', 'ds']")
+        if len(ds) < 2:
+            continue
+        step = found if found is not None else infer_freq(ds, uid)
+        check_regular(ds, step, uid, name)
+        found = step
+    if found is None:
+        raise ValueError(f"{name}: every series has a single row; cannot infer the frequency, pass freq=")
+    return found

@@ -1,0 +1,56 @@
+"""Shared fixtures of the forecasting tests: small synthetic long frames, one torch thread, a temporary MLflow store."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Tiny models on a shared 2-core machine run far faster on one thread than on two contended ones.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def tmp_mlflow(tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)
+    return uri
+
+
+def make_frame(n_series: int = 1, length: int = 120, exog: bool = False, freq: str = "h") -> pd.DataFrame:
+    """Seasonal series (period 12) with a trend; with exog, a historic column and a future-known column."""
+    rng = np.random.default_rng(0)
+    parts = []
+    for i in range(n_series):
+        t = np.arange(length)
+        y = 10 + i + np.sin(2 * np.pi * t / 12 + i) + 0.01 * t + rng.normal(0, 0.05, length)
+        part = pd.DataFrame(
+            {"unique_id": f"s{i}", "ds": pd.date_range("2024-01-01", periods=length, freq=freq), "y": y}
+        )
+        if exog:
+            part["hist_x"] = np.cos(t / 7.0)
+            part["futr_x"] = (t % 12) / 12.0
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
+
+
+def make_static(n_series: int) -> pd.DataFrame:
+    return pd.DataFrame({"unique_id": [f"s{i}" for i in range(n_series)], "size": np.arange(n_series, dtype=float)})
+
+
+@pytest.fixture
+def frame():
+    return make_frame
+
+
+@pytest.fixture
+def static():
+    return make_static

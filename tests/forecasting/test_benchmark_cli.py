@@ -1,0 +1,78 @@
+"""The benchmark on a tiny budget, its markdown, and the `forecast` CLI group."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from xlstm_seq.forecasting.benchmark import LongHorizonConfig, ModelSettings, run_benchmark
+
+from xlstm_seq.cli import forecast as cli
+
+ROOT = Path(os.environ.get("XLSTM_SEQ_DATA", "/nonexistent"))
+
+
+def test_config_rejects_unknown_names():
+    with pytest.raises(ValueError, match="unknown data set"):
+        LongHorizonConfig(datasets=["etth9"])
+    with pytest.raises(ValueError, match="unknown baseline"):
+        LongHorizonConfig(baselines=["prophet"])
+
+
+@pytest.mark.skipif(not (ROOT / "ett/ETTh1.csv").is_file(), reason="ETTh1 not in the data root")
+def test_tiny_benchmark_writes_markdown_and_tracks(tmp_path, tmp_mlflow):
+    import mlflow
+
+    tiny = ModelSettings(embedding_dim=8, num_heads=2, max_steps=3, batch_size=4, val_check_steps=3)
+    config = LongHorizonConfig(
+        datasets=["etth1"], horizons=[24], input_size=48, max_test_windows=4, num_threads=1, xlstm=tiny,
+        dlinear=tiny.replace(model="dlinear", mixing="independent"), out=str(tmp_path / "fc.md"),
+        experiment="bench-test",
+    )  # fmt: skip
+    lines = []
+    cells = run_benchmark(config, out=lines.append)
+    assert [c.model for c in cells] == ["xlstm_time mlstm variates E8x1", "DLinear (ours)", "seasonal naive (24)"]
+    assert all(len(c.mse) == 1 and c.mse[0] > 0 for c in cells)
+    text = (tmp_path / "fc.md").read_text()
+    assert "| etth1 | 24 | DLinear (ours) |" in text and "torch thread" in text
+    assert (tmp_path / "fc.png").stat().st_size > 1000
+    client = mlflow.MlflowClient(tracking_uri=tmp_mlflow)
+    runs = client.search_runs([client.get_experiment_by_name("bench-test").experiment_id])
+    assert sum("test/mse" in r.data.metrics for r in runs) == 2
+    assert any(r.info.run_name == "summary" for r in runs)
+
+
+def test_cli_group_parses():
+    parser = argparse.ArgumentParser()
+    groups = parser.add_subparsers(dest="command")
+    cli.add_commands(groups)
+    args = parser.parse_args(["forecast", "benchmark", "--config", "x.yaml", "datasets=[etth1]", "--no-track"])
+    assert args.func is cli._benchmark and args.overrides == ["datasets=[etth1]"] and args.no_track
+    assert set(cli.CONFIG_CLASSES) == {"forecast benchmark", "forecast demo"}
+
+
+@pytest.mark.skipif(not (ROOT / "air_passengers/AirPassengers.csv").is_file(), reason="AirPassengers not in data root")
+def test_forecast_demo_runs_and_reports_metrics():
+    from xlstm_seq.forecasting.demo import ForecastDemoConfig, forecast_demo
+
+    lines = []
+    results = forecast_demo(ForecastDemoConfig(max_steps=5), track=False, out=lines.append)
+    assert set(results) == {"mae", "smape", "mase", "seasonal_naive_mae", "coverage_80", "fit_seconds"}
+    assert all(np.isfinite(v) for v in results.values())
+    assert "AirPassengers" in lines[0]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (ROOT / "ett/ETTh1.csv").is_file(), reason="ETTh1 not in the data root")
+def test_fit_time_comparison_against_neuralforecast(tmp_path):
+    pytest.importorskip("neuralforecast", reason="the benchmark extra (neuralforecast) is not installed")
+    from xlstm_seq.forecasting.benchmark import fit_time_comparison
+
+    tiny = ModelSettings(embedding_dim=8, num_heads=2, batch_size=4)
+    config = LongHorizonConfig(datasets=["etth1"], horizons=[24], input_size=48, fit_time_steps=2, xlstm=tiny)
+    rows = fit_time_comparison(config, track=False)
+    assert [label.split()[0] for label, _ in rows] == ["xLSTM", "neuralforecast"]
+    assert all(seconds > 0 for _, seconds in rows)
