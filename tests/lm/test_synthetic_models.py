@@ -59,6 +59,9 @@ def test_parameter_counts_and_transformer_positions():
         (dict(kind="lstm", learning_rate=0.0), "learning_rate must be > 0"),
         (dict(kind="lstm", embedding_dim=0), "embedding_dim must be an int >= 1"),
         (dict(kind="xlstm[0:1]", embedding_dim=12, slstm_heads=5), "slstm_heads must divide embedding_dim"),
+        (dict(kind="xlstm[0:1]", slstm_conv_kernel=0), "slstm_conv_kernel must be >= 1"),
+        (dict(kind="xlstm[1:0]", mlstm_conv_kernel=0), "mlstm_conv_kernel must be >= 1"),
+        (dict(kind="xlstm[1:0]", mlstm_qkv_blocksize=0), "mlstm_qkv_blocksize must be >= 1"),
     ],
 )
 def test_bad_model_spec_is_explained(kwargs, message):
@@ -105,3 +108,30 @@ def test_task_setup_validates_lengths():
         TaskSetup("mqar", {"num_pairs": 8}, train_length=16)
     with pytest.raises(ValueError, match="unknown synthetic task"):
         TaskSetup("copy", train_length=16)
+
+
+def test_xlstm_recipe_settings_reach_the_layers():
+    """slstm_forget_bias, slstm_conv_kernel, mlstm_conv_kernel and mlstm_qkv_blocksize change the built layers."""
+    from xlstm_seq.mlstm_layer import mLSTMLayer
+    from xlstm_seq.slstm_layer import sLSTMLayer
+
+    task = make_task("parity")
+    spec = ModelSpec(
+        "xlstm[1:1]",
+        **TINY,
+        slstm_forget_bias=-4.0,
+        slstm_conv_kernel=1,
+        mlstm_conv_kernel=2,
+        mlstm_qkv_blocksize=8,
+    )
+    model = build_model(spec, task, context_length=8)
+    slstm = [m for m in model.modules() if isinstance(m, sLSTMLayer)]
+    mlstm = [m for m in model.modules() if isinstance(m, mLSTMLayer)]
+    assert len(slstm) == 1 and len(mlstm) == 1
+    assert torch.equal(slstm[0].b[1], torch.full_like(slstm[0].b[1], -4.0))  # forget-gate biases (H, D)
+    assert slstm[0].config.slstm.conv_kernel_size == 1
+    assert mlstm[0].config.mlstm.conv_kernel_size == 2 and mlstm[0].config.mlstm.qkv_proj_blocksize == 8
+    # The default keeps the core's spread of forget biases (3..6).
+    default = build_model(ModelSpec("xlstm[0:1]", **TINY), task, context_length=8)
+    biases = [m.b[1] for m in default.modules() if isinstance(m, sLSTMLayer)][0]
+    assert float(biases.detach().min()) == pytest.approx(3.0) and float(biases.detach().max()) == pytest.approx(6.0)
