@@ -38,7 +38,7 @@ def _default_tasks() -> list[TaskSetup]:
     # Sized for about a quarter of an hour on 2 idle cores (2 workers); the report states the measured time.
     return [
         TaskSetup("parity", train_length=24, min_train_length=3, steps=800),
-        TaskSetup("modarith", train_length=24, min_train_length=3, steps=1500),
+        TaskSetup("modarith", train_length=24, min_train_length=3, steps=2000),
         TaskSetup("modarith_brackets", train_length=24, min_train_length=3, steps=400),
         TaskSetup("mqar", {"num_pairs": 8, "vocab_size": 65}, train_length=32, min_train_length=24, steps=600),
         TaskSetup("nearest_neighbour", {"dim": 4, "num_labels": 4, "num_queries": 4}, train_length=16, steps=800),
@@ -48,11 +48,14 @@ def _default_tasks() -> list[TaskSetup]:
 def _default_models() -> list[ModelSpec]:
     # Widths give 24k-27k parameters each (see the report); the sLSTM blocks use one head (memory mixing across
     # all units), which learned modular arithmetic where four heads of 8 units did not in our trials.
+    # The sLSTM forget-gate bias starts at -4 (forget readily; the core's 3..6 is for long memory) and its gate
+    # convolution is off: on modarith single runs this took xlstm[0:1] from ~0.5 to 1.0 on two of three seeds.
     # lr 1e-2 for the recurrent models, 3e-3 for the Transformer (which diverged less often at the lower rate).
+    slstm = {"slstm_heads": 1, "slstm_forget_bias": -4.0, "slstm_conv_kernel": 1}
     return [
-        ModelSpec("xlstm[0:1]", embedding_dim=28, slstm_heads=1),
+        ModelSpec("xlstm[0:1]", embedding_dim=28, **slstm),
         ModelSpec("xlstm[1:0]", embedding_dim=40),
-        ModelSpec("xlstm[1:1]", embedding_dim=32, slstm_heads=1),
+        ModelSpec("xlstm[1:1]", embedding_dim=32, **slstm),
         ModelSpec("lstm", embedding_dim=40),
         ModelSpec("gpt2", embedding_dim=32, learning_rate=3e-3),
     ]

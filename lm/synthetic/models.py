@@ -55,6 +55,8 @@ class ModelSpec(ConfigMixin):
     the core's initialisation (spread over 3..6, long memory)."""
     slstm_conv_kernel: int | None = None
     """Causal convolution width before the sLSTM gates (1 disables it); None keeps the core's default."""
+    mlstm_conv_kernel: int | None = None
+    """Causal convolution width in front of the mLSTM's q and k (1 disables it); None keeps the core's default."""
     mlstm_qkv_blocksize: int | None = None
     """Channels per block of the mLSTM's block-diagonal q/k/v projections (larger: denser projections, more
     parameters); None keeps the core's default."""
@@ -74,8 +76,9 @@ class ModelSpec(ConfigMixin):
             raise ValueError(
                 f"model {self.kind}: mlstm_qkv_blocksize must be >= 1 or None, got {self.mlstm_qkv_blocksize}"
             )
-        if self.slstm_conv_kernel is not None and self.slstm_conv_kernel < 1:
-            raise ValueError(f"model {self.kind}: slstm_conv_kernel must be >= 1 or None, got {self.slstm_conv_kernel}")
+        for name in ("slstm_conv_kernel", "mlstm_conv_kernel"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"model {self.kind}: {name} must be >= 1 or None, got {getattr(self, name)}")
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise ValueError(f"model {self.kind}: learning_rate must be > 0 or None, got {self.learning_rate}")
         if self.kind != "lstm" and self.embedding_dim % self.num_heads:
@@ -102,6 +105,8 @@ class SyntheticModel(nn.Module):
         self.head: nn.Module | None = None
         if spec.kind in XLSTM_RATIOS:
             qkv = {} if spec.mlstm_qkv_blocksize is None else {"qkv_proj_blocksize": spec.mlstm_qkv_blocksize}
+            if spec.mlstm_conv_kernel is not None:
+                qkv["conv_kernel_size"] = spec.mlstm_conv_kernel
             conv = {} if spec.slstm_conv_kernel is None else {"conv_kernel_size": spec.slstm_conv_kernel}
             config = xLSTMConfig(
                 embedding_dim=E,

@@ -75,6 +75,13 @@ def _grouped(results: list[RunResult]) -> dict[tuple[str, str], list[RunResult]]
     return groups
 
 
+def _other_settings(spec) -> str:
+    """The ModelSpec fields beyond width/blocks/heads/lr that differ from the core's defaults ("-" if none)."""
+    names = ("slstm_heads", "slstm_forget_bias", "slstm_conv_kernel", "mlstm_conv_kernel", "mlstm_qkv_blocksize")
+    parts = [f"{name}={getattr(spec, name)}" for name in names if getattr(spec, name, None) is not None]
+    return ", ".join(parts) or "-"
+
+
 def render_markdown(
     config: SyntheticBenchmarkConfig,
     results: list[RunResult],
@@ -138,8 +145,8 @@ def render_markdown(
         "Parameters per task (input and output layers differ by task); the Transformer's count leaves out the "
         "position embeddings beyond the training length, which never receive a gradient.",
         "",
-        "| model | width | blocks | heads | lr | " + " | ".join(t.label for t in config.tasks) + " |",
-        "|---|---|---|---|---|" + "---|" * len(config.tasks),
+        "| model | width | blocks | heads | lr | other settings | " + " | ".join(t.label for t in config.tasks) + " |",
+        "|---|---|---|---|---|---|" + "---|" * len(config.tasks),
     ]
     for spec in config.models:
         counts = []
@@ -149,6 +156,7 @@ def render_markdown(
         lr = spec.learning_rate or config.train.learning_rate
         lines.append(
             f"| {spec.kind} | {spec.embedding_dim} | {spec.num_blocks} | {spec.num_heads} | {lr:g} | "
+            + f"{_other_settings(spec)} | "
             + " | ".join(counts)
             + " |"
         )
