@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from xlstm_seq.lm.sampling import sample_next_token
+from xlstm_seq.lm.token_inputs import embed_tokens
 
 from xlstm_seq.config import ConfigMixin
 
@@ -150,7 +151,7 @@ class GPT2(nn.Module):
 
     def forward(self, idx: Tensor | None = None, *, inputs_embeds: Tensor | None = None) -> Tensor:
         """idx (B, T) int64 token ids, or inputs_embeds (B, T, E) -> logits (B, T, vocab_size)."""
-        x = self._embed_tokens(idx, inputs_embeds)  # (B, T, E)
+        x = embed_tokens(self.wte, idx, inputs_embeds, self.config.embedding_dim)  # (B, T, E)
         seq_len = x.shape[1]
         if seq_len > self.config.context_length:
             raise ValueError(
@@ -181,21 +182,3 @@ class GPT2(nn.Module):
             token = sample_next_token(self(window)[:, -1], temperature, top_k, generator)  # (B,)
             idx = torch.cat([idx, token.unsqueeze(1)], dim=1)
         return idx
-
-    def _embed_tokens(self, idx: Tensor | None, inputs_embeds: Tensor | None) -> Tensor:
-        E = self.config.embedding_dim
-        if (idx is None) == (inputs_embeds is None):
-            raise ValueError("pass exactly one of idx (B, T) token ids or inputs_embeds (B, T, E)")
-        if idx is not None:
-            if not isinstance(idx, Tensor) or idx.dtype not in (torch.int64, torch.int32):
-                got = idx.dtype if isinstance(idx, Tensor) else type(idx).__name__
-                raise TypeError(f"idx must be an int64 tensor of shape (B, T), got {got}")
-            if idx.dim() != 2 or idx.numel() == 0:
-                raise ValueError(f"idx must have shape (B, T) with B, T >= 1, got {tuple(idx.shape)}")
-            return self.wte(idx)
-        if not isinstance(inputs_embeds, Tensor) or not inputs_embeds.is_floating_point():
-            got = inputs_embeds.dtype if isinstance(inputs_embeds, Tensor) else type(inputs_embeds).__name__
-            raise TypeError(f"inputs_embeds must be a floating-point tensor of shape (B, T, E), got {got}")
-        if inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != E or inputs_embeds.numel() == 0:
-            raise ValueError(f"inputs_embeds must have shape (B, T, E) with E = {E}, got {tuple(inputs_embeds.shape)}")
-        return inputs_embeds

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 from xlstm_seq.lm.sampling import sample_next_token
+from xlstm_seq.lm.token_inputs import embed_tokens
 
 from xlstm_seq.components import small_init_
 from xlstm_seq.config import ConfigMixin, xLSTMConfig
@@ -106,7 +107,7 @@ class xLSTMLM(nn.Module):
         Returns:
             logits (B, T, vocab_size) and the new state.
         """
-        x = self.drop(self._embed_tokens(idx, inputs_embeds))  # (B, T, E)
+        x = self.drop(embed_tokens(self.wte, idx, inputs_embeds, self.config.xlstm.embedding_dim))  # (B, T, E)
         y, state = self.stack(x, state, resets)  # (B, T, E)
         return self.lm_head(self.final_norm(y)), state  # (B, T, vocab_size)
 
@@ -141,21 +142,3 @@ class xLSTMLM(nn.Module):
             out.append(token.unsqueeze(1))
             next_logits, state = self.step(token, state)
         return torch.cat(out, dim=1)
-
-    def _embed_tokens(self, idx: Tensor | None, inputs_embeds: Tensor | None) -> Tensor:
-        E = self.config.xlstm.embedding_dim
-        if (idx is None) == (inputs_embeds is None):
-            raise ValueError("pass exactly one of idx (B, T) token ids or inputs_embeds (B, T, E)")
-        if idx is not None:
-            if not isinstance(idx, Tensor) or idx.dtype not in (torch.int64, torch.int32):
-                got = idx.dtype if isinstance(idx, Tensor) else type(idx).__name__
-                raise TypeError(f"idx must be an int64 tensor of shape (B, T), got {got}")
-            if idx.dim() != 2 or idx.numel() == 0:
-                raise ValueError(f"idx must have shape (B, T) with B, T >= 1, got {tuple(idx.shape)}")
-            return self.wte(idx)
-        if not isinstance(inputs_embeds, Tensor) or not inputs_embeds.is_floating_point():
-            got = inputs_embeds.dtype if isinstance(inputs_embeds, Tensor) else type(inputs_embeds).__name__
-            raise TypeError(f"inputs_embeds must be a floating-point tensor of shape (B, T, E), got {got}")
-        if inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != E or inputs_embeds.numel() == 0:
-            raise ValueError(f"inputs_embeds must have shape (B, T, E) with E = {E}, got {tuple(inputs_embeds.shape)}")
-        return inputs_embeds
