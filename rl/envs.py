@@ -78,7 +78,9 @@ def popgym_available() -> bool:
 
 
 def _one_hot_flatten(env: gym.Env) -> gym.Env:
-    if isinstance(env.observation_space, spaces.Tuple):
+    # Tuple, Discrete and MultiDiscrete observations become one flat Box (one-hot for the discrete parts):
+    # the same input SB3's policies build internally, and one VecFrameStack (the PPO baseline) accepts.
+    if isinstance(env.observation_space, (spaces.Tuple, spaces.Discrete, spaces.MultiDiscrete)):
         return gym.wrappers.FlattenObservation(env)
     return env
 

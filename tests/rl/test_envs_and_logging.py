@@ -8,7 +8,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from rl_helpers import ACTIONS, BOX_OBS, SpacesEnv
 from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.vec_env import DummyVecEnv
+from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack
 from xlstm_seq.rl import XLSTMPPO, tracked_logger
 from xlstm_seq.rl.envs import MaskObservation, make_env, popgym_available
 
@@ -62,6 +62,11 @@ def test_popgym_envs_are_usable_through_make_env():
         batch_size=16, n_epochs=1, device="cpu", policy_kwargs=dict(xlstm=xLSTMConfig(8, 1, 2, backend="torch")),
     )  # fmt: skip
     model.learn(32)
+    # A Discrete observation is one-hot too, so the frame-stacking PPO baseline can stack it.
+    repeat_previous = make_env("popgym-RepeatPreviousEasy-v0")
+    assert isinstance(repeat_previous.observation_space, gym.spaces.Box)
+    stacked = VecFrameStack(DummyVecEnv([lambda: make_env("popgym-RepeatPreviousEasy-v0")]), 4)
+    assert stacked.reset().shape == (1, 4 * repeat_previous.observation_space.shape[0])
 
 
 def test_sb3_logger_reaches_the_mlflow_run(tmp_path):
