@@ -32,6 +32,7 @@ from .chunkwise_fwd import (
     _block,
     dot_precision,
 )
+from .tiles import rows_dot_state_t, rows_gram
 
 __all__ = ["launch_bwd"]
 
@@ -157,7 +158,6 @@ def _bwd_dq_kernel(
     qb = pid_q % NQB
     offs_k = pid_k * BK + tl.arange(0, BK)
     mask_k = offs_k < DK
-    offs_e = tl.arange(0, BV)
 
     tq = c * L + qb * BL + tl.arange(0, BL)
     mask_q = tq < T
@@ -176,16 +176,7 @@ def _bwd_dq_kernel(
         seg_k = tl.load(SEG + b * TP + tk)
         valid = (tk[None, :] <= tq[:, None]) & (seg_k[None, :] == seg_q[:, None])
         w = tl.exp(tl.where(valid, cs_q[:, None] - cs_k[None, :] + logi_k[None, :] - m_q[:, None], float("-inf")))
-        dp = tl.zeros((BL, BL), dtype=tl.float32)
-        for e0 in range(0, DV, BV):
-            mask_e = (e0 + offs_e) < DV
-            dht = tl.load(
-                DH + bh * T * DV + tq[:, None] * DV + e0 + offs_e[None, :], mask=mask_q[:, None] & mask_e[None, :]
-            )
-            vt = tl.load(
-                V + bh * T * DV + tk[:, None] * DV + e0 + offs_e[None, :], mask=mask_tk[:, None] & mask_e[None, :]
-            )
-            dp += tl.dot(dht, tl.trans(vt), input_precision=DOT_PREC)
+        dp = rows_gram(DH + bh * T * DV, V + bh * T * DV, tq, tk, mask_q, mask_tk, DV, BL, BV, DOT_PREC)  # (BL, BL)
         ds = (dp * rz_q[:, None] + dden_q[:, None]) * w
         kt = tl.load(K + bh * T * DK + tk[:, None] * DK + offs_k[None, :], mask=mask_tk[:, None] & mask_k[None, :])
         dq += tl.dot(ds.to(kt.dtype), kt, input_precision=DOT_PREC)
@@ -195,18 +186,9 @@ def _bwd_dq_kernel(
     state = (bh * (NC + 1) + c).to(tl.int64)
     cq = tl.load(CQ + bh * TP + tq)
     cn = tl.load(CN + bh * TP + tq)
-    inter = tl.zeros((BL, BK), dtype=tl.float32)
-    for e0 in range(0, DV, BV):
-        mask_e = (e0 + offs_e) < DV
-        dht = tl.load(
-            DH + bh * T * DV + tq[:, None] * DV + e0 + offs_e[None, :], mask=mask_q[:, None] & mask_e[None, :]
-        )
-        ct = tl.load(
-            C_ALL + state * DK * DV + offs_k[:, None] * DV + e0 + offs_e[None, :],
-            mask=mask_k[:, None] & mask_e[None, :],
-            other=0.0,
-        )
-        inter += tl.dot(dht.to(tl.float32), tl.trans(ct), input_precision=DOT_PREC)
+    inter = rows_dot_state_t(
+        DH + bh * T * DV, C_ALL + state * DK * DV, tq, mask_q, offs_k, mask_k, DV, BL, BK, BV, DOT_PREC
+    )  # (BL, BK)
     nt = tl.load(N_ALL + state * DK + offs_k, mask=mask_k, other=0.0)
     dq += cq[:, None] * inter + cn[:, None] * nt[None, :]
     tl.store(DQ + bh * T * DK + tq[:, None] * DK + offs_k[None, :], dq, mask=mask_q[:, None] & mask_k[None, :])
@@ -266,7 +248,6 @@ def _bwd_dk_kernel(
     lb = pid_l % NB
     offs_k = pid_k * BK + tl.arange(0, BK)
     mask_k = offs_k < DK
-    offs_e = tl.arange(0, BV)
     tk = c * L + lb * BL + tl.arange(0, BL)
     mask_tk = tk < T
 
@@ -277,16 +258,7 @@ def _bwd_dk_kernel(
         wt = _key_block_weights(CS, LOGI, SEG, M_ROW, bh, b, tk, tq, TP)  # (BL keys, BL queries)
         rz_q = tl.load(RZ + bh * TP + tq)
         dden_q = tl.load(DDEN + bh * TP + tq)
-        dpt = tl.zeros((BL, BL), dtype=tl.float32)
-        for e0 in range(0, DV, BV):
-            mask_e = (e0 + offs_e) < DV
-            vt = tl.load(
-                V + bh * T * DV + tk[:, None] * DV + e0 + offs_e[None, :], mask=mask_tk[:, None] & mask_e[None, :]
-            )
-            dht = tl.load(
-                DH + bh * T * DV + tq[:, None] * DV + e0 + offs_e[None, :], mask=mask_q[:, None] & mask_e[None, :]
-            )
-            dpt += tl.dot(vt, tl.trans(dht), input_precision=DOT_PREC)
+        dpt = rows_gram(V + bh * T * DV, DH + bh * T * DV, tk, tq, mask_tk, mask_q, DV, BL, BV, DOT_PREC)  # (BL, BL)
         dst = (dpt * rz_q[None, :] + dden_q[None, :]) * wt
         qt = tl.load(Q + bh * T * DK + tq[:, None] * DK + offs_k[None, :], mask=mask_q[:, None] & mask_k[None, :])
         dk += tl.dot(dst.to(qt.dtype), qt, input_precision=DOT_PREC)
@@ -295,16 +267,9 @@ def _bwd_dk_kernel(
     # End state: dk_l += u_l (dC_out v_l + dn_out).
     out = (bh * NC + c).to(tl.int64)
     u = tl.load(U + bh * TP + tk)
-    st = tl.zeros((BL, BK), dtype=tl.float32)
-    for e0 in range(0, DV, BV):
-        mask_e = (e0 + offs_e) < DV
-        vt = tl.load(V + bh * T * DV + tk[:, None] * DV + e0 + offs_e[None, :], mask=mask_tk[:, None] & mask_e[None, :])
-        dct = tl.load(
-            DC_OUT + out * DK * DV + offs_k[:, None] * DV + e0 + offs_e[None, :],
-            mask=mask_k[:, None] & mask_e[None, :],
-            other=0.0,
-        )
-        st += tl.dot(vt.to(tl.float32), tl.trans(dct), input_precision=DOT_PREC)
+    st = rows_dot_state_t(
+        V + bh * T * DV, DC_OUT + out * DK * DV, tk, mask_tk, offs_k, mask_k, DV, BL, BK, BV, DOT_PREC
+    )  # (BL, BK)
     dnt = tl.load(DN_OUT + out * DK + offs_k, mask=mask_k, other=0.0)
     dk += u[:, None] * (st + dnt[None, :])
     tl.store(DK_OUT + bh * T * DK + tk[:, None] * DK + offs_k[None, :], dk, mask=mask_tk[:, None] & mask_k[None, :])
@@ -358,16 +323,7 @@ def _bwd_dv_kernel(
         mask_q = tq < T
         wt = _key_block_weights(CS, LOGI, SEG, M_ROW, bh, b, tk, tq, TP)
         rz_q = tl.load(RZ + bh * TP + tq)
-        st = tl.zeros((BL, BL), dtype=tl.float32)
-        for d0 in range(0, DK, BK):
-            mask_d = (d0 + offs_d) < DK
-            kt = tl.load(
-                K + bh * T * DK + tk[:, None] * DK + d0 + offs_d[None, :], mask=mask_tk[:, None] & mask_d[None, :]
-            )
-            qt = tl.load(
-                Q + bh * T * DK + tq[:, None] * DK + d0 + offs_d[None, :], mask=mask_q[:, None] & mask_d[None, :]
-            )
-            st += tl.dot(kt, tl.trans(qt), input_precision=DOT_PREC)
+        st = rows_gram(K + bh * T * DK, Q + bh * T * DK, tk, tq, mask_tk, mask_q, DK, BL, BK, DOT_PREC)  # (BL, BL)
         # P^T with the 1/Z of each query folded in, so that dv += P^T dh.
         pt = st * scale * wt * rz_q[None, :]
         dht = tl.load(DH + bh * T * DV + tq[:, None] * DV + offs_v[None, :], mask=mask_q[:, None] & mask_v[None, :])

@@ -21,6 +21,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .tiles import rows_gram
+
 __all__ = ["launch_fwd_out", "launch_fwd_state"]
 
 
@@ -172,16 +174,7 @@ def _fwd_out_kernel(
         # Masking the exponent (not the exp) keeps discarded entries from overflowing.
         w = tl.exp(tl.where(valid, decay + logi_k[None, :] - m_safe[:, None], float("-inf")))  # (BL, BL)
 
-        s = tl.zeros((BL, BL), dtype=tl.float32)
-        for d0 in range(0, DK, BK):
-            mask_d = (d0 + offs_d) < DK
-            qt = tl.load(
-                Q + bh * T * DK + tq[:, None] * DK + d0 + offs_d[None, :], mask=mask_q[:, None] & mask_d[None, :]
-            )
-            kt = tl.load(
-                K + bh * T * DK + tk[:, None] * DK + d0 + offs_d[None, :], mask=mask_tk[:, None] & mask_d[None, :]
-            )
-            s += tl.dot(qt, tl.trans(kt), input_precision=DOT_PREC)
+        s = rows_gram(Q + bh * T * DK, K + bh * T * DK, tq, tk, mask_q, mask_tk, DK, BL, BK, DOT_PREC)  # (BL, BL)
         p = s * scale * w
         vt = tl.load(V + bh * T * DV + tk[:, None] * DV + offs_v[None, :], mask=mask_tk[:, None] & mask_v[None, :])
         acc = acc * alpha[:, None] + tl.dot(p.to(vt.dtype), vt, input_precision=DOT_PREC)
