@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import lzma
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -145,3 +147,50 @@ def test_prepare_with_gpt2_bpe(tmp_path):
     index = prepare(config, root=tmp_path / "root", progress=False)
     tokens = np.concatenate(TokenShards(config.out_dir).split("train"))
     assert index["num_tokens"]["train"] == tokens.size > 0 and tokens.max() <= EOT_TOKEN
+
+
+def fake_datasets_module(rows, fail_after=None):
+    """A stand-in for Hugging Face ``datasets`` (offline here): streams ``rows`` and records how it was called."""
+    calls = []
+
+    def load_dataset(path, name=None, split=None, streaming=False):
+        calls.append({"path": path, "name": name, "split": split, "streaming": streaming})
+
+        def stream():
+            for n, row in enumerate(rows):
+                if fail_after is not None and n == fail_after:
+                    raise ConnectionError("Hub went away")
+                yield row
+
+        return stream()
+
+    return types.SimpleNamespace(load_dataset=load_dataset, calls=calls)
+
+
+def test_fineweb_edu_streams_into_shards_through_datasets(tmp_path, monkeypatch):
+    rows = [{"id": f"<urn:{i}>", "text": f"Educational page {i}. " * (1 + i % 3)} for i in range(12)]
+    fake = fake_datasets_module(rows)
+    monkeypatch.setitem(sys.modules, "datasets", fake)
+    make_corpus(tmp_path / "root", num_articles=6)
+    config = PrepareConfig(
+        out_dir=str(tmp_path / "out"), sources=["fineweb-edu", "enwiki"], val_fraction=0.2, shard_tokens=500
+    )
+    docs = list(open_sources(config.sources, tmp_path / "root"))
+    assert fake.calls == [
+        {"path": "HuggingFaceFW/fineweb-edu", "name": "sample-10BT", "split": "train", "streaming": True}
+    ]
+    assert (
+        sum(d.key.startswith("fineweb-edu:") for d in docs) == 12 and sum(d.key.startswith("enwiki") for d in docs) == 6
+    )
+    index = write_token_shards(docs, config, progress=False, encoding=ByteEncoding())
+    assert index["complete"]
+    shards = TokenShards(config.out_dir)
+    text = bytes(t for s in ("train", "val") for t in np.concatenate(shards.split(s)).tolist() if t != EOT_TOKEN)
+    assert all(row["text"].encode() in text for row in rows)
+
+
+def test_fineweb_edu_losing_the_hub_mid_stream_is_explained(monkeypatch):
+    monkeypatch.setitem(sys.modules, "datasets", fake_datasets_module([{"id": "a", "text": "x"}] * 3, fail_after=2))
+    stream = open_sources(["fineweb-edu"])
+    with pytest.raises(RuntimeError, match="could not reach the Hugging Face Hub.*Hub went away.*enwiki"):
+        list(stream)
