@@ -88,7 +88,7 @@ class TrainConfig(ConfigMixin):
     resume: bool = True
     """Continue from the newest checkpoint in out_dir when there is one."""
     precision: str = "auto"
-    """"auto" (bf16 autocast on CUDA, fp32 on CPU), "fp32", or "bf16" (CUDA only)."""
+    """"auto" (bf16 autocast on CUDA, fp32 on CPU), "fp32", or "bf16" (autocast on CUDA or CPU)."""
     compile: bool = False
     """Wrap the model in torch.compile."""
     device: str = "auto"
@@ -230,9 +230,11 @@ class Trainer:
         self.dist = init_distributed(self.device)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
-        if config.precision == "bf16" and self.device.type != "cuda":
-            raise ValueError(f"precision 'bf16' autocast is for CUDA; this run is on {self.device}: use 'fp32'")
-        self.autocast_dtype = torch.bfloat16 if self.device.type == "cuda" and config.precision != "fp32" else None
+        if config.precision == "bf16" and self.device.type not in ("cuda", "cpu"):
+            raise ValueError(f"precision 'bf16' autocast runs on CUDA or CPU; this run is on {self.device}: use 'fp32'")
+        # "auto" keeps fp32 on CPU (bf16 matmuls are slow on most CPUs); "bf16" on CPU exists to test the path.
+        use_bf16 = config.precision == "bf16" or (config.precision == "auto" and self.device.type == "cuda")
+        self.autocast_dtype = torch.bfloat16 if use_bf16 else None
 
         if train_shards is None or val_shards is None:
             shards = TokenShards(config.data_dir)
