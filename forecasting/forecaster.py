@@ -3,7 +3,7 @@
     fc = XLSTMForecaster(h=24, input_size=96, model="xlstm_time", backbone="mlstm", loss="quantile")
     fc.fit(df, val_size=48)                       # early stopping on the last 48 steps of each series
     fc.predict(level=[80, 95])                    # unique_id, ds, xLSTMTime, xLSTMTime-lo-95, ... -hi-95
-    fc.cross_validation(df, n_windows=3, h=24)    # adds `cutoff` and `y`
+    fc.cross_validation(df, n_windows=3, h=24)    # adds `cutoff` and `y`; refit=True or an int refits
     fc.save("model_dir"); XLSTMForecaster.load("model_dir")
 
 It is a scikit-learn estimator (get_params/set_params, ``sklearn.base.clone``). Training, windowing and
@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import NotFittedError
 from tqdm import tqdm
+from xlstm_seq.forecasting.intervals import check_method, conformal_quantile, conformal_scores, level_name, window_scale
 from xlstm_seq.forecasting.losses import forecast_loss, output_size, quantiles_for_levels
 from xlstm_seq.forecasting.models import ALIASES, NetSpec, build_model
 from xlstm_seq.forecasting.panels import Panels, build_panels, window_batch, window_starts
@@ -53,7 +54,16 @@ class XLSTMForecaster(BaseEstimator):
         moving_avg: Kernel of the moving-average decomposition.
         revin: Reversible instance normalisation of the target.
         loss: "mae", "mse" or "quantile" (pinball over the quantiles of ``level``).
-        level: Interval levels trained with the quantile loss (default [80, 95]).
+        level: Interval levels (default [80, 95]): the quantiles trained with the quantile loss, and a sign that
+            intervals are wanted (with ``intervals="conformal"``, setting it calibrates the intervals at fit).
+        intervals: How ``predict(level=...)`` builds intervals. "conformal" (default): split-conformal on windows
+            the model was not trained on (the validation split when ``fit(val_size=...)`` has one, else a first
+            fit without the last ``calibration_size`` steps); works with every loss, calibrated when ``level``
+            is set or the loss is "quantile". "quantile": the raw quantile heads (loss="quantile" only).
+        calibration_size: Steps at the end of each series held out to calibrate conformal intervals when fit has
+            no validation split (default 2 * h); the final model is then refitted on all rows.
+        scale_loss: Divide each window's errors by the std of its look-back (as RevIN does) before the loss, so that
+            series on different scales weigh alike in one global model (M4); False: errors on the data scale.
         hist_exog_list, futr_exog_list, stat_exog_list: Historic, future-known and static exogenous columns.
         max_steps, batch_size, learning_rate, weight_decay: Optimisation (AdamW, cosine decay to a tenth).
         val_check_steps: Steps between validation checks.
@@ -83,6 +93,9 @@ class XLSTMForecaster(BaseEstimator):
         revin: bool = True,
         loss: str = "mae",
         level: Sequence[float] | None = None,
+        intervals: str = "conformal",
+        calibration_size: int | None = None,
+        scale_loss: bool = False,
         hist_exog_list: Sequence[str] | None = None,
         futr_exog_list: Sequence[str] | None = None,
         stat_exog_list: Sequence[str] | None = None,
@@ -114,6 +127,9 @@ class XLSTMForecaster(BaseEstimator):
         self.revin = revin
         self.loss = loss
         self.level = level
+        self.intervals = intervals
+        self.calibration_size = calibration_size
+        self.scale_loss = scale_loss
         self.hist_exog_list = hist_exog_list
         self.futr_exog_list = futr_exog_list
         self.stat_exog_list = stat_exog_list
@@ -150,6 +166,13 @@ class XLSTMForecaster(BaseEstimator):
         if self.patch_len is not None and (not isinstance(self.patch_len, (int, np.integer)) or self.patch_len < 1):
             raise ValueError(f"patch_len must be a positive integer or None, got {self.patch_len!r}")
         output_size(self.loss, self._levels())
+        check_method(self.intervals)
+        if self.calibration_size is not None and (
+            not isinstance(self.calibration_size, (int, np.integer)) or self.calibration_size < self.h
+        ):
+            raise ValueError(
+                f"calibration_size must be None or an integer >= h={self.h}, got {self.calibration_size!r}"
+            )
         hist, futr, stat = self._lists()
         overlap = (set(hist) & set(futr)) | (set(hist + futr) & set(stat)) | ({ID, DS, Y} & set(hist + futr + stat))
         if overlap:
@@ -182,9 +205,13 @@ class XLSTMForecaster(BaseEstimator):
         """Trains on every series of ``df``; the last ``val_size`` steps of each series are held out for early
         stopping (val_size 0: no validation, the final weights are kept).
 
+        With conformal intervals wanted (``intervals="conformal"`` and ``level`` set or ``loss="quantile"``) the
+        windows of the validation split calibrate them; without a validation split a first fit without the last
+        ``calibration_size`` steps does (its time is ``calibration_seconds_``; ``fit_seconds_`` is the final fit).
+
         Raises:
             ValueError: bad frames (naming the series or column), series shorter than input_size + h
-                (+ val_size), or bad settings.
+                (+ val_size or calibration_size), or bad settings.
         """
         self._check_settings()
         hist, futr, stat = self._lists()
@@ -196,14 +223,19 @@ class XLSTMForecaster(BaseEstimator):
             check_numeric(static_df, "static_df", stat)
         if val_size < 0 or (0 < val_size < self.h):
             raise ValueError(f"val_size must be 0 or at least h={self.h}, got {val_size}")
-        need = self.input_size + self.h + val_size
+        held = val_size or (self._calibration_steps() if self._wants_calibration() else 0)
+        need = self.input_size + self.h + held
         sizes = df.groupby(ID, sort=False).size()
         short = sizes[sizes < need]
         if len(short):
+            what = "val_size" if val_size or not held else "calibration_size (conformal intervals)"
             raise ValueError(
-                f"series {short.index[0]!r} has {int(short.iloc[0])} rows but input_size + h + val_size = {need} "
+                f"series {short.index[0]!r} has {int(short.iloc[0])} rows but input_size + h + {what} = {need} "
                 f"are needed ({len(short)} series too short)"
             )
+        calibration, self.calibration_seconds_ = None, 0.0
+        if self._wants_calibration() and not val_size:
+            calibration = self._calibrate_by_refit(df, static_df, sizes)
         torch.manual_seed(self.random_seed)
         rng = np.random.default_rng(self.random_seed)
 
@@ -226,9 +258,46 @@ class XLSTMForecaster(BaseEstimator):
         if len(val_starts) > 512:
             val_starts = val_starts[np.linspace(0, len(val_starts) - 1, 512).astype(int)]
         history = self._train(panels, train_starts, val_starts, rng)
+        if self._wants_calibration() and val_size:
+            # Every window whose targets lie in the validation split (at most 4096, spread evenly).
+            cal_starts = window_starts(panels, self.input_size, self.h, -val_size, 0)
+            if len(cal_starts) > 4096:
+                cal_starts = cal_starts[np.linspace(0, len(cal_starts) - 1, 4096).astype(int)]
+            calibration = self._scores(panels, cal_starts)
+        self.conformal_scores_ = calibration  # (n, h) sorted scaled errors, or None
         self._keep_history(df, static_df)
         self._log_fit(panels, history)
         return self
+
+    def _wants_calibration(self) -> bool:
+        return self.intervals == "conformal" and (self.level is not None or self.loss == "quantile")
+
+    def _calibration_steps(self) -> int:
+        return self.calibration_size or 2 * self.h
+
+    def _point_index(self) -> int:
+        return self.quantiles_.index(0.5) if self.loss == "quantile" else 0
+
+    def _scores(self, panels: Panels, starts: np.ndarray) -> np.ndarray:
+        """Sorted conformal scores (n * C, h) of the fitted model on the windows at ``starts``."""
+        idx = starts[:, None] + np.arange(self.input_size)  # (n, L)
+        fut = starts[:, None] + self.input_size + np.arange(self.h)  # (n, h)
+        point = self._forward_windows(panels, starts)[..., self._point_index()]  # (n, h, C)
+        return conformal_scores(panels.y[fut], point, window_scale(panels.y[idx])).astype(np.float32)
+
+    def _calibrate_by_refit(self, df: pd.DataFrame, static_df: pd.DataFrame | None, sizes: pd.Series) -> np.ndarray:
+        """Conformal scores without a validation split: a twin fitted without the last calibration_size steps of
+        each series forecasts every window whose targets lie in them."""
+        steps = self._calibration_steps()
+        position = df.groupby(ID, sort=False).cumcount().to_numpy()
+        head = df[position < df[ID].map(sizes).to_numpy() - steps]
+        twin = clone(self).set_params(intervals="quantile", track=False)
+        twin.fit(head, static_df=static_df)
+        self.calibration_seconds_ = twin.fit_seconds_  # the extra fit; fit_seconds_ counts the final fit only
+        hist, futr, stat = self._lists()
+        static = static_df if static_df is not None else twin.static_
+        panels = build_panels(df, self.mixing, hist, futr, stat, static, order=twin.series_, scale=twin.exog_scale_)
+        return twin._scores(panels, window_starts(panels, self.input_size, self.h, -steps, 0))
 
     def _train(self, panels: Panels, train_starts: np.ndarray, val_starts: np.ndarray, rng) -> dict:
         net = self.net_
@@ -241,7 +310,7 @@ class XLSTMForecaster(BaseEstimator):
             net.train()
             batch = window_batch(panels, rng.choice(train_starts, self.batch_size), self.input_size, self.h)
             target = batch.pop("target")
-            loss = forecast_loss(self.loss, net(batch), target, self.quantiles_)
+            loss = self._loss(net(batch), target, batch["y"])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -267,6 +336,15 @@ class XLSTMForecaster(BaseEstimator):
         self.best_val_loss_ = best if val_losses else None
         return {"train": losses, "val": val_losses, "best_val": best}
 
+    def _loss(self, prediction: torch.Tensor, target: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        """Training loss of prediction (B, h, C, Q) against target (B, h, C); with scale_loss both are divided by
+        the std of the look-back inputs (B, L, C) of their window (1 where that std is 0)."""
+        if self.scale_loss:
+            std = inputs.std(dim=1, unbiased=False)  # (B, C)
+            std = torch.where(std > 0, std, torch.ones_like(std))[:, None, :]  # (B, 1, C)
+            prediction, target = prediction / std.unsqueeze(-1), target / std
+        return forecast_loss(self.loss, prediction, target, self.quantiles_)
+
     def _evaluate(self, panels: Panels, starts: np.ndarray) -> float:
         self.net_.eval()
         total, count = 0.0, 0
@@ -274,7 +352,7 @@ class XLSTMForecaster(BaseEstimator):
             for chunk in np.array_split(starts, max(1, len(starts) // 256)):
                 batch = window_batch(panels, chunk, self.input_size, self.h)
                 target = batch.pop("target")
-                total += forecast_loss(self.loss, self.net_(batch), target, self.quantiles_).item() * len(chunk)
+                total += self._loss(self.net_(batch), target, batch["y"]).item() * len(chunk)
                 count += len(chunk)
         return total / max(count, 1)
 
@@ -298,7 +376,12 @@ class XLSTMForecaster(BaseEstimator):
                 return
             # Forecast vs actual on the last window of (up to) the first four channels.
             starts = panels.offsets[1:] - self.input_size - self.h
-            out = self._forward_windows(panels, starts[:4] if self.mixing == "independent" else starts[:1])
+            starts = starts[:4] if self.mixing == "independent" else starts[:1]
+            out = self._forward_windows(panels, starts)  # (n, h, C, Q)
+            if self.conformal_scores_ is not None:  # draw the calibrated band of the widest level instead
+                widest = max(self._levels())
+                cols = list(self._columns(panels, starts, out, [widest]).values())  # point, lo, hi
+                out = np.stack([cols[1], cols[0], cols[2]], axis=-1)  # (n, h, C, 3)
             tracker.log_figure(forecast_figure(panels, starts, out, self.input_size, self.h, self.alias_), "forecast")
             with tempfile.TemporaryDirectory() as tmp:
                 tracker.log_artifact(self.save(Path(tmp) / "model"), "model")
@@ -321,27 +404,56 @@ class XLSTMForecaster(BaseEstimator):
         # Quantile heads are trained independently; sorting keeps the intervals nested.
         return np.sort(out, axis=-1) if out.shape[-1] > 1 else out
 
-    def _level_columns(self, level: Sequence[float] | None) -> list[tuple[str, int]]:
-        """(column, output index) pairs: the point forecast and the requested interval bounds."""
+    def _check_level(self, level: Sequence[float] | None) -> None:
+        """Raises before any work when ``level`` cannot be served by this fitted forecaster."""
+        if not level:
+            return
+        if self.intervals == "quantile":
+            if self.loss != "quantile":
+                raise ValueError(
+                    f"level={list(level)} with intervals='quantile' needs a model trained with loss='quantile'; "
+                    f"this one used loss={self.loss!r} (intervals='conformal' works with every loss)"
+                )
+            for lv in level:
+                if round(0.5 - float(lv) / 200, 6) not in self.quantiles_:
+                    raise ValueError(
+                        f"level {lv} was not trained; trained levels: {self._levels()} (set level= before fit)"
+                    )
+        elif getattr(self, "conformal_scores_", None) is None:
+            raise ValueError(
+                f"level={list(level)} needs conformal scores, but this forecaster was fitted without level= and "
+                f"with loss={self.loss!r}: set level=[...] (or loss='quantile') before fit"
+            )
+        for lv in level:
+            if not 0 < float(lv) < 100:
+                raise ValueError(f"each level must be a percentage in (0, 100), got {lv!r}")
+
+    def _columns(
+        self, panels: Panels, starts: np.ndarray, out: np.ndarray, level: Sequence[float] | None
+    ) -> dict[str, np.ndarray]:
+        """Forecast columns, each (n, h, C): the point forecast, then lo bounds (widest first), then hi bounds."""
         alias = self.alias_
-        if self.loss != "quantile":
-            if level:
-                raise ValueError(
-                    f"level={list(level)} needs a model trained with loss='quantile'; this one used loss={self.loss!r}"
-                )
-            return [(alias, 0)]
-        qs = self.quantiles_
-        cols = [(alias, qs.index(0.5))]
-        for lv in sorted(level or [], reverse=True):
-            lo = round(0.5 - float(lv) / 200, 6)
-            if lo not in qs:
-                raise ValueError(
-                    f"level {lv} was not trained; trained levels: {self._levels()} (set level= before fit)"
-                )
-            cols.append((f"{alias}-lo-{_level_name(lv)}", qs.index(lo)))
-        for lv in sorted(level or []):
-            cols.append((f"{alias}-hi-{_level_name(lv)}", qs.index(round(0.5 + float(lv) / 200, 6))))
-        return cols
+        point = out[..., self._point_index()]  # (n, h, C)
+        columns = {alias: point}
+        levels = sorted(float(v) for v in (level or []))
+        if not levels:
+            return columns
+        lo, hi = {}, {}
+        if self.intervals == "quantile":
+            for lv in levels:
+                lo[lv] = out[..., self.quantiles_.index(round(0.5 - lv / 200, 6))]
+                hi[lv] = out[..., self.quantiles_.index(round(0.5 + lv / 200, 6))]
+        else:
+            idx = starts[:, None] + np.arange(self.input_size)  # (n, L)
+            scale = window_scale(panels.y[idx])  # (n, C)
+            for lv in levels:
+                half = conformal_quantile(self.conformal_scores_, lv)[None, :, None] * scale[:, None, :]  # (n, h, C)
+                lo[lv], hi[lv] = point - half, point + half
+        for lv in reversed(levels):
+            columns[f"{alias}-lo-{level_name(lv)}"] = lo[lv]
+        for lv in levels:
+            columns[f"{alias}-hi-{level_name(lv)}"] = hi[lv]
+        return columns
 
     def predict(
         self,
@@ -358,7 +470,7 @@ class XLSTMForecaster(BaseEstimator):
         """
         self._check_fitted()
         hist, futr, stat = self._lists()
-        cols = self._level_columns(level)
+        self._check_level(level)
         if df is None:
             df = self.history_
         else:
@@ -394,7 +506,7 @@ class XLSTMForecaster(BaseEstimator):
         )  # fmt: skip
         starts = panels.offsets[1:] - self.input_size - self.h
         out = self._forward_windows(panels, starts)  # (P, h, C, Q)
-        return self._to_frame(panels, out, starts, cols)
+        return self._to_frame(panels, self._columns(panels, starts, out, level), starts)
 
     def _merge_futr(self, future: pd.DataFrame, futr_df: pd.DataFrame | None, futr: list[str]) -> pd.DataFrame:
         if futr_df is None:
@@ -424,9 +536,9 @@ class XLSTMForecaster(BaseEstimator):
                 f"(fit saw {self.exog_columns_})"
             )
 
-    def _to_frame(self, panels: Panels, out: np.ndarray, starts: np.ndarray, cols, cutoffs=None) -> pd.DataFrame:
-        """Long frame from forecasts out (n, h, C, Q) of windows starting at ``starts``."""
-        n, h, C, _ = out.shape
+    def _to_frame(self, panels: Panels, columns: dict, starts: np.ndarray, cutoffs=None) -> pd.DataFrame:
+        """Long frame from forecast columns (n, h, C) of windows starting at ``starts``."""
+        n, h, C = next(iter(columns.values())).shape
         fut = starts[:, None] + self.input_size + np.arange(h)  # (n, h)
         panel = panels.panel_of(starts)
         ids = np.array([panels.ids[p] for p in panel], dtype=object)  # (n, C)
@@ -439,8 +551,8 @@ class XLSTMForecaster(BaseEstimator):
                 -1
             )
             data[Y] = panels.y[fut].transpose(0, 2, 1).reshape(-1).astype(np.float64)  # (n, C, h)
-        for name, q in cols:
-            data[name] = out[..., q].transpose(0, 2, 1).reshape(-1).astype(np.float64)  # (n, C, h)
+        for name, values in columns.items():
+            data[name] = values.transpose(0, 2, 1).reshape(-1).astype(np.float64)  # (n, C, h)
         frame = pd.DataFrame(data)
         if self.ds_kind_ == "datetime":
             frame[DS] = pd.to_datetime(frame[DS])
@@ -458,34 +570,56 @@ class XLSTMForecaster(BaseEstimator):
         static_df: pd.DataFrame | None = None,
         val_size: int = 0,
         level: Sequence[float] | None = None,
-        refit: bool = False,
+        refit: bool | int = False,
     ) -> pd.DataFrame:
-        """Fits once on everything before the first cutoff, then forecasts ``n_windows`` windows.
+        """Forecasts the last ``n_windows`` windows of each series, fitting on the rows before their cutoffs.
 
         The windows end at the end of each series and lie ``step_size`` (default h) apart; the inputs of a
         window are the input_size rows up to its cutoff, future-known exogenous values come from ``df``.
+        ``refit`` follows Nixtla: False fits once on everything before the first cutoff; True refits before
+        every window on all rows up to its cutoff; an int k refits before windows 0, k, 2k, ... (each fit then
+        forecasts its own window and the next k - 1).
 
         Returns:
-            unique_id, ds, cutoff, y and the forecast columns (as ``predict``).
+            unique_id, ds, cutoff, y and the forecast columns (as ``predict``), windows ordered by series, then
+            cutoff. The forecaster keeps the last fit.
         """
         if h is not None and h != self.h:
             raise ValueError(f"cross_validation h={h} differs from the forecaster's h={self.h}")
-        if refit:
-            raise ValueError("refit=True is not supported: the model is fitted once before the first cutoff")
-        if n_windows < 1:
-            raise ValueError(f"n_windows must be >= 1, got {n_windows}")
+        if isinstance(n_windows, bool) or not isinstance(n_windows, (int, np.integer)) or n_windows < 1:
+            raise ValueError(f"n_windows must be an integer >= 1, got {n_windows!r}")
+        if isinstance(refit, (bool, np.bool_)):
+            every = 1 if refit else n_windows
+        elif isinstance(refit, (int, np.integer)) and refit >= 1:
+            every = int(refit)
+        else:
+            raise ValueError(
+                f"refit must be True, False or an integer >= 1 (refit every that many windows), got {refit!r}"
+            )
         step = step_size or self.h
         self._check_settings()
+        if level and self.intervals == "conformal" and not self._wants_calibration():
+            raise ValueError(
+                f"level={list(level)} needs conformal scores: set level=[...] (or loss='quantile') on the forecaster "
+                f"so that each fit calibrates them"
+            )
         hist, futr, stat = self._lists()
         check_long_frame(df, "df", hist + futr, freq=self.freq)
         sizes = df.groupby(ID, sort=False).size()
-        held_out = (n_windows - 1) * step + self.h
         pos = df.groupby(ID, sort=False).cumcount().to_numpy()
-        train_df = df[pos < df[ID].map(sizes).to_numpy() - held_out]
-        self.fit(train_df, static_df=static_df, val_size=val_size)
-        cols = self._level_columns(level)
-        panels, starts = self._window_starts(df, n_windows, step, static_df)
-        return self._to_frame(panels, self._forward_windows(panels, starts), starts, cols, cutoffs=True)
+        all_starts, parts, panels = [], [], None
+        for first in range(0, n_windows, every):
+            held_out = (n_windows - 1 - first) * step + self.h  # rows after the cutoff of window `first`
+            self.fit(df[pos < df[ID].map(sizes).to_numpy() - held_out], static_df=static_df, val_size=val_size)
+            self._check_level(level)
+            windows = range(first, min(first + every, n_windows))
+            panels, starts = self._window_starts(df, n_windows, step, static_df, windows=windows)
+            all_starts.append(starts)
+            parts.append(self._columns(panels, starts, self._forward_windows(panels, starts), level))
+        starts = np.concatenate(all_starts)
+        order = np.argsort(starts, kind="stable")  # by panel, then time, as one fit would give
+        columns = {name: np.concatenate([p[name] for p in parts])[order] for name in parts[0]}
+        return self._to_frame(panels, columns, starts[order], cutoffs=True)
 
     def forecast_windows(
         self, df: pd.DataFrame, n_windows: int, step_size: int = 1, static_df: pd.DataFrame | None = None
@@ -507,7 +641,7 @@ class XLSTMForecaster(BaseEstimator):
         """MSE and MAE of the point forecast over the same windows as :meth:`forecast_windows`, computed in
         chunks so that long horizons over many windows and series fit in memory."""
         panels, starts = self._windows(df, n_windows, step_size, static_df)
-        point = self._level_columns(None)[0][1]
+        point = self._point_index()
         sq, ab, count = 0.0, 0.0, 0
         for chunk in np.array_split(starts, max(1, -(-len(starts) // 512))):
             fut = chunk[:, None] + self.input_size + np.arange(self.h)  # (n, h)
@@ -522,7 +656,9 @@ class XLSTMForecaster(BaseEstimator):
         panels, starts = self._window_starts(df, n_windows, step, static_df)
         return panels, starts
 
-    def _window_starts(self, df: pd.DataFrame, n_windows: int, step: int, static_df: pd.DataFrame | None):
+    def _window_starts(
+        self, df: pd.DataFrame, n_windows: int, step: int, static_df: pd.DataFrame | None, windows=None
+    ) -> tuple[Panels, np.ndarray]:
         hist, futr, stat = self._lists()
         static = static_df if static_df is not None else self.static_
         panels = build_panels(df, self.mixing, hist, futr, stat, static, order=self.series_, scale=self.exog_scale_)
@@ -535,13 +671,15 @@ class XLSTMForecaster(BaseEstimator):
             )
         ends = panels.offsets[1:]
         # Window w of every panel: inputs end at its cutoff, targets are the h rows after it.
-        starts = np.sort(np.concatenate([ends - held_out + w * step - self.input_size for w in range(n_windows)]))
+        windows = range(n_windows) if windows is None else windows
+        starts = np.sort(np.concatenate([ends - held_out + w * step - self.input_size for w in windows]))
         return panels, starts
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:
-        """Writes ``config.json`` (parameters and fitted metadata), ``model.safetensors`` and the kept history
-        (``history.csv``, ``static.csv``) into the folder ``path``. Nothing is pickled."""
+        """Writes ``config.json`` (parameters and fitted metadata), ``model.safetensors``, the kept history
+        (``history.csv``, ``static.csv``) and, when calibrated, ``calibration.safetensors`` (conformal scores)
+        into the folder ``path``. Nothing is pickled."""
         from safetensors.torch import save_file
 
         self._check_fitted()
@@ -567,6 +705,9 @@ class XLSTMForecaster(BaseEstimator):
         self.history_.to_csv(path / "history.csv", index=False)
         if self.static_ is not None:
             self.static_.to_csv(path / "static.csv", index=False)
+        if getattr(self, "conformal_scores_", None) is not None:
+            save_file({"scores": torch.from_numpy(np.ascontiguousarray(self.conformal_scores_))},
+                      str(path / "calibration.safetensors"))  # fmt: skip
         return path
 
     @classmethod
@@ -578,7 +719,10 @@ class XLSTMForecaster(BaseEstimator):
         meta = json.loads((path / "config.json").read_text())
         if meta.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{path}/config.json has format_version {meta.get('format_version')}, expected 1")
-        self = cls(**meta["params"])
+        params = dict(meta["params"])
+        # Saved before conformal intervals existed: keep serving its quantile heads as it did then.
+        params.setdefault("intervals", "quantile")
+        self = cls(**params)
         fitted = meta["fitted"]
         self.freq_ = fitted["freq"]
         self.exog_columns_ = fitted["exog_columns"]
@@ -601,14 +745,12 @@ class XLSTMForecaster(BaseEstimator):
             static = pd.read_csv(static_path, dtype={ID: str})
             static[ID] = static[ID].map(by_text)
             self.static_ = static
+        calibration = path / "calibration.safetensors"
+        self.conformal_scores_ = load_file(str(calibration))["scores"].numpy() if calibration.is_file() else None
         self.net_ = build_model(self.model, self._spec(self.n_channels_))
         self.net_.load_state_dict(load_file(str(path / "model.safetensors")))
         self.net_.eval()
         return self
-
-
-def _level_name(level: float) -> str:
-    return str(int(level)) if float(level).is_integer() else str(level)
 
 
 def _jsonable(value):

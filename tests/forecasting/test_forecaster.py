@@ -72,23 +72,38 @@ def test_seeded_cpu_runs_are_repeatable(frame):
     assert not np.allclose(a["xLSTMTime"], c["xLSTMTime"])
 
 
-def test_quantile_loss_gives_nested_intervals(frame):
+@pytest.mark.parametrize("intervals", ["quantile", "conformal"])
+def test_quantile_loss_gives_nested_intervals(intervals, frame):
     df = frame(n_series=2, length=60)
-    fc = _forecaster("xlstm_time", "mlstm", "independent", loss="quantile", level=[80, 95]).fit(df)
-    pred = fc.predict(level=[95, 80])
+    fc = _forecaster("xlstm_time", "mlstm", "independent", loss="quantile", level=[80, 95], intervals=intervals)
+    pred = fc.fit(df).predict(level=[95, 80])
     assert list(pred.columns) == [
         "unique_id", "ds", "xLSTMTime", "xLSTMTime-lo-95", "xLSTMTime-lo-80", "xLSTMTime-hi-80", "xLSTMTime-hi-95"
     ]  # fmt: skip
     order = pred[["xLSTMTime-lo-95", "xLSTMTime-lo-80", "xLSTMTime", "xLSTMTime-hi-80", "xLSTMTime-hi-95"]]
     assert (np.diff(order.to_numpy(), axis=1) >= 0).all()
-    with pytest.raises(ValueError, match="level 50 was not trained"):
-        fc.predict(level=[50])
+    if intervals == "quantile":
+        with pytest.raises(ValueError, match="level 50 was not trained"):
+            fc.predict(level=[50])
+    else:  # conformal intervals serve any level from the same scores, and wider levels give wider bands
+        width = lambda p, lv: (p[f"xLSTMTime-hi-{lv}"] - p[f"xLSTMTime-lo-{lv}"]).to_numpy()  # noqa: E731
+        assert (width(fc.predict(level=[50]), 50) <= width(pred, 80)).all()
 
 
-def test_level_needs_a_quantile_model(frame):
-    fc = _forecaster("xlstm_time", "mlstm", "independent", loss="mse").fit(frame(length=60))
+def test_level_needs_a_quantile_model_or_calibration(frame):
+    fc = _forecaster("xlstm_time", "mlstm", "independent", loss="mse", intervals="quantile").fit(frame(length=60))
     with pytest.raises(ValueError, match="loss='quantile'"):
         fc.predict(level=[80])
+    fc = _forecaster("xlstm_time", "mlstm", "independent", loss="mse").fit(frame(length=60))
+    with pytest.raises(ValueError, match="needs conformal scores"):
+        fc.predict(level=[80])
+    # A point loss with level= set before fit is calibrated: its intervals are centred on the point forecast.
+    fc = _forecaster("xlstm_time", "mlstm", "independent", loss="mse", level=[80]).fit(frame(length=60))
+    pred = fc.predict(level=[80])
+    np.testing.assert_allclose(pred["xLSTMTime-hi-80"] - pred["xLSTMTime"], pred["xLSTMTime"] - pred["xLSTMTime-lo-80"])
+    assert (pred["xLSTMTime-hi-80"] > pred["xLSTMTime-lo-80"]).all()
+    with pytest.raises(ValueError, match="intervals must be one of"):
+        _forecaster("xlstm_time", "mlstm", "independent", intervals="bootstrap").fit(frame(length=60))
 
 
 def test_cross_validation_has_cutoffs_and_actuals(frame):
@@ -120,7 +135,7 @@ def test_save_load_round_trip_without_pickle(tmp_path, frame, static):
     before = fc.predict(futr_df=futr, level=[80])
     fc.save(tmp_path / "model")
     assert sorted(p.name for p in (tmp_path / "model").iterdir()) == [
-        "config.json", "history.csv", "model.safetensors", "static.csv"
+        "calibration.safetensors", "config.json", "history.csv", "model.safetensors", "static.csv"
     ]  # fmt: skip
     loaded = XLSTMForecaster.load(tmp_path / "model")
     pd.testing.assert_frame_equal(loaded.predict(futr_df=futr, level=[80]), before, check_exact=False, rtol=1e-5)

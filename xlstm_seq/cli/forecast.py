@@ -1,4 +1,4 @@
-"""The `xlstm-seq forecast` group: `benchmark` (long-horizon table) and `demo` (a short tracked fit).
+"""The `xlstm-seq forecast` group: `benchmark` (long-horizon table), `m4` (M4 Hourly/Weekly) and `demo`.
 
 Only argparse and the standard library are imported here; the forecasting package is imported inside the
 handlers so that `xlstm-seq --help` stays fast.
@@ -11,6 +11,7 @@ import argparse
 CONFIG_CLASSES = {
     "forecast benchmark": "xlstm_seq.forecasting.benchmark:LongHorizonConfig",
     "forecast demo": "xlstm_seq.forecasting.demo:ForecastDemoConfig",
+    "forecast m4": "xlstm_seq.forecasting.m4:M4Config",
 }
 
 
@@ -26,6 +27,18 @@ def _benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def _m4(args: argparse.Namespace) -> int:
+    from xlstm_seq.config_io import apply_overrides, load_yaml
+    from xlstm_seq.forecasting.m4 import M4Config, run_m4
+
+    data = load_yaml(args.config) if args.config else M4Config().to_dict()
+    config = M4Config.from_dict(apply_overrides(data, args.overrides))
+    if args.out:
+        config = config.replace(out=args.out)
+    run_m4(config, track=not args.no_track)
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from xlstm_seq.config_io import apply_overrides, load_yaml
     from xlstm_seq.forecasting.demo import ForecastDemoConfig, forecast_demo
@@ -37,7 +50,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def add_commands(groups) -> None:
     """Adds the `forecast` group to the top-level subparsers."""
-    forecast = groups.add_parser("forecast", help="xLSTM forecasters on pandas frames: benchmark, demo")
+    forecast = groups.add_parser("forecast", help="xLSTM forecasters on pandas frames: benchmark, m4, demo")
     sub = forecast.add_subparsers(dest="forecast_command", required=True, metavar="SUBCOMMAND")
 
     bench = sub.add_parser("benchmark", help="long-horizon benchmark (ETTh1/2, ETTm1, Weather, ILI) -> markdown")
@@ -46,6 +59,13 @@ def add_commands(groups) -> None:
     bench.add_argument("--no-track", action="store_true", help="do not log to MLflow")
     bench.add_argument("overrides", nargs="*", help="dotted overrides such as datasets=[etth1] xlstm.max_steps=200")
     bench.set_defaults(func=_benchmark)
+
+    m4 = sub.add_parser("m4", help="M4 Hourly/Weekly: a global model vs Naive2 (sMAPE, MASE, OWA) -> markdown")
+    m4.add_argument("--config", help="YAML file (see configs/forecasting/m4.yaml)")
+    m4.add_argument("--out", help="markdown file to write (overrides the config)")
+    m4.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    m4.add_argument("overrides", nargs="*", help="dotted overrides such as groups=[hourly] hourly.max_steps=100")
+    m4.set_defaults(func=_m4)
 
     demo = sub.add_parser("demo", help="fit, predict and plot on AirPassengers, tracked in MLflow")
     demo.add_argument("--config", help="YAML file (see configs/forecasting/demo.yaml)")
