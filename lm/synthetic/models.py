@@ -28,7 +28,7 @@ from xlstm_seq.config import ConfigMixin, mLSTMLayerConfig, sLSTMLayerConfig, xL
 from xlstm_seq.slstm_layer import sLSTMLayer
 from xlstm_seq.stack import xLSTMStack
 
-__all__ = ["MODEL_KINDS", "ModelSpec", "SyntheticModel", "build_model", "count_parameters"]
+__all__ = ["MODEL_KINDS", "ModelSpec", "SyntheticModel", "build_model", "count_parameters", "slstm_recurrent_weights"]
 
 XLSTM_RATIOS = {"xlstm[0:1]": "0:1", "xlstm[1:0]": "1:0", "xlstm[1:1]": "1:1"}
 MODEL_KINDS = (*XLSTM_RATIOS, "lstm", "gpt2")
@@ -53,6 +53,11 @@ class ModelSpec(ConfigMixin):
     slstm_forget_bias: float | None = None
     """Constant initial forget-gate bias of the sLSTM layers (0 forgets readily, like ``nn.LSTM``); None keeps
     the core's initialisation (spread over 3..6, long memory)."""
+    slstm_input_bias: float | None = None
+    """Constant initial input-gate bias of the sLSTM layers (the exponential input gate starts at exp(bias));
+    None keeps the core's initialisation (about 0)."""
+    slstm_recurrent_lr_factor: float | None = None
+    """The sLSTM recurrent weights train at this multiple of the model's learning rate; None: the same rate."""
     slstm_conv_kernel: int | None = None
     """Causal convolution width before the sLSTM gates (1 disables it); None keeps the core's default."""
     mlstm_conv_kernel: int | None = None
@@ -79,6 +84,11 @@ class ModelSpec(ConfigMixin):
         for name in ("slstm_conv_kernel", "mlstm_conv_kernel"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"model {self.kind}: {name} must be >= 1 or None, got {getattr(self, name)}")
+        if self.slstm_recurrent_lr_factor is not None and not self.slstm_recurrent_lr_factor > 0:
+            raise ValueError(
+                f"model {self.kind}: slstm_recurrent_lr_factor must be > 0 or None, "
+                f"got {self.slstm_recurrent_lr_factor}"
+            )
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise ValueError(f"model {self.kind}: learning_rate must be > 0 or None, got {self.learning_rate}")
         if self.kind != "lstm" and self.embedding_dim % self.num_heads:
@@ -117,8 +127,7 @@ class SyntheticModel(nn.Module):
                 mlstm=mLSTMLayerConfig(**qkv),
             )
             self.backbone: nn.Module = xLSTMStack(config)
-            if spec.slstm_forget_bias is not None:
-                _set_slstm_forget_bias(self.backbone, spec.slstm_forget_bias)
+            _set_slstm_gate_biases(self.backbone, spec.slstm_input_bias, spec.slstm_forget_bias)
             self.head = nn.Linear(E, C)
         elif spec.kind == "lstm":
             self.backbone = nn.LSTM(E, E, num_layers=spec.num_blocks, batch_first=True)
@@ -149,12 +158,20 @@ class SyntheticModel(nn.Module):
         return self.head(y)  # (B, T, C)
 
 
-def _set_slstm_forget_bias(stack: nn.Module, value: float) -> None:
-    """Sets the forget-gate bias of every sLSTM layer in ``stack`` to ``value`` (gate order i, f, z, o)."""
+def _set_slstm_gate_biases(stack: nn.Module, input_bias: float | None, forget_bias: float | None) -> None:
+    """Sets the input- and forget-gate biases of every sLSTM layer in ``stack`` (gate order i, f, z, o); None
+    leaves that gate's initialisation alone."""
     with torch.no_grad():
         for module in stack.modules():
             if isinstance(module, sLSTMLayer):
-                module.b[1].fill_(value)  # (H, D)
+                for gate, value in ((0, input_bias), (1, forget_bias)):
+                    if value is not None:
+                        module.b[gate].fill_(value)  # (H, D)
+
+
+def slstm_recurrent_weights(model: nn.Module) -> list[nn.Parameter]:
+    """The recurrent weight tensors R (H, D, 4, D) of every sLSTM layer in ``model``."""
+    return [module.R for module in model.modules() if isinstance(module, sLSTMLayer)]
 
 
 def build_model(spec: ModelSpec, task: SyntheticTask, context_length: int) -> SyntheticModel:

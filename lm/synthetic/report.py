@@ -77,7 +77,15 @@ def _grouped(results: list[RunResult]) -> dict[tuple[str, str], list[RunResult]]
 
 def _other_settings(spec) -> str:
     """The ModelSpec fields beyond width/blocks/heads/lr that differ from the core's defaults ("-" if none)."""
-    names = ("slstm_heads", "slstm_forget_bias", "slstm_conv_kernel", "mlstm_conv_kernel", "mlstm_qkv_blocksize")
+    names = (
+        "slstm_heads",
+        "slstm_forget_bias",
+        "slstm_input_bias",
+        "slstm_recurrent_lr_factor",
+        "slstm_conv_kernel",
+        "mlstm_conv_kernel",
+        "mlstm_qkv_blocksize",
+    )
     parts = [f"{name}={getattr(spec, name)}" for name in names if getattr(spec, name, None) is not None]
     return ", ".join(parts) or "-"
 
@@ -134,8 +142,12 @@ def render_markdown(
     for setup in config.tasks:
         low = setup.min_train_length if setup.min_train_length is not None else setup.train_length
         params = ", ".join(f"{k}={v}" for k, v in setup.params.items()) or "defaults"
+        curriculum = (
+            f" (curriculum: longest grows over {setup.curriculum_steps} steps)" if setup.curriculum_steps else ""
+        )
         lines.append(
-            f"| {setup.label} | {params} | {low}..{setup.train_length} | {setup.steps or config.train.steps} | "
+            f"| {setup.label} | {params} | {low}..{setup.train_length}{curriculum} | "
+            f"{setup.steps or config.train.steps} | "
             f"{', '.join(map(str, config.test_lengths(setup)))} | {scored_text.get(setup.name, 'see the task')} |"
         )
     lines += [
@@ -160,6 +172,18 @@ def render_markdown(
             + " | ".join(counts)
             + " |"
         )
+    if any(config.task_overrides.values()):
+        lines += [
+            "",
+            "Per-task model settings (`task_overrides`, on top of the table above; parameters as listed):",
+            "",
+        ]
+        for setup in config.tasks:
+            for spec in config.models:
+                changes = config.task_overrides.get(setup.label, {}).get(spec.kind)
+                if changes:
+                    text = ", ".join(f"{k}={v}" for k, v in changes.items())
+                    lines.append(f"- {setup.label}, {spec.kind}: {text}")
     lines += [
         "",
         "## Accuracy (mean +- std over seeds)",

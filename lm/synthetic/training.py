@@ -17,7 +17,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from xlstm_seq.lm.synthetic.models import ModelSpec, SyntheticModel, build_model, count_parameters
+from xlstm_seq.lm.synthetic.models import (
+    ModelSpec,
+    SyntheticModel,
+    build_model,
+    count_parameters,
+    slstm_recurrent_weights,
+)
 from xlstm_seq.lm.synthetic.tasks import IGNORE_INDEX, SyntheticBatch, SyntheticTask, make_task
 
 from xlstm_seq.config import ConfigMixin
@@ -39,6 +45,9 @@ class TaskSetup(ConfigMixin):
     """Shortest training sequence (lengths are drawn uniformly per step); None: train_length only."""
     steps: int | None = None
     """Optimiser steps for this task; None uses the benchmark's ``train.steps``."""
+    curriculum_steps: int | None = None
+    """Length curriculum: the longest training length grows linearly from min_train_length to train_length over
+    this many steps (then stays there); None: every step draws from the whole range."""
 
     def __post_init__(self) -> None:
         task = self.make()  # raises on an unknown name or bad parameters
@@ -50,6 +59,16 @@ class TaskSetup(ConfigMixin):
             )
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"task {self.name}: steps must be >= 1 or None, got {self.steps}")
+        if self.curriculum_steps is not None and self.curriculum_steps < 1:
+            raise ValueError(f"task {self.name}: curriculum_steps must be >= 1 or None, got {self.curriculum_steps}")
+
+    def longest_length(self, step: int) -> int:
+        """The longest training length allowed at ``step`` (train_length unless a curriculum is still growing)."""
+        low = self.min_train_length if self.min_train_length is not None else self.train_length
+        if self.curriculum_steps is None:
+            return self.train_length
+        grown = (self.train_length - low) * min(1.0, (step + 1) / self.curriculum_steps)
+        return low + int(round(grown))
 
     def make(self) -> SyntheticTask:
         return make_task(self.name, **self.params)
@@ -139,6 +158,21 @@ def majority_baseline(task: SyntheticTask, length: int, settings: TrainSettings)
     return float(torch.bincount(labels).max()) / labels.numel()
 
 
+def _parameter_groups(model: SyntheticModel, spec: ModelSpec, lr: float, weight_decay: float) -> list[dict]:
+    """AdamW groups: no weight decay on 1-d parameters (biases, norms); the sLSTM recurrent weights at
+    ``spec.slstm_recurrent_lr_factor`` times ``lr`` when that is set."""
+    recurrent = slstm_recurrent_weights(model) if spec.slstm_recurrent_lr_factor is not None else []
+    special = {id(p) for p in recurrent}
+    rest = [p for p in model.parameters() if id(p) not in special]
+    groups = [
+        {"params": [p for p in rest if p.dim() >= 2], "weight_decay": weight_decay, "lr": lr},
+        {"params": [p for p in rest if p.dim() < 2], "weight_decay": 0.0, "lr": lr},
+    ]
+    if recurrent:
+        groups.append({"params": recurrent, "weight_decay": weight_decay, "lr": lr * spec.slstm_recurrent_lr_factor})
+    return groups
+
+
 def train_and_evaluate(
     setup: TaskSetup, spec: ModelSpec, seed: int, settings: TrainSettings, test_lengths: list[int]
 ) -> dict[str, Any]:
@@ -155,12 +189,7 @@ def train_and_evaluate(
     np.random.seed(seed)
     model = build_model(spec, task, context_length=max(test_lengths))
     lr = spec.learning_rate or settings.learning_rate
-    # No weight decay on biases, norms and embeddings' 1-d parameters.
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=lr
-    )
+    optimizer = torch.optim.AdamW(_parameter_groups(model, spec, lr, settings.weight_decay), lr=lr)
     steps = setup.steps or settings.steps
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, settings.warmup_steps, steps))
     low = setup.min_train_length if setup.min_train_length is not None else setup.train_length
@@ -171,7 +200,7 @@ def train_and_evaluate(
     window_steps = 0
     started = time.perf_counter()
     for step in range(steps):
-        length = int(length_rng.integers(low, setup.train_length + 1))
+        length = int(length_rng.integers(low, setup.longest_length(step) + 1))
         batch = task.sample(settings.batch_size, length, seed=(seed, step))
         logits = model(batch.inputs)  # (B, T, C)
         loss = F.cross_entropy(logits.flatten(0, 1), batch.targets.flatten(), ignore_index=IGNORE_INDEX)

@@ -103,3 +103,39 @@ def test_report_marks_solved_only_when_every_seed_reaches_the_bar():
     row = next(line for line in markdown.splitlines() if line.startswith("| parity | ") and "min" in line)
     assert "no (min 0.90)" in row and "yes (min 0.96)" in row
     assert "0.945 +- 0.064" in markdown  # mean and sample std of 0.99 and 0.90
+
+
+def test_task_overrides_change_one_task_only_and_are_reported():
+    config = SyntheticBenchmarkConfig.from_yaml(SMOKE).replace(
+        task_overrides={"nearest_neighbour": {"xlstm[1:1]": {"num_heads": 1, "mlstm_conv_kernel": 1}}}
+    )
+    config = SyntheticBenchmarkConfig.from_dict(config.to_dict())  # validates and round-trips
+    tasks = {t.label: t for t in config.tasks}
+    spec = next(m for m in config.models if m.kind == "xlstm[1:1]")
+    changed = config.spec_for(tasks["nearest_neighbour"], spec)
+    assert (changed.num_heads, changed.mlstm_conv_kernel, changed.embedding_dim) == (1, 1, spec.embedding_dim)
+    assert config.spec_for(tasks["parity"], spec) is spec
+    # The defaults name models the smoke config leaves out (xlstm[1:0]); those entries are simply unused.
+    smoke = SyntheticBenchmarkConfig.from_yaml(SMOKE)
+    assert "xlstm[1:0]" in smoke.task_overrides["nearest_neighbour"]
+    assert "xlstm[1:0]" not in [m.kind for m in smoke.models]
+    base = dict(task="nearest_neighbour", model="xlstm[1:1]", parameters=10, steps=1, learning_rate=0.1)
+    results = [RunResult(seed=0, accuracy={6: 0.5, 12: 0.4}, train_seconds=1.0, **base)]
+    markdown = render_markdown(config, results, wall_seconds=None, command="test")
+    assert "- nearest_neighbour, xlstm[1:1]: num_heads=1, mlstm_conv_kernel=1" in markdown
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"copy": {"lstm": {"num_blocks": 1}}}, "unknown task 'copy'"),
+        ({"parity": {"rnn": {"num_blocks": 1}}}, "unknown model 'rnn'"),
+        ({"parity": {"lstm": {"depth": 1}}}, r"unknown ModelSpec field\(s\) \['depth'\]"),
+        ({"parity": {"lstm": {"kind": "gpt2"}}}, "other than kind"),
+        ({"parity": {"gpt2": {"num_heads": 3}}}, "divisible by num_heads"),
+    ],
+)
+def test_bad_task_overrides_are_explained(overrides, message):
+    data = {**SyntheticBenchmarkConfig.from_yaml(SMOKE).to_dict(), "task_overrides": overrides}
+    with pytest.raises(ValueError, match=message):
+        SyntheticBenchmarkConfig.from_dict(data)

@@ -135,3 +135,33 @@ def test_xlstm_recipe_settings_reach_the_layers():
     default = build_model(ModelSpec("xlstm[0:1]", **TINY), task, context_length=8)
     biases = [m.b[1] for m in default.modules() if isinstance(m, sLSTMLayer)][0]
     assert float(biases.detach().min()) == pytest.approx(3.0) and float(biases.detach().max()) == pytest.approx(6.0)
+
+
+def test_slstm_input_bias_and_recurrent_learning_rate_reach_the_model_and_optimizer():
+    from xlstm_seq.lm.synthetic.training import _parameter_groups
+
+    from xlstm_seq.slstm_layer import sLSTMLayer
+
+    spec = ModelSpec("xlstm[1:1]", **TINY, slstm_input_bias=-2.0, slstm_recurrent_lr_factor=0.25)
+    model = build_model(spec, make_task("parity"), context_length=8)
+    (layer,) = [m for m in model.modules() if isinstance(m, sLSTMLayer)]
+    assert torch.equal(layer.b[0], torch.full_like(layer.b[0], -2.0))  # input-gate biases (H, D)
+    assert not torch.equal(layer.b[1], torch.full_like(layer.b[1], -2.0))  # the forget gate keeps its init
+    groups = _parameter_groups(model, spec, lr=0.01, weight_decay=0.1)
+    assert [g["lr"] for g in groups] == [0.01, 0.01, 0.0025]
+    assert groups[2]["params"] == [layer.R]
+    grouped = [p for g in groups for p in g["params"]]
+    assert len(grouped) == len(list(model.parameters())) == len({id(p) for p in grouped})
+    # Without the factor the recurrent weights sit in the ordinary decayed group.
+    plain = _parameter_groups(model, spec.replace(slstm_recurrent_lr_factor=None), lr=0.01, weight_decay=0.1)
+    assert len(plain) == 2 and any(p is layer.R for p in plain[0]["params"])
+    with pytest.raises(ValueError, match="slstm_recurrent_lr_factor must be > 0"):
+        ModelSpec("xlstm[0:1]", slstm_recurrent_lr_factor=0.0)
+
+
+def test_length_curriculum_grows_the_longest_training_length():
+    setup = TaskSetup("parity", train_length=24, min_train_length=4, curriculum_steps=10)
+    assert [setup.longest_length(s) for s in (0, 4, 9, 10, 500)] == [6, 14, 24, 24, 24]
+    assert TaskSetup("parity", train_length=24, min_train_length=4).longest_length(0) == 24
+    with pytest.raises(ValueError, match="curriculum_steps must be >= 1"):
+        TaskSetup("parity", train_length=24, curriculum_steps=0)
