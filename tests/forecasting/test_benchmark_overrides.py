@@ -1,0 +1,96 @@
+"""Per-data-set (and per-horizon) overrides of the long-horizon benchmark config, the validation-split mode and the
+"met?" column of the markdown."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from xlstm_seq.forecasting.benchmark import Cell, LongHorizonConfig, ModelSettings, benchmark_markdown, run_benchmark
+
+ROOT = Path(os.environ.get("XLSTM_SEQ_DATA", "/nonexistent"))
+CONFIG = Path(__file__).parents[2] / "configs/forecasting/long_horizon.yaml"
+
+
+def test_per_dataset_and_per_horizon_overrides_apply_in_order():
+    config = LongHorizonConfig(
+        per_dataset={
+            "ili": {"input_size": 52, "xlstm": {"dropout": 0.5, "embedding_dim": 32},
+                    "by_horizon": {36: {"xlstm": {"learning_rate": 5e-4}, "dlinear": {"moving_avg": 13}}}},
+            "etth2": {"dlinear": {"learning_rate": 1e-3}},
+        }
+    )  # fmt: skip
+    L, xlstm, dlinear = config.settings_for("ili", 24)
+    assert (L, xlstm.dropout, xlstm.embedding_dim, xlstm.learning_rate) == (52, 0.5, 32, 1e-3)
+    assert dlinear == config.dlinear
+    L, xlstm, dlinear = config.settings_for("ili", 36)
+    assert (xlstm.dropout, xlstm.learning_rate, dlinear.moving_avg) == (0.5, 5e-4, 13)
+    L, xlstm, dlinear = config.settings_for("etth2", 96)
+    assert (L, xlstm, dlinear.learning_rate) == (512, config.xlstm, 1e-3)
+    assert config.settings_for("etth1", 96) == (512, config.xlstm, config.dlinear)
+    # The grid-wide settings are left as they were.
+    assert config.xlstm == ModelSettings() and config.settings_for("ili", 48)[0] == 52
+
+
+@pytest.mark.parametrize(
+    ("per_dataset", "message"),
+    [
+        ({"etth9": {}}, "unknown data set 'etth9'"),
+        ({"ili": {"xlstmm": {}}}, r"per_dataset.ili: unknown key\(s\) \['xlstmm'\]"),
+        ({"ili": {"xlstm": {"dropuot": 0.1}}}, r"per_dataset.ili \(xlstm, h=24\).*dropuot"),
+        ({"ili": {"xlstm": {"max_steps": 0}}}, "max_steps must be >= 1"),
+        ({"ili": {"input_size": 0}}, "input_size must be an int >= 1"),
+        ({"ili": {"by_horizon": {96: {"xlstm": {}}}}}, r"horizon 96 is not in the grid \[24, 36, 48, 60\]"),
+        ({"ili": {"by_horizon": {24: {"input_size": 52}}}}, "must hold only 'xlstm'/'dlinear'"),
+    ],
+)
+def test_bad_overrides_name_the_entry(per_dataset, message):
+    with pytest.raises(ValueError, match=message):
+        LongHorizonConfig(per_dataset=per_dataset)
+
+
+def test_bad_override_types_and_split():
+    with pytest.raises(TypeError, match="per_dataset.ili must be a mapping"):
+        LongHorizonConfig(per_dataset={"ili": [1]})
+    with pytest.raises(ValueError, match="eval_split must be one of"):
+        LongHorizonConfig(eval_split="train")
+
+
+def test_committed_config_loads_with_its_overrides():
+    config = LongHorizonConfig.from_yaml(CONFIG)
+    for name in config.datasets:
+        for h in config.ili_horizons if name == "ili" else config.horizons:
+            L, xlstm, _ = config.settings_for(name, h)
+            assert L >= 1 and isinstance(xlstm, ModelSettings)
+
+
+def test_markdown_met_column_compares_with_patchtst():
+    config = LongHorizonConfig(datasets=["etth1"], horizons=[96, 192])
+    cells = [
+        Cell("etth1", 96, "xlstm_time", [0.369], [0.4], [1.0], [10], "xlstm", 512),
+        Cell("etth1", 192, "xlstm_time", [0.4141], [0.43], [1.0], [10], "xlstm", 512),
+        Cell("etth1", 96, "DLinear (ours)", [0.2], [0.3], [1.0], [10], "dlinear", 512),
+    ]
+    text = benchmark_markdown(config, cells)
+    rows = [line for line in text.splitlines() if line.startswith("| etth1")]
+    assert rows[0].endswith("| yes |") and rows[1].endswith("| no |") and rows[2].endswith("| - |")
+    assert "1 of 2 cells" in text
+    # On the validation split nothing is compared with the published test numbers.
+    assert "| yes |" not in benchmark_markdown(config.replace(eval_split="val"), cells)
+
+
+@pytest.mark.skipif(not (ROOT / "ett/ETTh1.csv").is_file(), reason="ETTh1 not in the data root")
+def test_validation_split_scores_other_windows_than_test(tmp_path):
+    tiny = ModelSettings(embedding_dim=8, num_heads=2, max_steps=2, batch_size=4, val_check_steps=2)
+    config = LongHorizonConfig(
+        datasets=["etth1"], horizons=[24], input_size=48, max_test_windows=3, num_threads=1, xlstm=tiny,
+        baselines=["seasonal_naive"], out=str(tmp_path / "fc.md"), per_dataset={"etth1": {"input_size": 36}},
+    )  # fmt: skip
+    test_cells = run_benchmark(config, track=False, out=lambda line: None)
+    val_cells = run_benchmark(config.replace(eval_split="val"), track=False, out=lambda line: None)
+    assert [c.input_size for c in test_cells] == [36, 36]
+    # Same seed and training rows: the models are the same, the scored windows differ.
+    assert test_cells[0].steps == val_cells[0].steps
+    assert test_cells[1].mse != val_cells[1].mse and test_cells[0].mse != val_cells[0].mse
+    assert "validation split" in (tmp_path / "fc.md").read_text()
