@@ -47,6 +47,7 @@ def main() -> None:
         policy_kwargs=dict(
             xlstm=xLSTMConfig(embedding_dim=64, num_blocks=1, num_heads=4),  # one mLSTM block
             critic_memory="shared",
+            net_arch=dict(pi=[], vf=[64]),  # a small critic MLP on the shared memory (the benchmark's recipe)
         ),
     )
 

@@ -10,6 +10,7 @@ markdown and the learning curves (mean training-episode return against env steps
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import subprocess
 import time
@@ -89,8 +90,11 @@ class RLBenchmarkConfig(ConfigMixin):
     """XLSTMPPO's memory stack."""
     critic_memory: str = "shared"
     """XLSTMPPO: the critic reads the actor's stack ("shared") or has its own ("separate")."""
-    xlstm_critic_net_arch: list[int] = field(default_factory=list)
-    """XLSTMPPO's critic MLP after the memory (default none: both heads sit on the memory output)."""
+    xlstm_actor_net_arch: list[int] = field(default_factory=list)
+    """XLSTMPPO's actor MLP after the memory (default none: the action head sits on the memory output)."""
+    xlstm_critic_net_arch: list[int] = field(default_factory=lambda: [64])
+    """XLSTMPPO's critic MLP after the memory (default [64], as RecurrentPPO's; [] puts the value head on the memory
+    output; with a shared memory the extra layer keeps the value fit from dominating the memory's features)."""
     xlstm_sequence_length: int | None = None
     """XLSTMPPO's training sequence length (must divide n_steps and batch_size); None: min(n_steps, batch_size)."""
     lstm_hidden_size: int = 64
@@ -105,8 +109,9 @@ class RLBenchmarkConfig(ConfigMixin):
     """torch intra-op threads for every run (tiny per-step tensors are fastest, and fairest, on one)."""
     out: str = "benchmarks/rl.md"
     """Markdown table written at the end."""
-    figure: str = "benchmarks/rl_learning_curves.png"
-    """Learning-curve PNG written at the end."""
+    figure: str | None = None
+    """Learning-curve PNG written at the end; None: beside ``out`` as ``<out stem>_learning_curves.png`` (so
+    per-environment runs with their own ``out`` do not overwrite each other's figure)."""
     experiment: str = "xlstm-seq-rl-benchmark"
     """MLflow experiment of the runs."""
 
@@ -126,6 +131,14 @@ class RLBenchmarkConfig(ConfigMixin):
         for name in ("lstm_hidden_size", "frame_stack", "torch_threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    @property
+    def figure_path(self) -> Path:
+        """The learning-curve PNG: ``figure`` if set, else ``<out without .md>_learning_curves.png``."""
+        if self.figure:
+            return Path(self.figure)
+        out = Path(self.out)
+        return out.with_name(f"{out.stem}_learning_curves.png")
 
 
 @dataclass
@@ -165,7 +178,7 @@ def _build_model(algorithm: str, config: RLBenchmarkConfig, budget: EnvBudget, e
         from xlstm_seq.rl.ppo import XLSTMPPO
 
         policy = "MultiInputXLSTMPolicy" if _is_dict(env) else "MlpXLSTMPolicy"
-        heads = dict(pi=[], vf=list(config.xlstm_critic_net_arch))
+        heads = dict(pi=list(config.xlstm_actor_net_arch), vf=list(config.xlstm_critic_net_arch))
         kwargs = dict(xlstm=config.xlstm, critic_memory=config.critic_memory, net_arch=heads)
         return XLSTMPPO(policy, env, policy_kwargs=kwargs, sequence_length=config.xlstm_sequence_length, **common)
     if algorithm == "recurrent_ppo":
@@ -307,8 +320,8 @@ def render_markdown(
         "# RL benchmark: XLSTMPPO vs RecurrentPPO vs PPO on memory tasks",
         "",
         f"Written by `{command}` on {date.today().isoformat()}, git {_git_sha()}.",
-        f"Device: {_cpu_model()}, torch threads {config.torch_threads} (the machine's {torch.get_num_threads()}"
-        " cores were shared with other jobs while it ran), CPU only.",
+        f"Device: {_cpu_model()}, torch threads {config.torch_threads} (the machine's {os.cpu_count()} cores were"
+        " shared with other jobs while it ran), CPU only.",
         f"Versions: torch {torch.__version__}, stable-baselines3 {stable_baselines3.__version__}, sb3-contrib "
         f"{sb3_contrib.__version__}, gymnasium {gymnasium.__version__}, Python {platform.python_version()}.",
         "",
@@ -320,13 +333,16 @@ def render_markdown(
     ]
     budgets = {e.env_id: e.total_timesteps for e in config.envs}
     for row in rows:
-        per_seed = ", ".join(f"{v:.1f}" for v in row["per_seed"])
+        digits = 3 if max(abs(v) for v in row["per_seed"]) < 10 else 1  # POPGym returns lie in [-1, 1]
+        per_seed = ", ".join(f"{v:.{digits}f}" for v in row["per_seed"])
         lines.append(
             f"| {row['env_id']} | {ALGORITHM_LABELS[row['algorithm']]} | {len(row['seeds'])} | "
-            f"{budgets.get(row['env_id'], 0):,} | {row['return_mean']:.1f} ± {row['return_std']:.1f} | {per_seed} | "
+            f"{budgets.get(row['env_id'], 0):,} | {row['return_mean']:.{digits}f} ± {row['return_std']:.{digits}f} | "
+            f"{per_seed} | "
             f"{row['sps_mean']:.0f} ± {row['sps_std']:.0f} |"
         )
-    lines += ["", "Models: " + _models_text(config), ""]
+    lines += ["", *target_lines(rows), "", "Models: " + _models_text(config), ""]
+    lines += [f"Learning curves: `{config.figure_path.as_posix()}`.", ""]
     if not_run:
         lines += ["Configured in the YAML but not run by this command:", ""]
         lines += [f"- {env_id}: {reason}" for env_id, reason in not_run.items()]
@@ -334,12 +350,40 @@ def render_markdown(
     return "\n".join(lines)
 
 
+def target_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The issue's targets, checked on these rows (only those whose algorithms ran): CartPoleNoVel >= 450 on every
+    seed and XLSTMPPO throughput >= 3x RecurrentPPO's; on POPGym, XLSTMPPO's mean return >= RecurrentPPO's."""
+    by_key = {(r["env_id"], r["algorithm"]): r for r in rows}
+    lines = []
+    for env_id in dict.fromkeys(r["env_id"] for r in rows):
+        ours, lstm = by_key.get((env_id, "xlstm_ppo")), by_key.get((env_id, "recurrent_ppo"))
+        if ours is None:
+            continue
+        if env_id.startswith("CartPoleNoVel"):
+            worst = min(ours["per_seed"])
+            verdict = "met" if worst >= 450 else "NOT met"
+            lines.append(f"- {env_id}: XLSTMPPO >= 450 on every seed: {verdict} (lowest seed {worst:.1f}).")
+            if lstm is not None:
+                ratio = ours["sps_mean"] / lstm["sps_mean"]
+                verdict = "met" if ratio >= 3 else "NOT met"
+                lines.append(f"- {env_id}: XLSTMPPO throughput >= 3x RecurrentPPO's: {verdict} ({ratio:.2f}x).")
+        elif env_id.startswith("popgym-") and lstm is not None:
+            verdict = "met" if ours["return_mean"] >= lstm["return_mean"] else "NOT met"
+            lines.append(
+                f"- {env_id}: XLSTMPPO mean return >= RecurrentPPO's: {verdict} "
+                f"({ours['return_mean']:.3f} vs {lstm['return_mean']:.3f}; throughput "
+                f"{ours['sps_mean'] / lstm['sps_mean']:.2f}x)."
+            )
+    return ["Targets of the issue, checked on this table:", "", *lines] if lines else []
+
+
 def _models_text(config: RLBenchmarkConfig) -> str:
     x = config.xlstm
+    actor_mlp = config.xlstm_actor_net_arch or "none"
     critic_mlp = config.xlstm_critic_net_arch or "none"
     return (
         f"XLSTMPPO: {x.num_blocks} xLSTM block(s) (sLSTM at {x.slstm_block_ids or 'none'}), width {x.embedding_dim}, "
-        f"{x.num_heads} heads, {config.critic_memory} critic memory, critic MLP {critic_mlp}"
+        f"{x.num_heads} heads, {config.critic_memory} critic memory, actor MLP {actor_mlp}, critic MLP {critic_mlp}"
         f"; RecurrentPPO: LSTM {config.lstm_hidden_size} with a separate critic LSTM, critic MLP "
         f"{config.lstm_critic_net_arch}, no ortho init (sb3-contrib's test setup). PPO: MLP "
         f"{config.mlp_net_arch} on {config.frame_stack} stacked observations. Same PPO settings per environment "
@@ -415,14 +459,14 @@ def run_benchmark(
     markdown = render_markdown(rows, config, command, not_run)
     Path(config.out).parent.mkdir(parents=True, exist_ok=True)
     Path(config.out).write_text(markdown)
-    fig = plot_curves(results, Path(config.figure))
+    fig = plot_curves(results, config.figure_path)
     from xlstm_seq.tracking import create_tracker
 
     with create_tracker(config.experiment, run_name="summary", enabled=track) as tracker:
         tracker.log_params(_params(config))
         tracker.log_text(config.to_yaml(), "config.yaml")
         tracker.log_text(markdown, "rl.md")
-        tracker.log_figure(fig, "rl_learning_curves.png")
+        tracker.log_figure(fig, config.figure_path.name)
         tracker.log_dict({"rows": rows}, "summary.json")
     out(markdown)
     return rows

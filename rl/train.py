@@ -33,8 +33,8 @@ class RLTrainConfig(ConfigMixin):
     """The memory stack."""
     critic_memory: str = "shared"
     """"shared" (the critic reads the actor's stack) or "separate" (its own stack)."""
-    critic_net_arch: list[int] = field(default_factory=list)
-    """Critic MLP after the memory (default none: both heads sit on the memory output)."""
+    critic_net_arch: list[int] = field(default_factory=lambda: [64])
+    """Critic MLP after the memory (default [64], the benchmark's recipe; [] puts the value head on the memory)."""
     seed: int = 0
     """Seed of the environments and the parameters."""
     torch_threads: int = 1

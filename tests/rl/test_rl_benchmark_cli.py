@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
-from xlstm_seq.rl.benchmark import EnvBudget, RLBenchmarkConfig, run_benchmark
+from xlstm_seq.rl.benchmark import EnvBudget, RLBenchmarkConfig, run_benchmark, target_lines
 from xlstm_seq.rl.train import RLTrainConfig, rl_demo, run_train
 
 from xlstm_seq.cli.main import build_parser, main
@@ -23,17 +24,19 @@ def test_benchmark_runs_every_algorithm_and_writes_table_and_curves(tmp_path, mo
         envs=[EnvBudget(env_id="CartPoleNoVel-v1", total_timesteps=128, **TINY_ENV)],
         xlstm=xLSTMConfig(embedding_dim=8, num_blocks=1, num_heads=2),
         lstm_hidden_size=8,
-        out=str(tmp_path / "rl.md"),
-        figure=str(tmp_path / "curves.png"),
+        out=str(tmp_path / "rl_cartpole.md"),
         experiment="rl-bench-test",
     )
     lines: list[str] = []
     rows = run_benchmark(config, out=lines.append)
     assert [r["algorithm"] for r in rows] == ["xlstm_ppo", "recurrent_ppo", "ppo_framestack"]
     assert all(r["sps_mean"] > 0 and 0 < r["return_mean"] <= 500 for r in rows)
-    markdown = (tmp_path / "rl.md").read_text()
+    markdown = (tmp_path / "rl_cartpole.md").read_text()
     assert len(re.findall(r"^\| CartPoleNoVel-v1 \|", markdown, flags=re.M)) == 3
-    assert (tmp_path / "curves.png").stat().st_size > 1000
+    # no figure configured: the PNG goes beside the markdown, named after it, and the markdown names it
+    assert (tmp_path / "rl_cartpole_learning_curves.png").stat().st_size > 1000
+    assert "rl_cartpole_learning_curves.png" in markdown
+    assert "XLSTMPPO >= 450 on every seed: NOT met" in markdown  # 128 steps cannot balance the pole
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("rl-bench-test")
     runs = client.search_runs([experiment.experiment_id])
@@ -43,6 +46,52 @@ def test_benchmark_runs_every_algorithm_and_writes_table_and_curves(tmp_path, mo
     )  # fmt: skip
     per_run = [r for r in runs if r.info.run_name != "summary"]
     assert all("eval/mean_return" in r.data.metrics and "time/fps" in r.data.metrics for r in per_run)
+
+
+def test_figure_path_follows_out_unless_set():
+    assert RLBenchmarkConfig(out="benchmarks/rl.md").figure_path == Path("benchmarks/rl_learning_curves.png")
+    per_env = RLBenchmarkConfig(out="benchmarks/rl_autoencode.md").figure_path
+    assert per_env == Path("benchmarks/rl_autoencode_learning_curves.png")
+    assert RLBenchmarkConfig(out="a/rl.md", figure="b/c.png").figure_path == Path("b/c.png")
+
+
+def _row(env_id, algorithm, per_seed, sps):
+    return dict(env_id=env_id, algorithm=algorithm, per_seed=per_seed, return_mean=sum(per_seed) / len(per_seed),
+                sps_mean=sps)  # fmt: skip
+
+
+def test_target_lines_judge_the_issue_targets():
+    rows = [
+        _row("CartPoleNoVel-v1", "xlstm_ppo", [500.0, 449.0, 500.0], 600.0),
+        _row("CartPoleNoVel-v1", "recurrent_ppo", [500.0, 500.0, 500.0], 150.0),
+        _row("popgym-AutoencodeEasy-v0", "xlstm_ppo", [-0.2, -0.3], 900.0),
+        _row("popgym-AutoencodeEasy-v0", "recurrent_ppo", [-0.1, -0.2], 300.0),
+    ]
+    text = "\n".join(target_lines(rows))
+    assert "every seed: NOT met (lowest seed 449.0)" in text
+    assert "3x RecurrentPPO's: met (4.00x)" in text
+    assert "AutoencodeEasy-v0: XLSTMPPO mean return >= RecurrentPPO's: NOT met" in text
+    rows[1]["sps_mean"] = 250.0
+    rows[0]["per_seed"] = [450.0, 460.0, 500.0]
+    text = "\n".join(target_lines(rows))
+    assert "every seed: met (lowest seed 450.0)" in text and "NOT met (2.40x)" in text
+
+
+def test_xlstm_head_mlps_of_the_config_reach_the_policy():
+    from torch import nn
+    from xlstm_seq.rl.benchmark import _build_model, _make_vec_env
+
+    budget = EnvBudget(env_id="CartPoleNoVel-v1", total_timesteps=64, **TINY_ENV)
+    config = RLBenchmarkConfig(
+        xlstm=xLSTMConfig(embedding_dim=8, num_blocks=1, num_heads=2),
+        xlstm_actor_net_arch=[5],
+        xlstm_critic_net_arch=[7, 3],
+    )
+    env = _make_vec_env(budget, 0, 2, None)
+    extractor = _build_model("xlstm_ppo", config, budget, env, 0).policy.mlp_extractor
+    env.close()
+    widths = lambda net: [m.out_features for m in net if isinstance(m, nn.Linear)]  # noqa: E731
+    assert widths(extractor.policy_net) == [5] and widths(extractor.value_net) == [7, 3]
 
 
 def test_benchmark_config_rejects_unknown_algorithms_and_empty_grids():
@@ -59,6 +108,22 @@ def test_rl_commands_are_listed_and_read_their_configs(tmp_path, capsys):
     assert args.config == "configs/rl/pomdp.yaml" and args.seeds == [1]
     with pytest.raises(SystemExit, match="not in the config"):
         main(["rl", "benchmark", "--envs", "Nope-v0", "--no-track"])
+
+
+def test_recorded_benchmark_command_parses_back_to_the_same_arguments():
+    from xlstm_seq.cli.rl import benchmark_command
+
+    argv = ["rl", "benchmark", "--config", "c.yaml", "--seeds", "3", "4", "--algorithms", "xlstm_ppo", "--",
+            "out=benchmarks/x.md", "xlstm.num_blocks=2"]  # fmt: skip
+    args = build_parser().parse_args(argv)
+    command = benchmark_command(args)
+    again = build_parser().parse_args(["rl", *command.split()[2:]])
+    assert (again.config, again.seeds, again.algorithms, again.overrides) == (
+        "c.yaml",
+        [3, 4],
+        ["xlstm_ppo"],
+        ["out=benchmarks/x.md", "xlstm.num_blocks=2"],
+    )
 
 
 def test_rl_train_command_trains_saves_and_evaluates(tmp_path):

@@ -34,13 +34,21 @@ def _benchmark(args: argparse.Namespace) -> int:
         config = config.replace(seeds=args.seeds)
     if args.algorithms:
         config = config.replace(algorithms=args.algorithms)
-    parts = ["xlstm-seq rl benchmark --config", args.config]
+    command = benchmark_command(args)
+    run_benchmark(config, track=not args.no_track, command=command, not_run=not_run)
+    return 0
+
+
+def benchmark_command(args: argparse.Namespace) -> str:
+    """The command line that reproduces ``args`` (written into the markdown). The overrides go right after
+    ``--config``: after ``--envs/--seeds/--algorithms`` (nargs="+") argparse would read them as more values."""
+    parts = ["xlstm-seq rl benchmark --config", args.config, *args.overrides]
     for flag in ("envs", "seeds", "algorithms"):
         if getattr(args, flag):
             parts += [f"--{flag}", *map(str, getattr(args, flag))]
-    command = " ".join([*parts, *args.overrides])
-    run_benchmark(config, track=not args.no_track, command=command, not_run=not_run)
-    return 0
+    if args.no_track:
+        parts.append("--no-track")
+    return " ".join(parts)
 
 
 def _train(args: argparse.Namespace) -> int:
