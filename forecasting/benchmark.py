@@ -24,6 +24,7 @@ import torch
 from xlstm_seq.forecasting.datasets import LONG_HORIZON, LongHorizonData, load_long_horizon
 from xlstm_seq.forecasting.metrics import mae, mse, seasonal_naive
 
+from xlstm_seq.benchmarking.machine import cpu_model
 from xlstm_seq.config import ConfigMixin
 from xlstm_seq.tracking import create_tracker
 
@@ -458,14 +459,7 @@ def _environment() -> dict[str, str]:
         sha = sha.stdout.strip() or "unknown"
     except OSError:
         sha = "unknown"
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     import pandas
 
     return {"git": sha, "cpu": cpu, "torch": torch.__version__, "pandas": pandas.__version__,

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from xlstm_seq.benchmarking.machine import cpu_model, load_average
 from xlstm_seq.config import ConfigMixin
 
 
@@ -239,15 +240,8 @@ def _environment() -> dict[str, str]:
         git = sha.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
     except (OSError, subprocess.CalledProcessError):
         git = "unknown"
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = ", ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    cpu = cpu_model()
+    load = load_average(", ", 1)
     return {"git": git, "cpu": cpu, "cores": str(os.cpu_count()), "torch": torch.__version__,
             "pandas": pandas.__version__, "python": platform.python_version(), "load": load}  # fmt: skip
 

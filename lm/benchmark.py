@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
-import os
 import platform
 import shutil
 import statistics
@@ -25,6 +24,7 @@ from xlstm_seq.lm.shards import PrepareConfig, prepare
 from xlstm_seq.lm.trainer import TrainConfig, Trainer
 from xlstm_seq.lm.xlstm_lm import xLSTMLMConfig
 
+from xlstm_seq.benchmarking.machine import cpu_model, visible_cores
 from xlstm_seq.config import ConfigMixin, xLSTMConfig
 
 log = logging.getLogger(__name__)
@@ -275,7 +275,7 @@ def _environment() -> dict[str, str]:
     if torch.cuda.is_available():
         device = torch.cuda.get_device_name(0)
     else:
-        device = "CPU " + _cpu_model() + f" ({len(os.sched_getaffinity(0))} cores)"
+        device = "CPU " + cpu_model() + f" ({visible_cores()} cores)"
     return {
         "device": device,
         "threads": str(torch.get_num_threads()),
@@ -283,14 +283,3 @@ def _environment() -> dict[str, str]:
         "torch": torch.__version__,
         "git": sha,
     }
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from xlstm_seq.benchmarking.machine import cpu_model
 from xlstm_seq.config import ConfigMixin, xLSTMConfig
 
 log = logging.getLogger(__name__)
@@ -299,16 +300,6 @@ def _git_sha() -> str:
         return "unknown"
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def render_markdown(
     rows: list[dict[str, Any]], config: RLBenchmarkConfig, command: str, not_run: dict[str, str] | None = None
 ) -> str:
@@ -320,7 +311,7 @@ def render_markdown(
         "# RL benchmark: XLSTMPPO vs RecurrentPPO vs PPO on memory tasks",
         "",
         f"Written by `{command}` on {date.today().isoformat()}, git {_git_sha()}.",
-        f"Device: {_cpu_model()}, torch threads {config.torch_threads} (the machine's {os.cpu_count()} cores were"
+        f"Device: {cpu_model()}, torch threads {config.torch_threads} (the machine's {os.cpu_count()} cores were"
         " shared with other jobs while it ran), CPU only.",
         f"Versions: torch {torch.__version__}, stable-baselines3 {stable_baselines3.__version__}, sb3-contrib "
         f"{sb3_contrib.__version__}, gymnasium {gymnasium.__version__}, Python {platform.python_version()}.",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import platform
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from xlstm_seq.lm.synthetic.training import majority_baseline
 
+from xlstm_seq.benchmarking.machine import cpu_model
 from xlstm_seq.tracking.run_info import git_info, package_versions
 
 if TYPE_CHECKING:
@@ -55,17 +55,6 @@ class RunResult:
 def mean_std(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value)."""
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _grouped(results: list[RunResult]) -> dict[tuple[str, str], list[RunResult]]:
@@ -112,7 +101,7 @@ def render_markdown(
         "",
         f"Numbers from `{command}`; written on {_dt.date.today().isoformat()}." + (f" {note}" if note else ""),
         "",
-        f"- Device: {_cpu_model()} ({os.cpu_count()} cores visible), CPU only, torch {torch.__version__}; "
+        f"- Device: {cpu_model()} ({os.cpu_count()} cores visible), CPU only, torch {torch.__version__}; "
         f"{config.workers} worker process(es) x {config.threads} torch thread(s) each. The machine may have been "
         "shared with other work, so the times are upper bounds.",
         f"- Versions: python {versions.get('version.python')}, torch {versions.get('version.torch')}, numpy "

@@ -29,6 +29,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from xlstm_seq.benchmarking.machine import cpu_model, load_average, visible_cores
 from xlstm_seq.benchmarking.timing import (
     WorkerError,
     measure_peak_memory,
@@ -361,31 +362,6 @@ def _measure_model(name: str, kind: str, model: Any, settings: BenchSettings, pr
 # ----------------------------------------------------------------------------------------------- environment
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def _load_average() -> str:
-    try:
-        return "/".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "n/a"
-
-
 def _environment(threads: int) -> dict[str, str]:
     import torch
 
@@ -397,15 +373,15 @@ def _environment(threads: int) -> dict[str, str]:
     if info.get("git.dirty") == "true":
         sha += " (uncommitted changes)"
     return {
-        "cpu": _cpu_model(),
-        "cores": str(_cores()),
+        "cpu": cpu_model(),
+        "cores": str(visible_cores()),
         "threads": str(threads),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "xlstm_seq": xlstm_seq.__version__,
         "git": sha,
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "load_start": _load_average(),
+        "load_start": load_average(),
     }
 
 
@@ -700,7 +676,7 @@ def run_core_cpu_benchmark(
     out_path = Path(out_path)
     custom_settings = settings is not None
     settings = settings or (BenchSettings.quick() if quick else BenchSettings())
-    threads = settings.threads or _cores()
+    threads = settings.threads or visible_cores()
     settings = replace(settings, threads=threads)
     command = _command(out_path, quick, track)
     if custom_settings:
@@ -749,7 +725,7 @@ def run_core_cpu_benchmark(
             stack_rows = _stack_benchmarks(settings, threads, progress)
     finally:
         torch.set_num_threads(previous_threads)
-    env["load_end"] = _load_average()
+    env["load_end"] = load_average()
     elapsed = time.perf_counter() - started
 
     markdown = _markdown(env, command, settings, labels, grid, compare, stack_rows, quick, elapsed)

@@ -1,0 +1,34 @@
+"""What the benchmark reports say about the machine they ran on: CPU model, visible cores, load average."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def visible_cores() -> int:
+    """Cores this process may run on (its affinity mask), which can be fewer than the machine has."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def load_average(sep: str = "/", digits: int = 2) -> str:
+    """The 1/5/15-minute load averages, or "n/a" where the OS has none."""
+    try:
+        return sep.join(f"{x:.{digits}f}" for x in os.getloadavg())
+    except (AttributeError, OSError):
+        return "n/a"
