@@ -15,36 +15,33 @@ CONFIG_CLASSES = {
 }
 
 
-def _benchmark(args: argparse.Namespace) -> int:
+def _config(config_class: type, args: argparse.Namespace):
+    """The command's config: the YAML (or the class defaults), then the dotted overrides, then --out if given."""
     from xlstm_seq.config_io import apply_overrides, load_yaml
+
+    data = load_yaml(args.config) if args.config else config_class().to_dict()
+    config = config_class.from_dict(apply_overrides(data, args.overrides))
+    return config.replace(out=args.out) if getattr(args, "out", None) else config
+
+
+def _benchmark(args: argparse.Namespace) -> int:
     from xlstm_seq.forecasting.benchmark import LongHorizonConfig, run_benchmark
 
-    data = load_yaml(args.config) if args.config else LongHorizonConfig().to_dict()
-    config = LongHorizonConfig.from_dict(apply_overrides(data, args.overrides))
-    if args.out:
-        config = config.replace(out=args.out)
-    run_benchmark(config, track=not args.no_track)
+    run_benchmark(_config(LongHorizonConfig, args), track=not args.no_track)
     return 0
 
 
 def _m4(args: argparse.Namespace) -> int:
-    from xlstm_seq.config_io import apply_overrides, load_yaml
     from xlstm_seq.forecasting.m4 import M4Config, run_m4
 
-    data = load_yaml(args.config) if args.config else M4Config().to_dict()
-    config = M4Config.from_dict(apply_overrides(data, args.overrides))
-    if args.out:
-        config = config.replace(out=args.out)
-    run_m4(config, track=not args.no_track)
+    run_m4(_config(M4Config, args), track=not args.no_track)
     return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from xlstm_seq.config_io import apply_overrides, load_yaml
     from xlstm_seq.forecasting.demo import ForecastDemoConfig, forecast_demo
 
-    data = load_yaml(args.config) if args.config else ForecastDemoConfig().to_dict()
-    forecast_demo(ForecastDemoConfig.from_dict(apply_overrides(data, args.overrides)), track=not args.no_track)
+    forecast_demo(_config(ForecastDemoConfig, args), track=not args.no_track)
     return 0
 
 
