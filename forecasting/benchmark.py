@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import platform
-import subprocess
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -24,7 +23,7 @@ import torch
 from xlstm_seq.forecasting.datasets import LONG_HORIZON, LongHorizonData, load_long_horizon
 from xlstm_seq.forecasting.metrics import mae, mse, seasonal_naive
 
-from xlstm_seq.benchmarking.machine import cpu_model
+from xlstm_seq.benchmarking.machine import cpu_model, git_revision
 from xlstm_seq.config import ConfigMixin
 from xlstm_seq.tracking import create_tracker
 
@@ -448,17 +447,7 @@ def _fmt(values: list[float], digits: int = 3) -> str:
 
 
 def _environment() -> dict[str, str]:
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=False,
-            cwd=Path(__file__).parent,
-        )
-        sha = sha.stdout.strip() or "unknown"
-    except OSError:
-        sha = "unknown"
+    sha = git_revision()
     cpu = cpu_model()
     import pandas
 

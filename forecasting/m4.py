@@ -15,14 +15,13 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import platform
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from xlstm_seq.benchmarking.machine import cpu_model, load_average
+from xlstm_seq.benchmarking.machine import cpu_model, git_revision, load_average
 from xlstm_seq.config import ConfigMixin
 
 
@@ -234,12 +233,7 @@ def _environment() -> dict[str, str]:
     import pandas
     import torch
 
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, check=True)
-        git = sha.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        git = "unknown"
+    git = git_revision()
     cpu = cpu_model()
     load = load_average(", ", 1)
     return {"git": git, "cpu": cpu, "cores": str(os.cpu_count()), "torch": torch.__version__,

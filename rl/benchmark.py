@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import platform
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from xlstm_seq.benchmarking.machine import cpu_model
+from xlstm_seq.benchmarking.machine import cpu_model, git_revision
 from xlstm_seq.config import ConfigMixin, xLSTMConfig
 
 log = logging.getLogger(__name__)
@@ -291,15 +290,6 @@ def summarise(results: list[RunResult]) -> list[dict[str, Any]]:
     return rows
 
 
-def _git_sha() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, check=True)
-        return out.stdout.strip() + (" (uncommitted changes)" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def render_markdown(
     rows: list[dict[str, Any]], config: RLBenchmarkConfig, command: str, not_run: dict[str, str] | None = None
 ) -> str:
@@ -310,7 +300,7 @@ def render_markdown(
     lines = [
         "# RL benchmark: XLSTMPPO vs RecurrentPPO vs PPO on memory tasks",
         "",
-        f"Written by `{command}` on {date.today().isoformat()}, git {_git_sha()}.",
+        f"Written by `{command}` on {date.today().isoformat()}, git {git_revision()}.",
         f"Device: {cpu_model()}, torch threads {config.torch_threads} (the machine's {os.cpu_count()} cores were"
         " shared with other jobs while it ran), CPU only.",
         f"Versions: torch {torch.__version__}, stable-baselines3 {stable_baselines3.__version__}, sb3-contrib "

@@ -32,3 +32,14 @@ def load_average(sep: str = "/", digits: int = 2) -> str:
         return sep.join(f"{x:.{digits}f}" for x in os.getloadavg())
     except (AttributeError, OSError):
         return "n/a"
+
+
+def git_revision(short: int = 7) -> str:
+    """The checkout's commit for a report, abbreviated, with " (uncommitted changes)" when tracked files differ."""
+    from xlstm_seq.tracking.run_info import git_info
+
+    info = git_info()
+    sha = info.get("git.sha", "unknown")
+    if sha != "unknown":
+        sha = sha[:short]
+    return sha + (" (uncommitted changes)" if info.get("git.dirty") == "true" else "")
