@@ -47,6 +47,9 @@ def _default_tasks() -> list[TaskSetup]:
         TaskSetup("modarith_brackets", train_length=24, min_train_length=3, steps=400),
         TaskSetup("mqar", {"num_pairs": 8, "vocab_size": 65}, train_length=32, min_train_length=24, steps=600),
         TaskSetup("nearest_neighbour", {"dim": 4, "num_labels": 4, "num_queries": 4}, train_length=16, steps=800),
+        # The thesis's layout (query first, 15 items at T=16): 2000 steps, since at 800 the Transformer (lr 3e-3)
+        # and xlstm[0:1] had not learned it on a probe seed; the xLSTMs reached 0.91-0.99 at 2000.
+        TaskSetup("nearest_neighbour_query_first", {"dim": 4, "num_labels": 4}, train_length=16, steps=2000),
     ]
 
 
@@ -72,12 +75,33 @@ def _default_task_overrides() -> dict[str, dict[str, dict[str, Any]]]:
     # from 0.654 (3-seed mean) to 0.751 at the training length. MQAR keeps the convolution, which helps there.
     # Modular arithmetic only: every model at about twice the width (89k-95k parameters): at the usual width
     # one xlstm[0:1] seed stayed near 0.55 with every recipe tried; at width 56 it reached 1.0 (single run).
+    # Query-first nearest-neighbour search only: the learning rate of each model picked from 1e-3, 3e-3 and 1e-2
+    # by mean accuracy at the training length over probe seeds 5 and 6 (test seed 2000003, neither is the
+    # benchmark's): gpt2 1e-3 (0.979; 3e-3 0.969, 1e-2 did not learn), xlstm[1:0] 3e-3 (0.977; 1e-2 0.866,
+    # 1e-3 0.871), xlstm[1:1] 1e-2 (0.973, the default; 3e-3 0.953, 1e-3 did not learn); xlstm[0:1] (1e-2 best)
+    # and the LSTM (no rate learned it) keep their defaults. No architecture changes for any model.
     nn = {"num_heads": 1, "mlstm_conv_kernel": 1}
     widths = {"xlstm[0:1]": 56, "xlstm[1:0]": 80, "xlstm[1:1]": 64, "lstm": 76, "gpt2": 60}
     return {
         "modarith": {kind: {"embedding_dim": width} for kind, width in widths.items()},
         "nearest_neighbour": {"xlstm[1:0]": dict(nn), "xlstm[1:1]": dict(nn)},
+        "nearest_neighbour_query_first": {"xlstm[1:0]": {"learning_rate": 3e-3}, "gpt2": {"learning_rate": 1e-3}},
     }
+
+
+def _default_notes() -> list[str]:
+    return [
+        "nearest_neighbour_query_first (the query first, then the set; the layout of the JKU xLSTM thesis's task): "
+        "the recipe was chosen on probe runs scored on test seed 2000003, not this report's. At 800 steps the "
+        "Transformer (lr 3e-3) and xlstm[0:1] had not learned the task on run seed 0, so it trains for 2000; each "
+        "model's learning rate was then picked from 1e-3, 3e-3 and 1e-2 by accuracy at the training length on run "
+        "seeds 5 and 6 (the overrides above; the config's comments give the probe numbers). No model got "
+        "architecture changes for this task.",
+        "nearest_neighbour (the query after the set, the issue's wording): earlier sessions tried 1, 4 and 8 heads, "
+        "width 64, dense q/k/v projections, no convolution and learning-rate sweeps for the mLSTM models without "
+        "closing the gap to the Transformer. The kernel table at the end shows why a linear memory of this width "
+        "is limited there; with the query first a recurrent model can keep a running best instead.",
+    ]
 
 
 @dataclass
@@ -98,6 +122,8 @@ class SyntheticBenchmarkConfig(ConfigMixin):
     """Per-task model settings: {task label: {model kind: {ModelSpec field: value}}}, applied on top of
     ``models`` for that task only (e.g. a different head count on one task). To keep the comparison fair, give
     every model kind the same chance (the report lists every override)."""
+    notes: list[str] = field(default_factory=_default_notes)
+    """Lines of the report's Notes section (how recipes were chosen, caveats); they change no run."""
     workers: int = 2
     """Processes running (task, model, seed) jobs side by side (1: run in this process)."""
     threads: int = 1
@@ -124,6 +150,8 @@ class SyntheticBenchmarkConfig(ConfigMixin):
             raise ValueError(f"seeds must be distinct ints >= 0, got {self.seeds}")
         if not self.test_multipliers or any(not isinstance(m, int) or m < 1 for m in self.test_multipliers):
             raise ValueError(f"test_multipliers must be ints >= 1, got {self.test_multipliers}")
+        if not isinstance(self.notes, list) or not all(isinstance(n, str) for n in self.notes):
+            raise TypeError(f"notes must be a list of strings, got {self.notes!r}")
         if self.workers < 1 or self.threads < 1:
             raise ValueError(f"workers and threads must be >= 1, got {self.workers} and {self.threads}")
         self._check_task_overrides()

@@ -127,6 +127,7 @@ def render_markdown(
         "modarith_brackets": "last (the answer at `=`)",
         "mqar": "every query (its value)",
         "nearest_neighbour": "every query (the nearest item's label)",
+        "nearest_neighbour_query_first": "last (the nearest item's label; the query is the first step)",
     }
     for setup in config.tasks:
         low = setup.min_train_length if setup.min_train_length is not None else setup.train_length
@@ -197,8 +198,11 @@ def render_markdown(
             lines.append(f"| {spec.kind} | " + " | ".join(cells) + f" | {seconds:.0f} |")
         floor = [majority_baseline(setup.make(), length, config.train) for length in lengths]
         lines += ["| majority class | " + " | ".join(f"{f:.3f}" for f in floor) + " | - |", ""]
+    if config.notes:
+        lines += ["## Notes", ""] + [f"- {note}" for note in config.notes] + [""]
     lines += _solved_section(config, groups)
     lines += _targets_section(config, groups)
+    lines += _kernel_bound_section(config)
     plot = os.path.relpath(Path(config.plot).resolve(), Path(config.out).resolve().parent)
     lines += ["", f"![accuracy against test length]({plot})", ""]
     return "\n".join(lines)
@@ -263,20 +267,45 @@ def _targets_section(config: SyntheticBenchmarkConfig, groups: dict[tuple[str, s
         lines.append(
             f"- mqar: mLSTM (xlstm[1:0]) above the LSTM at every length: **{'met' if met else 'not met'}** ({detail})."
         )
-    setup = tasks.get("nearest_neighbour")
     xlstm_kinds = [k for k in kinds if k.startswith("xlstm")]
-    if setup is not None and xlstm_kinds and "gpt2" in kinds:
+    layouts = (
+        ("nearest_neighbour", "query after the set: the issue's target as worded"),
+        ("nearest_neighbour_query_first", "query first: the thesis's layout, not the issue's wording"),
+    )
+    for name, layout in layouts:
+        setup = tasks.get(name)
+        if setup is None or not xlstm_kinds or "gpt2" not in kinds:
+            continue
         rows = []
         for length in config.test_lengths(setup):
             best = max(xlstm_kinds, key=lambda k: _mean_at(groups, setup.label, k, length) or -1.0)
             x, g = _mean_at(groups, setup.label, best, length), _mean_at(groups, setup.label, "gpt2", length)
             if x is not None and g is not None:
                 rows.append((length, best, x, g))
+        if not rows:
+            continue
         met = [x >= g for _, _, x, g in rows]
         verdict = "met at every length" if all(met) else ("met at no length" if not any(met) else "met at some lengths")
         detail = "; ".join(f"T={length}: {best} {x:.3f} vs gpt2 {g:.3f}" for length, best, x, g in rows)
-        lines.append(f"- nearest_neighbour: the best xLSTM at least matches the Transformer: **{verdict}** ({detail}).")
+        lines.append(f"- {name} ({layout}): the best xLSTM at least matches the Transformer: **{verdict}** ({detail}).")
     return lines
+
+
+def _kernel_bound_section(config: SyntheticBenchmarkConfig) -> list[str]:
+    """Ideal kernel readouts on the query-last nearest-neighbour test sets (see kernel_bound.py)."""
+    from xlstm_seq.lm.synthetic.kernel_bound import kernel_bound_lines
+
+    from xlstm_seq.config import mLSTMLayerConfig
+
+    setup = next((s for s in config.tasks if s.name == "nearest_neighbour"), None)
+    if setup is None:
+        return []
+    widths = {}
+    for model in config.models:
+        if model.kind in ("xlstm[1:0]", "xlstm[1:1]"):
+            spec = config.spec_for(setup, model)
+            widths[spec.kind] = int(round(mLSTMLayerConfig().proj_factor * spec.embedding_dim)) // spec.num_heads
+    return kernel_bound_lines(setup.make(), config.test_lengths(setup), config.train, setup.label, widths)
 
 
 def plot_accuracy(config: SyntheticBenchmarkConfig, results: list[RunResult]):

@@ -22,6 +22,8 @@ Tasks (their docstrings give the exact token layout):
   queries at random later positions; scored: the value at each query.
 - ``nearest_neighbour``: a set of unit vectors with labels, then query vectors; scored: the label of the
   nearest set vector (Euclidean) at each query.
+- ``nearest_neighbour_query_first``: the same search with one query FIRST, then the labelled set (the thesis's
+  layout); dense supervision of the running nearest label; scored: the nearest item's label at the last position.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ __all__ = [
     "TASKS",
     "ModArithmetic",
     "MultiQueryAssociativeRecall",
+    "NearestNeighbourQueryFirst",
     "NearestNeighbourSearch",
     "Parity",
     "SyntheticBatch",
@@ -405,12 +408,83 @@ class NearestNeighbourSearch(SyntheticTask):
         return inputs, targets, targets != IGNORE_INDEX
 
 
+@dataclass
+class NearestNeighbourQueryFirst(SyntheticTask):
+    """Nearest-neighbour search with the query FIRST (the layout of the JKU xLSTM thesis's NNS task).
+
+    Inputs (B, T, F) with F = dim + num_labels + 1: step 0 is the query ``[q, 0, 1]``, steps 1..T-1 are set items
+    ``[x, one_hot(label), 0]``, all vectors uniform on the unit sphere in ``dim`` dimensions. Targets: with
+    ``dense``, at every item position t the label of the item nearest to q among items 1..t (a running best);
+    else only at the last position. Scored: the last position (the nearest item of the whole set; one answer per
+    sequence). Nearest is Euclidean, which on the unit sphere is the largest dot product; ties have probability
+    zero.
+
+    Unlike :class:`NearestNeighbourSearch` (query after the set), a recurrent model can keep a running best here:
+    it knows the query before it reads any item.
+    """
+
+    dim: int = 4
+    """Dimension of the vectors."""
+    num_labels: int = 4
+    """Number of labels (classes)."""
+    dense: bool = True
+    """Supervise the running nearest label at every item position (True) or only at the last one."""
+
+    name: ClassVar[str] = "nearest_neighbour_query_first"
+
+    def __post_init__(self) -> None:
+        for field_name in ("dim", "num_labels"):
+            value = getattr(self, field_name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{self.name}: {field_name} must be an int >= 1, got {value!r}")
+        if not isinstance(self.dense, bool):
+            raise ValueError(f"{self.name}: dense must be a bool, got {self.dense!r}")
+
+    @property
+    def input_features(self) -> int:  # type: ignore[override]
+        return self.dim + self.num_labels + 1
+
+    @property
+    def num_classes(self) -> int:  # type: ignore[override]
+        return self.num_labels
+
+    @property
+    def min_length(self) -> int:
+        return 2  # the query and at least one item
+
+    def _generate(self, rng, B, T):
+        D, C = self.dim, self.num_labels
+        vectors = rng.standard_normal((B, T, D))
+        vectors /= np.linalg.norm(vectors, axis=-1, keepdims=True)  # (B, T, D) unit vectors; step 0 is the query
+        labels = rng.integers(0, C, size=(B, T - 1))  # (B, N) with N = T - 1 items
+        similarity = np.einsum("bnd,bd->bn", vectors[:, 1:], vectors[:, 0])  # (B, N) item . query
+        # Index of the best item among the first n + 1 items, for every n: the running argmax of the similarity.
+        running_best = np.maximum.accumulate(similarity, axis=1)  # (B, N)
+        is_new_best = similarity >= running_best  # (B, N): item n is the best so far
+        positions = np.where(is_new_best, np.arange(T - 1)[None, :], 0)  # (B, N)
+        best_index = np.maximum.accumulate(positions, axis=1)  # (B, N) index of the best item so far
+        running_label = np.take_along_axis(labels, best_index, axis=1)  # (B, N)
+        inputs = np.zeros((B, T, D + C + 1), dtype=np.float32)
+        inputs[:, :, :D] = vectors
+        inputs[:, 1:, D : D + C] = np.eye(C, dtype=np.float32)[labels]
+        inputs[:, 0, -1] = 1.0
+        targets = np.full((B, T), IGNORE_INDEX, dtype=np.int64)
+        scored = np.zeros((B, T), dtype=bool)
+        scored[:, -1] = True
+        if self.dense:
+            targets[:, 1:] = running_label
+        else:
+            targets[:, -1] = running_label[:, -1]
+        return inputs, targets, scored
+
+
 TASKS: dict[str, type[SyntheticTask]] = {
     "parity": Parity,
     "modarith": ModArithmetic,
     "modarith_brackets": ModArithmetic,
     "mqar": MultiQueryAssociativeRecall,
     "nearest_neighbour": NearestNeighbourSearch,
+    "nearest_neighbour_query_first": NearestNeighbourQueryFirst,
 }
 """Task names and their classes (``modarith_brackets`` is ``ModArithmetic(brackets=True)``)."""
 

@@ -91,6 +91,12 @@ def test_bad_benchmark_config_is_explained(change, message):
         SyntheticBenchmarkConfig.from_dict(data)
 
 
+def test_notes_must_be_a_list_of_strings():
+    data = {**SyntheticBenchmarkConfig().to_dict(), "notes": "one note"}
+    with pytest.raises(TypeError, match="notes must be a list of strings, got 'one note'"):
+        SyntheticBenchmarkConfig.from_dict(data)
+
+
 def test_report_marks_solved_only_when_every_seed_reaches_the_bar():
     config = SyntheticBenchmarkConfig.from_yaml(SMOKE).replace(test_multipliers=[1, 4])
     base = dict(task="parity", model="lstm", parameters=10, steps=1, learning_rate=0.1, train_seconds=1.0)
@@ -139,3 +145,27 @@ def test_bad_task_overrides_are_explained(overrides, message):
     data = {**SyntheticBenchmarkConfig.from_yaml(SMOKE).to_dict(), "task_overrides": overrides}
     with pytest.raises(ValueError, match=message):
         SyntheticBenchmarkConfig.from_dict(data)
+
+
+def test_report_checks_the_nearest_neighbour_target_on_both_layouts():
+    config = SyntheticBenchmarkConfig.from_yaml(SMOKE).replace(notes=["how the recipe was chosen"])
+    assert {"nearest_neighbour", "nearest_neighbour_query_first"} <= {t.name for t in config.tasks}
+    base = dict(parameters=10, steps=1, learning_rate=0.1, train_seconds=1.0, seed=0)
+    results = [
+        # Query last: the Transformer ahead at both lengths; query first: the xLSTM ahead at 1x only.
+        RunResult(task="nearest_neighbour", model="xlstm[1:1]", accuracy={6: 0.50, 12: 0.40}, **base),
+        RunResult(task="nearest_neighbour", model="gpt2", accuracy={6: 0.90, 12: 0.80}, **base),
+        RunResult(task="nearest_neighbour_query_first", model="xlstm[1:1]", accuracy={6: 0.95, 12: 0.70}, **base),
+        RunResult(task="nearest_neighbour_query_first", model="gpt2", accuracy={6: 0.94, 12: 0.75}, **base),
+    ]
+    markdown = render_markdown(config, results, wall_seconds=None, command="test")
+    (last,) = [line for line in markdown.splitlines() if line.startswith("- nearest_neighbour (query after")]
+    (first,) = [line for line in markdown.splitlines() if line.startswith("- nearest_neighbour_query_first (")]
+    assert "**met at no length**" in last and "T=6: xlstm[1:1] 0.500 vs gpt2 0.900" in last
+    assert "the issue's target as worded" in last and "not the issue's wording" in first
+    assert "**met at some lengths**" in first and "T=12: xlstm[1:1] 0.700 vs gpt2 0.750" in first
+    # The kernel-readout section scores the query-last test sets; the smoke xlstm[1:1] has 2 x 16 q.k channels in
+    # one head there (the default task override sets one head on nearest_neighbour).
+    assert "## nearest_neighbour: what a fixed kernel readout can reach" in markdown
+    assert "## Notes\n\n- how the recipe was chosen\n" in markdown
+    assert "32 for xlstm[1:1]" in markdown and "| exp(20 s) (softmax attention) | unbounded |" in markdown

@@ -153,3 +153,56 @@ def test_bad_task_arguments_are_named():
         make_task("parity").sample(0, 4, seed=0)
     with pytest.raises(TypeError, match="seed must be"):
         make_task("parity").sample(2, 4, seed=-1)
+
+
+@pytest.mark.parametrize("dense", [True, False])
+@pytest.mark.parametrize("length", [2, 3, 17, 64])
+def test_query_first_targets_are_the_running_nearest_label_by_brute_force(dense, length):
+    task = make_task("nearest_neighbour_query_first", dim=3, num_labels=5, dense=dense)
+    batch = task.sample(6, length, seed=13)
+    x = batch.inputs.double().numpy()  # (B, T, 3 + 5 + 1)
+    assert x.shape == (6, length, 9)
+    for row in range(6):
+        query, items = x[row, 0], x[row, 1:]
+        assert np.allclose(np.linalg.norm(x[row, :, :3], axis=1), 1.0, atol=1e-6)
+        assert query[-1] == 1 and (query[3:8] == 0).all(), "step 0 is the query: flag set, no label"
+        assert (items[:, -1] == 0).all() and (items[:, 3:8].sum(axis=1) == 1).all(), "items: one-hot label, no flag"
+        assert int(batch.targets[row, 0]) == IGNORE_INDEX
+        for t in range(1, length):
+            # Brute force: Euclidean distance from the query to every item seen so far (items 1..t).
+            best = min(range(1, t + 1), key=lambda i: sum((query[d] - x[row, i, d]) ** 2 for d in range(3)))
+            expected = int(np.argmax(x[row, best, 3:8]))
+            if dense or t == length - 1:
+                assert int(batch.targets[row, t]) == expected, (row, t)
+            else:
+                assert int(batch.targets[row, t]) == IGNORE_INDEX
+        assert batch.scored[row].tolist() == [False] * (length - 1) + [True]
+
+
+def test_query_first_is_its_own_task_and_leaves_the_query_last_layout_alone():
+    first = make_task("nearest_neighbour_query_first")
+    last = make_task("nearest_neighbour")
+    assert first.name == "nearest_neighbour_query_first" and last.name == "nearest_neighbour"
+    assert first.input_features == last.input_features == 4 + 4 + 1 and first.num_classes == 4
+    assert first.min_length == 2
+    # Same seed, same length: a different layout (the flag on step 0 here, on the last num_queries steps there).
+    a, b = first.sample(4, 20, seed=1), last.sample(4, 20, seed=1)
+    assert (a.inputs[:, 0, -1] == 1).all() and (a.inputs[:, 1:, -1] == 0).all()
+    assert (b.inputs[:, -4:, -1] == 1).all() and (b.inputs[:, :-4, -1] == 0).all()
+
+
+@pytest.mark.parametrize(
+    ("params", "error", "message"),
+    [
+        ({"dim": 0}, ValueError, "dim must be an int >= 1"),
+        ({"num_labels": 0}, ValueError, "num_labels must be an int >= 1"),
+        ({"dim": 2.5}, ValueError, "dim must be an int >= 1, got 2.5"),
+        ({"dense": "yes"}, ValueError, "dense must be a bool"),
+        ({"num_queries": 2}, ValueError, "takes parameters"),
+    ],
+)
+def test_query_first_bad_parameters_are_named(params, error, message):
+    with pytest.raises(error, match=message):
+        make_task("nearest_neighbour_query_first", **params)
+    with pytest.raises(ValueError, match="length must be an int >= 2"):
+        make_task("nearest_neighbour_query_first").sample(2, 1, seed=0)
