@@ -84,9 +84,12 @@ class ModelSettings(ConfigMixin):
     weight_decay: float = 0.05
     val_check_steps: int = 100
     early_stop_patience_steps: int = 3
+    ensemble: int = 1
+    """Forecasters per seed, trained with seeds ``seed * ensemble + j``; their point forecasts are averaged (fit
+    time is their sum). 1: a single model."""
 
     def __post_init__(self) -> None:
-        for name in ("max_steps", "batch_size", "val_check_steps", "embedding_dim", "num_blocks"):
+        for name in ("max_steps", "batch_size", "val_check_steps", "embedding_dim", "num_blocks", "ensemble"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
@@ -246,20 +249,24 @@ def _fit_ours(data, h, L, settings: ModelSettings, seed, config, track):
     end, n_windows, step = _test_windows(data, h, config.max_test_windows, config.eval_split)
     df = data.to_long(end, integer_ds=True)
     val_size = data.borders["val"][1] - data.borders["val"][0]
-    fc = XLSTMForecaster(
-        h=h,
-        input_size=L,
-        random_seed=seed,
-        progress=False,
-        track=track,
-        experiment=config.experiment,
-        **settings.to_dict(),
-    )
     # Train on rows before the test part; validate on the validation part (early stopping).
     train = df[df["ds"] < data.borders["test"][0]]
-    fc.fit(train, val_size=val_size)
-    scores = fc.score_windows(df, n_windows=n_windows, step_size=step)
-    return scores["mse"], scores["mae"], fc.fit_seconds_, fc.steps_trained_
+    kwargs = settings.to_dict()
+    members = []
+    for j in range(kwargs.pop("ensemble")):
+        fc = XLSTMForecaster(
+            h=h,
+            input_size=L,
+            random_seed=seed * settings.ensemble + j,
+            progress=False,
+            track=track,
+            experiment=config.experiment,
+            **kwargs,
+        )
+        members.append(fc.fit(train, val_size=val_size))
+    scores = members[0].score_windows(df, n_windows=n_windows, step_size=step, ensemble_with=members[1:])
+    return (scores["mse"], scores["mae"], sum(m.fit_seconds_ for m in members),
+            sum(m.steps_trained_ for m in members))  # fmt: skip
 
 
 def _seasonal_naive(data: LongHorizonData, h: int, L: int, limit: int | None, split: str = "test"):
@@ -316,10 +323,13 @@ def fit_time_comparison(config: LongHorizonConfig, *, track: bool = True) -> lis
     train = data.to_long(data.borders["train"][1], integer_ds=True)
     steps, settings = config.fit_time_steps, config.xlstm.to_dict()
     settings.update(max_steps=steps, early_stop_patience_steps=-1)
+    ensemble = settings.pop("ensemble")
     windows = config.xlstm.batch_size * (len(data.columns) if config.xlstm.mixing == "variates" else 1)
-    fc = XLSTMForecaster(h=h, input_size=L, progress=False, track=track, experiment=config.experiment, **settings)
     started = time.perf_counter()
-    fc.fit(train)
+    for j in range(ensemble):  # an ensemble's fit time is that of all its members
+        fc = XLSTMForecaster(h=h, input_size=L, random_seed=j, progress=False, track=track,
+                             experiment=config.experiment, **settings)  # fmt: skip
+        fc.fit(train)
     rows = [(f"xLSTM ({_model_label('xlstm', config.xlstm)})", time.perf_counter() - started)]
     from neuralforecast import NeuralForecast
     from neuralforecast.models import PatchTST
@@ -427,7 +437,8 @@ def _model_label(label: str, s: ModelSettings) -> str:
     if s.model == "dlinear":
         return "DLinear (ours)"
     patch = f" P{s.patch_len or 16}" if s.mixing == "independent" else ""
-    return f"{s.model} {s.backbone} {s.mixing}{patch} E{s.embedding_dim}x{s.num_blocks}"
+    ensemble = f", mean of {s.ensemble} seeds" if s.ensemble > 1 else ""
+    return f"{s.model} {s.backbone} {s.mixing}{patch} E{s.embedding_dim}x{s.num_blocks}{ensemble}"
 
 
 def _record(cell: Cell, tracker, result, params: dict, name: str, h: int, L: int, seed: int, split: str) -> None:

@@ -636,16 +636,34 @@ class XLSTMForecaster(BaseEstimator):
         return panels.y[fut], self._forward_windows(panels, starts)
 
     def score_windows(
-        self, df: pd.DataFrame, n_windows: int, step_size: int = 1, static_df: pd.DataFrame | None = None
+        self,
+        df: pd.DataFrame,
+        n_windows: int,
+        step_size: int = 1,
+        static_df: pd.DataFrame | None = None,
+        *,
+        ensemble_with: Sequence[XLSTMForecaster] = (),
     ) -> dict[str, float]:
         """MSE and MAE of the point forecast over the same windows as :meth:`forecast_windows`, computed in
-        chunks so that long horizons over many windows and series fit in memory."""
+        chunks so that long horizons over many windows and series fit in memory.
+
+        ``ensemble_with``: other fitted forecasters of the same shape (h, input_size, mixing, columns, e.g. the
+        same settings under other seeds); then the scored forecast is the mean of all their point forecasts.
+        """
+        for other in ensemble_with:
+            other._check_fitted()
+            same = (other.h, other.input_size, other.mixing, other.series_) == (
+                self.h, self.input_size, self.mixing, self.series_)  # fmt: skip
+            if not same or other._lists() != self._lists():
+                raise ValueError("ensemble_with: every forecaster needs the same h, input_size, mixing, series "
+                                 "and exogenous columns as this one")  # fmt: skip
+        members = [self, *ensemble_with]
         panels, starts = self._windows(df, n_windows, step_size, static_df)
-        point = self._point_index()
         sq, ab, count = 0.0, 0.0, 0
         for chunk in np.array_split(starts, max(1, -(-len(starts) // 512))):
             fut = chunk[:, None] + self.input_size + np.arange(self.h)  # (n, h)
-            error = self._forward_windows(panels, chunk)[..., point].astype(np.float64) - panels.y[fut]
+            point = np.mean([m._forward_windows(panels, chunk)[..., m._point_index()] for m in members], axis=0)
+            error = point.astype(np.float64) - panels.y[fut]  # (n, h, C)
             sq, ab, count = sq + float((error**2).sum()), ab + float(np.abs(error).sum()), count + error.size
         return {"mse": sq / count, "mae": ab / count}
 

@@ -94,3 +94,19 @@ def test_validation_split_scores_other_windows_than_test(tmp_path):
     assert test_cells[0].steps == val_cells[0].steps
     assert test_cells[1].mse != val_cells[1].mse and test_cells[0].mse != val_cells[0].mse
     assert "validation split" in (tmp_path / "fc.md").read_text()
+
+
+@pytest.mark.skipif(not (ROOT / "ett/ETTh1.csv").is_file(), reason="ETTh1 not in the data root")
+def test_an_ensemble_cell_trains_every_member_and_says_so(tmp_path):
+    tiny = ModelSettings(embedding_dim=8, num_heads=2, max_steps=2, batch_size=4, val_check_steps=2)
+    config = LongHorizonConfig(
+        datasets=["etth1"], horizons=[24], input_size=36, max_test_windows=3, num_threads=1, xlstm=tiny,
+        baselines=[], out=str(tmp_path / "fc.md"),
+    )  # fmt: skip
+    single = run_benchmark(config, track=False, out=lambda line: None)[0]
+    pair = run_benchmark(config.replace(xlstm=tiny.replace(ensemble=2)), track=False, out=lambda line: None)[0]
+    assert pair.steps == [2 * single.steps[0]]  # both members trained
+    assert pair.mse != single.mse  # member 1 (seed 1) moved the mean forecast
+    assert "mean of 2 seeds" in pair.model and "mean of" not in single.model
+    with pytest.raises(ValueError, match="ensemble must be >= 1"):
+        ModelSettings(ensemble=0)

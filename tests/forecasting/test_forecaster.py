@@ -195,3 +195,19 @@ def test_cross_validation_with_exogenous_and_window_scores(frame, static):
     scores = fc.score_windows(df, n_windows=4, step_size=3)
     assert scores["mse"] == pytest.approx(float(((y - y_hat[..., 0]) ** 2).mean()), rel=1e-5)
     assert scores["mae"] == pytest.approx(float(np.abs(y - y_hat[..., 0]).mean()), rel=1e-5)
+
+
+def test_window_scores_of_an_ensemble_average_the_members_point_forecasts(frame):
+    df = frame(n_series=2, length=60)
+    a = _forecaster("xlstm_time", "mlstm", "independent", random_seed=0).fit(df)
+    b = _forecaster("xlstm_time", "mlstm", "independent", random_seed=1).fit(df)
+    y, y_hat_a = a.forecast_windows(df, n_windows=3, step_size=4)
+    _, y_hat_b = b.forecast_windows(df, n_windows=3, step_size=4)
+    assert not np.allclose(y_hat_a, y_hat_b)  # other seeds, other forecasts: the mean is a real ensemble
+    mean = (y_hat_a[..., 0] + y_hat_b[..., 0]) / 2  # (n, h, C)
+    scores = a.score_windows(df, n_windows=3, step_size=4, ensemble_with=[b])
+    assert scores["mse"] == pytest.approx(float(((y - mean) ** 2).mean()), rel=1e-5)
+    assert scores["mae"] == pytest.approx(float(np.abs(y - mean).mean()), rel=1e-5)
+    other_horizon = _forecaster("xlstm_time", "mlstm", "independent", h=H + 1).fit(df)
+    with pytest.raises(ValueError, match="ensemble_with: every forecaster needs the same h"):
+        a.score_windows(df, n_windows=3, ensemble_with=[other_horizon])
