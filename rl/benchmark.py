@@ -114,6 +114,8 @@ class RLBenchmarkConfig(ConfigMixin):
     per-environment runs with their own ``out`` do not overwrite each other's figure)."""
     experiment: str = "xlstm-seq-rl-benchmark"
     """MLflow experiment of the runs."""
+    notes: list[str] = field(default_factory=list)
+    """Lines written under the table as they are (e.g. how the recipe was chosen, and on which seeds)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.xlstm, dict):
@@ -124,6 +126,8 @@ class RLBenchmarkConfig(ConfigMixin):
         unknown = sorted(set(self.algorithms) - set(ALGORITHMS))
         if unknown or not self.algorithms:
             raise ValueError(f"algorithms must be a non-empty subset of {list(ALGORITHMS)}, got {self.algorithms}")
+        if not isinstance(self.notes, list) or not all(isinstance(n, str) for n in self.notes):
+            raise TypeError(f"notes must be a list of strings, got {self.notes!r}")
         if not self.seeds or not all(isinstance(s, int) for s in self.seeds):
             raise ValueError(f"seeds must be a non-empty list of integers, got {self.seeds}")
         if self.critic_memory not in ("shared", "separate"):
@@ -323,6 +327,8 @@ def render_markdown(
             f"{row['sps_mean']:.0f} ± {row['sps_std']:.0f} |"
         )
     lines += ["", *target_lines(rows), "", "Models: " + _models_text(config), ""]
+    if config.notes:
+        lines += ["Notes (from the config):", "", *[f"- {note}" for note in config.notes], ""]
     lines += [f"Learning curves: `{config.figure_path.as_posix()}`.", ""]
     if not_run:
         lines += ["Configured in the YAML but not run by this command:", ""]

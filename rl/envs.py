@@ -4,8 +4,8 @@ Importing this module registers, as gymnasium ids:
 
 * ``CartPoleNoVel-v1``: CartPole-v1 observing cart position and pole angle only (no velocities);
 * ``PendulumNoVel-v1``: Pendulum-v1 observing cos and sin of the angle only (no angular velocity);
-* ``LunarLanderNoVel-v3``: LunarLander-v3 without the linear and angular velocities (needs Box2D:
-  ``pip install "gymnasium[box2d]"``; ``gym.make`` says so when it is missing).
+* ``LunarLanderNoVel-v3``: LunarLander-v3 without the linear and angular velocities (needs Box2D and
+  pygame, both in the ``rl`` extra; ``gym.make`` says so when they are missing).
 
 POPGym (``pip install "xlstm-seq[rl]"`` plus ``popgym``) registers its own ids (``popgym-RepeatPreviousEasy-v0``
 ...); ``make_env`` imports it on demand and flattens its Tuple observations into one-hot vectors so that SB3

@@ -18,9 +18,15 @@ from xlstm_seq.tracking import NullTracker, create_tracker
 
 @pytest.mark.parametrize(
     ("env_id", "base_id", "keep"),
-    [("CartPoleNoVel-v1", "CartPole-v1", [0, 2]), ("PendulumNoVel-v1", "Pendulum-v1", [0, 1])],
+    [
+        ("CartPoleNoVel-v1", "CartPole-v1", [0, 2]),
+        ("PendulumNoVel-v1", "Pendulum-v1", [0, 1]),
+        ("LunarLanderNoVel-v3", "LunarLander-v3", [0, 1, 4, 6, 7]),
+    ],
 )
 def test_velocity_free_envs_show_only_positions(env_id, base_id, keep):
+    if env_id.startswith("LunarLander"):
+        pytest.importorskip("Box2D", reason="LunarLander needs Box2D (the rl extra installs it)")
     env, base = gym.make(env_id), gym.make(base_id)
     obs, _ = env.reset(seed=3)
     full, _ = base.reset(seed=3)

@@ -77,6 +77,20 @@ def test_target_lines_judge_the_issue_targets():
     assert "every seed: met (lowest seed 450.0)" in text and "NOT met (2.40x)" in text
 
 
+def test_config_notes_are_written_under_the_table_and_must_be_strings():
+    from xlstm_seq.rl.benchmark import render_markdown
+
+    rows = [_row("popgym-AutoencodeEasy-v0", "xlstm_ppo", [-0.2, -0.3], 900.0)]
+    for row in rows:
+        row.update(seeds=[0, 1], return_std=0.05, sps_std=1.0)
+    config = RLBenchmarkConfig(notes=["recipe chosen on seeds 10 and 11"])
+    markdown = render_markdown(rows, config, "xlstm-seq rl benchmark --config c.yaml")
+    assert "Notes (from the config):\n\n- recipe chosen on seeds 10 and 11" in markdown
+    assert "Notes" not in render_markdown(rows, config.replace(notes=[]), "cmd")
+    with pytest.raises(TypeError, match="notes must be a list of strings"):
+        RLBenchmarkConfig(notes="one line")
+
+
 def test_xlstm_head_mlps_of_the_config_reach_the_policy():
     from torch import nn
     from xlstm_seq.rl.benchmark import _build_model, _make_vec_env
