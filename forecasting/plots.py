@@ -38,4 +38,5 @@ def forecast_figure(panels: Panels, starts: np.ndarray, out: np.ndarray, input_s
     axes[0, 0].legend(fontsize=8, loc="upper left")
     axes[-1, 0].set_xlabel("steps relative to the forecast origin")
     fig.tight_layout()
+    plt.close(fig)  # out of pyplot's registry, else every tracked fit keeps one open (it still saves)
     return fig

@@ -172,10 +172,13 @@ def test_predict_on_new_frame_and_integer_ds(frame):
 
 
 def test_every_fit_logs_a_forecast_png_to_mlflow(tmp_mlflow, frame):
+    import matplotlib.pyplot as plt
     import mlflow
 
     fc = _forecaster("xlstm_time", "mlstm", "independent", track=True, experiment="fc-test")
+    open_figures = len(plt.get_fignums())
     fc.fit(frame(n_series=2, length=60), val_size=H)
+    assert len(plt.get_fignums()) == open_figures  # the logged figure is closed, not kept per fit
     client = mlflow.MlflowClient(tracking_uri=tmp_mlflow)
     runs = client.search_runs([client.get_experiment_by_name("fc-test").experiment_id])
     assert len(runs) == 1
