@@ -35,6 +35,21 @@ ALGORITHM_LABELS = {
 }
 
 
+# RLBenchmarkConfig fields that an environment entry may change for itself (EnvBudget.overrides).
+MODEL_KEYS = (
+    "xlstm", "critic_memory", "xlstm_actor_net_arch", "xlstm_critic_net_arch", "xlstm_sequence_length",
+    "lstm_hidden_size", "lstm_critic_net_arch", "frame_stack", "mlp_net_arch",
+)  # fmt: skip
+
+
+def _merged(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """base with changes applied; nested mappings are merged key by key."""
+    out = dict(base)
+    for key, value in changes.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 @dataclass
 class EnvBudget(ConfigMixin):
     """One environment of the benchmark with its budget and the PPO settings shared by all algorithms."""
@@ -59,8 +74,16 @@ class EnvBudget(ConfigMixin):
     max_grad_norm: float = 1.0
     eval_episodes: int = 20
     """Episodes of the final deterministic evaluation."""
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """Model settings of the benchmark changed for this environment only, e.g. ``{critic_memory: separate, xlstm:
+    {mlstm: {conv_kernel_size: 8}}}``; keys from MODEL_KEYS, ``xlstm`` merged field by field."""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.overrides, dict):
+            raise TypeError(f"envs[{self.env_id}].overrides must be a mapping, got {type(self.overrides).__name__}")
+        unknown = sorted(set(self.overrides) - set(MODEL_KEYS))
+        if unknown:
+            raise ValueError(f"envs[{self.env_id}].overrides: unknown key(s) {unknown}; valid keys: {list(MODEL_KEYS)}")
         for name in ("total_timesteps", "n_envs", "n_steps", "batch_size", "n_epochs", "eval_episodes"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"envs[{self.env_id}].{name} must be a positive integer, got {getattr(self, name)!r}")
@@ -135,6 +158,20 @@ class RLBenchmarkConfig(ConfigMixin):
         for name in ("lstm_hidden_size", "frame_stack", "torch_threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for budget in self.envs:
+            self.for_env(budget)  # every override builds valid settings, or fails here naming the environment
+
+    def for_env(self, budget: EnvBudget) -> RLBenchmarkConfig:
+        """This config with ``budget.overrides`` applied (itself when there are none)."""
+        if not budget.overrides:
+            return self
+        data = self.to_dict()
+        data["xlstm"] = self.xlstm.to_dict()
+        try:
+            resolved = {**budget.to_dict(), "overrides": {}}  # applied here, so the result holds none
+            return RLBenchmarkConfig.from_dict({**_merged(data, budget.overrides), "envs": [resolved]})
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"envs[{budget.env_id}].overrides: {err}") from err
 
     @property
     def figure_path(self) -> Path:
@@ -232,6 +269,7 @@ def run_one(
 
     from xlstm_seq.tracking import create_tracker
 
+    config = config.for_env(budget)
     frames = config.frame_stack if algorithm == "ppo_framestack" else None
     env = _make_vec_env(budget, seed, budget.n_envs, frames)
     eval_env = _make_vec_env(budget, seed + 10_000, 1, frames)
@@ -327,6 +365,11 @@ def render_markdown(
             f"{row['sps_mean']:.0f} ± {row['sps_std']:.0f} |"
         )
     lines += ["", *target_lines(rows), "", "Models: " + _models_text(config), ""]
+    changed = [e for e in config.envs if e.overrides and e.env_id in {r["env_id"] for r in rows}]
+    if changed:
+        lines += ["Per-environment model changes (`overrides` in the config):", ""]
+        lines += [f"- {e.env_id}: {e.overrides}; XLSTMPPO there: {_xlstm_text(config.for_env(e))}" for e in changed]
+        lines.append("")
     if config.notes:
         lines += ["Notes (from the config):", "", *[f"- {note}" for note in config.notes], ""]
     lines += [f"Learning curves: `{config.figure_path.as_posix()}`.", ""]
@@ -364,13 +407,20 @@ def target_lines(rows: list[dict[str, Any]]) -> list[str]:
     return ["Targets of the issue, checked on this table:", "", *lines] if lines else []
 
 
-def _models_text(config: RLBenchmarkConfig) -> str:
+def _xlstm_text(config: RLBenchmarkConfig) -> str:
     x = config.xlstm
     actor_mlp = config.xlstm_actor_net_arch or "none"
     critic_mlp = config.xlstm_critic_net_arch or "none"
     return (
-        f"XLSTMPPO: {x.num_blocks} xLSTM block(s) (sLSTM at {x.slstm_block_ids or 'none'}), width {x.embedding_dim}, "
-        f"{x.num_heads} heads, {config.critic_memory} critic memory, actor MLP {actor_mlp}, critic MLP {critic_mlp}"
+        f"{x.num_blocks} xLSTM block(s) (sLSTM at {x.slstm_block_ids or 'none'}), width {x.embedding_dim}, "
+        f"{x.num_heads} heads, mLSTM convolution {x.mlstm.conv_kernel_size}, {config.critic_memory} critic memory, "
+        f"actor MLP {actor_mlp}, critic MLP {critic_mlp}"
+    )
+
+
+def _models_text(config: RLBenchmarkConfig) -> str:
+    return (
+        f"XLSTMPPO: {_xlstm_text(config)}"
         f"; RecurrentPPO: LSTM {config.lstm_hidden_size} with a separate critic LSTM, critic MLP "
         f"{config.lstm_critic_net_arch}, no ortho init (sb3-contrib's test setup). PPO: MLP "
         f"{config.mlp_net_arch} on {config.frame_stack} stacked observations. Same PPO settings per environment "

@@ -108,6 +108,36 @@ def test_xlstm_head_mlps_of_the_config_reach_the_policy():
     assert widths(extractor.policy_net) == [5] and widths(extractor.value_net) == [7, 3]
 
 
+def test_env_overrides_change_the_model_of_that_environment_only():
+    from xlstm_seq.rl.benchmark import _build_model, _make_vec_env, render_markdown
+
+    plain = EnvBudget(env_id="CartPoleNoVel-v1", total_timesteps=64, **TINY_ENV)
+    changed = EnvBudget(
+        env_id="CartPoleNoVel-v1",
+        total_timesteps=64,
+        **TINY_ENV,
+        overrides={"critic_memory": "separate", "xlstm": {"mlstm": {"conv_kernel_size": 8}}},
+    )
+    config = RLBenchmarkConfig(xlstm=xLSTMConfig(embedding_dim=8, num_blocks=1, num_heads=2), envs=[plain, changed])
+    assert config.for_env(plain) is config
+    own = config.for_env(changed)
+    assert own.critic_memory == "separate" and own.xlstm.mlstm.conv_kernel_size == 8
+    assert own.xlstm.embedding_dim == 8  # untouched fields keep the grid-wide value
+    assert config.critic_memory == "shared" and config.xlstm.mlstm.conv_kernel_size == 4
+    env = _make_vec_env(changed, 0, 2, None)
+    policy = _build_model("xlstm_ppo", own, changed, env, 0).policy
+    env.close()
+    assert policy.critic_memory == "separate"
+    rows = [_row("CartPoleNoVel-v1", "xlstm_ppo", [500.0], 900.0)]
+    rows[0].update(seeds=[0], return_std=0.0, sps_std=1.0)
+    markdown = render_markdown(rows, config.replace(envs=[changed]), "cmd")
+    assert "Per-environment model changes" in markdown and "mLSTM convolution 8, separate critic memory" in markdown
+    with pytest.raises(ValueError, match=r"envs\[CartPoleNoVel-v1\].overrides: unknown key\(s\) \['gamma'\]"):
+        EnvBudget(env_id="CartPoleNoVel-v1", overrides={"gamma": 0.5})
+    with pytest.raises(ValueError, match=r"envs\[CartPoleNoVel-v1\].overrides: .*critic_memory"):
+        RLBenchmarkConfig(envs=[EnvBudget(overrides={"critic_memory": "both"})])
+
+
 def test_benchmark_config_rejects_unknown_algorithms_and_empty_grids():
     with pytest.raises(ValueError, match="algorithms must be a non-empty subset"):
         RLBenchmarkConfig(algorithms=["dqn"])
