@@ -74,10 +74,13 @@ def test_markdown_met_column_compares_with_patchtst():
     ]
     text = benchmark_markdown(config, cells)
     rows = [line for line in text.splitlines() if line.startswith("| etth1")]
-    assert rows[0].endswith("| yes |") and rows[1].endswith("| no |") and rows[2].endswith("| - |")
+    assert rows[0].endswith("| yes | - |") and rows[1].endswith("| no | - |") and rows[2].endswith("| - | - |")
     assert "1 of 2 cells" in text
     # On the validation split nothing is compared with the published test numbers.
     assert "| yes |" not in benchmark_markdown(config.replace(eval_split="val"), cells)
+    cells[0].mse_published_windows = [0.3514]
+    row = [line for line in benchmark_markdown(config, cells).splitlines() if line.startswith("| etth1 | 96")][0]
+    assert row.endswith("| yes | 0.351 |")
 
 
 @pytest.mark.skipif(not (ROOT / "ett/ETTh1.csv").is_file(), reason="ETTh1 not in the data root")
@@ -110,3 +113,26 @@ def test_an_ensemble_cell_trains_every_member_and_says_so(tmp_path):
     assert "mean of 2 seeds" in pair.model and "mean of" not in single.model
     with pytest.raises(ValueError, match="ensemble must be >= 1"):
         ModelSettings(ensemble=0)
+
+
+@pytest.mark.skipif(not (ROOT / "ett/ETTh1.csv").is_file(), reason="ETTh1 not in the data root")
+def test_published_windows_column_scores_the_windows_a_drop_last_loader_keeps(tmp_path):
+    tiny = ModelSettings(embedding_dim=8, num_heads=2, max_steps=2, batch_size=4, val_check_steps=2)
+    config = LongHorizonConfig(
+        datasets=["etth1"], horizons=[24], input_size=36, num_threads=1, xlstm=tiny, baselines=["seasonal_naive"],
+        out=str(tmp_path / "fc.md"), published_test_batch={"etth1": 1},
+    )  # fmt: skip
+    # Batch 1 drops nothing: the same windows, the same MSE.
+    every = run_benchmark(config, track=False, out=lambda line: None)
+    assert every[0].mse_published_windows == pytest.approx(every[0].mse, rel=1e-9)
+    assert every[1].mse_published_windows == []  # seasonal naive: not computed
+    # ETTh1's test split has 2880 rows, so 2857 windows at h=24; batch 1000 keeps the first 2000 only.
+    dropped = run_benchmark(config.replace(published_test_batch={"etth1": 1000}), track=False, out=lambda x: None)
+    assert dropped[0].mse == every[0].mse and dropped[0].mse_published_windows != every[0].mse_published_windows
+    row = [line for line in (tmp_path / "fc.md").read_text().splitlines() if line.startswith("| etth1 | 24")][0]
+    assert row.endswith(f"| {dropped[0].mse_published_windows[0]:.3f} |")
+    # Sampled windows or the validation split: no published windows to compare with.
+    sampled = run_benchmark(config.replace(max_test_windows=3), track=False, out=lambda line: None)
+    assert sampled[0].mse_published_windows == []
+    with pytest.raises(ValueError, match="published_test_batch"):
+        LongHorizonConfig(published_test_batch={"etth1": 0})
