@@ -45,7 +45,7 @@ def main() -> None:
         seed=args.seed,
         device="cpu",
         policy_kwargs=dict(
-            xlstm=xLSTMConfig(embedding_dim=64, num_blocks=1, num_heads=4),  # one mLSTM block
+            xlstm=xLSTMConfig(embedding_dim=64, num_blocks=1, num_heads=1),  # one mLSTM block, one head
             critic_memory="shared",
             net_arch=dict(pi=[], vf=[64]),  # a small critic MLP on the shared memory (the benchmark's recipe)
         ),

@@ -20,7 +20,7 @@ from xlstm_seq.config import ConfigMixin, xLSTMConfig
 
 
 def _default_memory() -> xLSTMConfig:
-    return xLSTMConfig(embedding_dim=64, num_blocks=1, num_heads=4)
+    return xLSTMConfig(embedding_dim=64, num_blocks=1, num_heads=1)  # the CartPoleNoVel benchmark recipe
 
 
 @dataclass
