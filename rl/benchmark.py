@@ -165,8 +165,7 @@ class RLBenchmarkConfig(ConfigMixin):
         """This config with ``budget.overrides`` applied (itself when there are none)."""
         if not budget.overrides:
             return self
-        data = self.to_dict()
-        data["xlstm"] = self.xlstm.to_dict()
+        data = self.to_dict()  # nested plain dicts, xlstm included
         try:
             resolved = {**budget.to_dict(), "overrides": {}}  # applied here, so the result holds none
             return RLBenchmarkConfig.from_dict({**_merged(data, budget.overrides), "envs": [resolved]})
