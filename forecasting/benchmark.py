@@ -256,11 +256,12 @@ class FitResult(NamedTuple):
 
 def _published_windows(config: LongHorizonConfig, name: str, n_windows: int) -> int | None:
     """How many of the first test windows the published runs scored (their loader drops the last incomplete
-    batch), or None when that does not apply (validation split, sampled windows, unknown batch)."""
+    batch), or None when that does not apply (validation split, sampled windows, unknown batch, or fewer windows
+    than one batch, where such a loader scores none)."""
     batch = config.published_test_batch.get(name)
     if config.eval_split != "test" or config.max_test_windows is not None or not batch:
         return None
-    return n_windows - n_windows % batch
+    return (n_windows - n_windows % batch) or None
 
 
 def _test_windows(data: LongHorizonData, h: int, limit: int | None, split: str = "test") -> tuple[int, int, int]:

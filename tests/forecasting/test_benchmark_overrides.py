@@ -134,5 +134,8 @@ def test_published_windows_column_scores_the_windows_a_drop_last_loader_keeps(tm
     # Sampled windows or the validation split: no published windows to compare with.
     sampled = run_benchmark(config.replace(max_test_windows=3), track=False, out=lambda line: None)
     assert sampled[0].mse_published_windows == []
+    # A batch larger than the split: such a loader scores no window, so there is nothing to show.
+    too_big = run_benchmark(config.replace(published_test_batch={"etth1": 5000}), track=False, out=lambda x: None)
+    assert too_big[0].mse_published_windows == [] and too_big[0].mse == every[0].mse
     with pytest.raises(ValueError, match="published_test_batch"):
         LongHorizonConfig(published_test_batch={"etth1": 0})
