@@ -74,6 +74,8 @@ class ModelSettings(ConfigMixin):
     num_blocks: int = 1
     num_heads: int = 4
     patch_len: int | None = None
+    patch_stride: int | None = None
+    """None: non-overlapping patches."""
     moving_avg: int = 25
     dropout: float = 0.3
     loss: str = "mae"
@@ -477,7 +479,8 @@ def summary_figure(config: LongHorizonConfig, cells: list[Cell]):
 def _model_label(label: str, s: ModelSettings) -> str:
     if s.model == "dlinear":
         return "DLinear (ours)"
-    patch = f" P{s.patch_len or 16}" if s.mixing == "independent" else ""
+    stride = f"/{s.patch_stride}" if s.patch_stride and s.patch_stride != (s.patch_len or 16) else ""
+    patch = f" P{s.patch_len or 16}{stride}" if s.mixing == "independent" else ""
     ensemble = f", mean of {s.ensemble} seeds" if s.ensemble > 1 else ""
     return f"{s.model} {s.backbone} {s.mixing}{patch} E{s.embedding_dim}x{s.num_blocks}{ensemble}"
 

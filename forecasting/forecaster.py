@@ -51,6 +51,8 @@ class XLSTMForecaster(BaseEstimator):
         freq: Pandas offset alias or integer step; None infers it from the data (and checks every series).
         embedding_dim, num_blocks, num_heads, dropout: Stack size.
         patch_len: Steps per token (default: 16 for xlstm_time, 1 for xlstm_encoder).
+        patch_stride: Steps between the starts of neighbouring patches; None: patch_len (no overlap). Smaller
+            strides give PatchTST's overlapping patches (more tokens, slower).
         moving_avg: Kernel of the moving-average decomposition.
         revin: Reversible instance normalisation of the target.
         loss: "mae", "mse" or "quantile" (pinball over the quantiles of ``level``).
@@ -89,6 +91,7 @@ class XLSTMForecaster(BaseEstimator):
         num_heads: int = 4,
         dropout: float = 0.0,
         patch_len: int | None = None,
+        patch_stride: int | None = None,
         moving_avg: int = 25,
         revin: bool = True,
         loss: str = "mae",
@@ -123,6 +126,7 @@ class XLSTMForecaster(BaseEstimator):
         self.num_heads = num_heads
         self.dropout = dropout
         self.patch_len = patch_len
+        self.patch_stride = patch_stride
         self.moving_avg = moving_avg
         self.revin = revin
         self.loss = loss
@@ -165,6 +169,13 @@ class XLSTMForecaster(BaseEstimator):
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.patch_len is not None and (not isinstance(self.patch_len, (int, np.integer)) or self.patch_len < 1):
             raise ValueError(f"patch_len must be a positive integer or None, got {self.patch_len!r}")
+        if self.patch_stride is not None:
+            patch = self.patch_len or (1 if self.model == "xlstm_encoder" else 16)
+            if not isinstance(self.patch_stride, (int, np.integer)) or not 1 <= self.patch_stride <= patch:
+                raise ValueError(
+                    f"patch_stride must be None or an integer between 1 and patch_len={patch}, "
+                    f"got {self.patch_stride!r}"
+                )
         output_size(self.loss, self._levels())
         check_method(self.intervals)
         if self.calibration_size is not None and (
@@ -195,6 +206,7 @@ class XLSTMForecaster(BaseEstimator):
             backbone=self.backbone,
             mixing=self.mixing,
             patch_len=self.patch_len or default_patch,
+            patch_stride=self.patch_stride,
             moving_avg=self.moving_avg,
             revin=self.revin,
             dropout=self.dropout,

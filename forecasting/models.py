@@ -46,6 +46,7 @@ class NetSpec:
     backbone: str = "mlstm"
     mixing: str = "independent"
     patch_len: int = 16
+    patch_stride: int | None = None  # None: patch_len (non-overlapping patches)
     moving_avg: int = 25
     revin: bool = True
     dropout: float = 0.0
@@ -107,6 +108,32 @@ def moving_average(y: Tensor, kernel: int) -> Tensor:
     return nn.functional.avg_pool1d(padded.transpose(1, 2), kernel, stride=1).transpose(1, 2)
 
 
+def patch_layout(input_size: int, patch_len: int, stride: int | None) -> tuple[int, int]:
+    """(number of patches, left padding) that cover a look-back with patches of patch_len steps, stride apart.
+
+    Overlapping patches (stride < patch_len) are PatchTST's layout; the padding repeats the first step so that
+    the last patch ends on the last observed step.
+    """
+    stride = stride or patch_len
+    if stride < 1 or stride > patch_len:
+        raise ValueError(f"patch_stride must be between 1 and patch_len={patch_len}, got {stride}")
+    n_patches = 1 + max(0, -(-(input_size - patch_len) // stride))
+    return n_patches, (n_patches - 1) * stride + patch_len - input_size
+
+
+def patchify(t: Tensor, patch_len: int, stride: int | None, pad: int) -> Tensor:
+    """t (N, L, ...) -> patches (N, P, patch_len * ...), left-padded by repeating the first step."""
+    stride = stride or patch_len
+    if pad:
+        t = torch.cat([t[:, :1].expand(-1, pad, *t.shape[2:]), t], dim=1)
+    N = t.shape[0]
+    if stride == patch_len:
+        return t.reshape(N, -1, patch_len * t[0, 0].numel())
+    flat = t.reshape(N, t.shape[1], -1)  # (N, L + pad, F)
+    patches = flat.unfold(1, patch_len, stride)  # (N, P, F, patch_len)
+    return patches.transpose(2, 3).reshape(N, patches.shape[1], -1)  # step-major inside a patch, as reshape
+
+
 def _channel_major(t: Tensor) -> Tensor:
     """(B, T, C, ...) -> (B * C, T, ...): one sequence per channel."""
     B, T, C = t.shape[:3]
@@ -130,8 +157,7 @@ class XLSTMTime(nn.Module):
         E, L, h, Q = spec.embedding_dim, spec.input_size, spec.h, spec.n_outputs
         self.revin = RevIN(spec.n_channels, spec.revin)
         if spec.mixing == "independent":
-            self.n_tokens = -(-L // spec.patch_len)
-            self.pad = self.n_tokens * spec.patch_len - L
+            self.n_tokens, self.pad = patch_layout(L, spec.patch_len, spec.patch_stride)
             width = spec.patch_len
         else:
             self.n_tokens, self.pad, width = spec.n_channels, 0, L
@@ -149,10 +175,7 @@ class XLSTMTime(nn.Module):
     def _tokens(self, t: Tensor) -> Tensor:
         """Channel-major values (N, L, ...) -> token inputs: patches (N, P, patch_len * ...) or (N, L * ...)."""
         if self.spec.mixing == "independent":
-            if self.pad:
-                t = torch.cat([t[:, :1].expand(-1, self.pad, *t.shape[2:]), t], dim=1)  # left-pad to whole patches
-            N = t.shape[0]
-            return t.reshape(N, self.n_tokens, -1)
+            return patchify(t, self.spec.patch_len, self.spec.patch_stride, self.pad)
         return t.reshape(t.shape[0], -1)
 
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
@@ -233,7 +256,7 @@ class XLSTMEncoder(nn.Module):
         self.revin = RevIN(spec.n_channels, spec.revin)
         self.width = spec.n_channels if spec.mixing == "variates" else 1
         step_features = self.width * (1 + spec.n_hist)
-        self.pad = -(-spec.input_size // spec.patch_len) * spec.patch_len - spec.input_size
+        _, self.pad = patch_layout(spec.input_size, spec.patch_len, spec.patch_stride)
         self.embed = nn.Linear(step_features * spec.patch_len, E)
         self.embed_stat = nn.Linear(spec.n_stat * self.width, E) if spec.n_stat else None
         self.stack = xLSTMStack(stack_config(spec))
@@ -247,10 +270,8 @@ class XLSTMEncoder(nn.Module):
         feats = torch.cat([y.unsqueeze(-1), batch["x_hist"]], dim=-1)  # (B, L, C, 1+X)
         # One sequence per channel (B*C, L, 1+X), or all channels in each step's token (B, L, C*(1+X)).
         feats = _channel_major(feats) if spec.mixing == "independent" else feats.reshape(B, L, -1)
-        if self.pad:
-            feats = torch.cat([feats[:, :1].expand(-1, self.pad, -1), feats], dim=1)
         N = feats.shape[0]
-        z = self.embed(feats.reshape(N, -1, feats.shape[-1] * spec.patch_len))  # (N, P, E)
+        z = self.embed(patchify(feats, spec.patch_len, spec.patch_stride, self.pad))  # (N, P, E)
         if self.embed_stat is not None:
             stat = batch["x_stat"]  # (B, C, S)
             stat = stat.reshape(B * C, -1) if spec.mixing == "independent" else stat.reshape(B, -1)
