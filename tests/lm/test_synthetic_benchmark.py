@@ -169,9 +169,3 @@ def test_report_checks_the_nearest_neighbour_target_on_both_layouts():
     assert "## nearest_neighbour: what a fixed kernel readout can reach" in markdown
     assert "## Notes\n\n- how the recipe was chosen\n" in markdown
     assert "32 for xlstm[1:1]" in markdown and "| exp(20 s) (softmax attention) | unbounded |" in markdown
-
-
-@pytest.mark.parametrize("path", sorted((REPO / "configs" / "synthetic").glob("*.yaml")), ids=lambda p: p.name)
-def test_every_shipped_config_loads(path):
-    config = SyntheticBenchmarkConfig.from_yaml(path)
-    assert config.tasks and config.models and config.seeds
