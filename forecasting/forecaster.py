@@ -26,7 +26,7 @@ from sklearn.exceptions import NotFittedError
 from tqdm import tqdm
 from xlstm_seq.forecasting.intervals import check_method, conformal_quantile, conformal_scores, level_name, window_scale
 from xlstm_seq.forecasting.losses import forecast_loss, output_size, quantiles_for_levels
-from xlstm_seq.forecasting.models import ALIASES, NetSpec, build_model
+from xlstm_seq.forecasting.models import ALIASES, NetSpec, build_model, patch_layout
 from xlstm_seq.forecasting.panels import Panels, build_panels, window_batch, window_starts
 from xlstm_seq.forecasting.plots import forecast_figure
 from xlstm_seq.forecasting.validation import DS, ID, Y, check_long_frame, check_numeric, future_dates, require_frame
@@ -169,13 +169,9 @@ class XLSTMForecaster(BaseEstimator):
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.patch_len is not None and (not isinstance(self.patch_len, (int, np.integer)) or self.patch_len < 1):
             raise ValueError(f"patch_len must be a positive integer or None, got {self.patch_len!r}")
-        if self.patch_stride is not None:
-            patch = self.patch_len or (1 if self.model == "xlstm_encoder" else 16)
-            if not isinstance(self.patch_stride, (int, np.integer)) or not 1 <= self.patch_stride <= patch:
-                raise ValueError(
-                    f"patch_stride must be None or an integer between 1 and patch_len={patch}, "
-                    f"got {self.patch_stride!r}"
-                )
+        if self.patch_stride is not None and not isinstance(self.patch_stride, (int, np.integer)):
+            raise ValueError(f"patch_stride must be None or an integer, got {self.patch_stride!r}")
+        patch_layout(self.input_size, self._patch_len(), self.patch_stride)  # raises on a stride outside 1..patch_len
         output_size(self.loss, self._levels())
         check_method(self.intervals)
         if self.calibration_size is not None and (
@@ -189,9 +185,12 @@ class XLSTMForecaster(BaseEstimator):
         if overlap:
             raise ValueError(f"exogenous lists overlap each other or the id/ds/y columns: {sorted(overlap)}")
 
+    def _patch_len(self) -> int:
+        """patch_len, or the model's default (16 for xlstm_time, 1 for xlstm_encoder)."""
+        return self.patch_len or (1 if self.model == "xlstm_encoder" else 16)
+
     def _spec(self, n_channels: int) -> NetSpec:
         hist, futr, stat = self._lists()
-        default_patch = 1 if self.model == "xlstm_encoder" else 16
         return NetSpec(
             input_size=self.input_size,
             h=self.h,
@@ -205,7 +204,7 @@ class XLSTMForecaster(BaseEstimator):
             num_heads=self.num_heads,
             backbone=self.backbone,
             mixing=self.mixing,
-            patch_len=self.patch_len or default_patch,
+            patch_len=self._patch_len(),
             patch_stride=self.patch_stride,
             moving_avg=self.moving_avg,
             revin=self.revin,

@@ -114,22 +114,22 @@ def patch_layout(input_size: int, patch_len: int, stride: int | None) -> tuple[i
     Overlapping patches (stride < patch_len) are PatchTST's layout; the padding repeats the first step so that
     the last patch ends on the last observed step.
     """
-    stride = stride or patch_len
-    if stride < 1 or stride > patch_len:
-        raise ValueError(f"patch_stride must be between 1 and patch_len={patch_len}, got {stride}")
+    stride = patch_len if stride is None else stride
+    if not 1 <= stride <= patch_len:
+        raise ValueError(f"patch_stride must be None or between 1 and patch_len={patch_len}, got {stride}")
     n_patches = 1 + max(0, -(-(input_size - patch_len) // stride))
     return n_patches, (n_patches - 1) * stride + patch_len - input_size
 
 
 def patchify(t: Tensor, patch_len: int, stride: int | None, pad: int) -> Tensor:
     """t (N, L, ...) -> patches (N, P, patch_len * ...), left-padded by repeating the first step."""
-    stride = stride or patch_len
+    stride = patch_len if stride is None else stride
     if pad:
         t = torch.cat([t[:, :1].expand(-1, pad, *t.shape[2:]), t], dim=1)
     N = t.shape[0]
-    if stride == patch_len:
-        return t.reshape(N, -1, patch_len * t[0, 0].numel())
     flat = t.reshape(N, t.shape[1], -1)  # (N, L + pad, F)
+    if stride == patch_len:
+        return flat.reshape(N, -1, patch_len * flat.shape[-1])
     patches = flat.unfold(1, patch_len, stride)  # (N, P, F, patch_len)
     return patches.transpose(2, 3).reshape(N, patches.shape[1], -1)  # step-major inside a patch, as reshape
 

@@ -19,6 +19,12 @@ def test_layout_covers_the_look_back_and_ends_on_its_last_step(L, patch, stride,
     assert (n - 1) * (stride or patch) + patch == L + pad
 
 
+@pytest.mark.parametrize("stride", [0, 9])
+def test_layout_names_a_stride_outside_one_to_patch_len(stride):
+    with pytest.raises(ValueError, match="patch_stride"):
+        patch_layout(32, 8, stride)
+
+
 def test_overlapping_patches_hold_the_right_steps():
     t = torch.arange(10.0)[None, :, None, None].expand(1, 10, 1, 2).clone()  # (N=1, L=10, C=1, 2 features)
     t[..., 1] *= -1
