@@ -479,8 +479,9 @@ def summary_figure(config: LongHorizonConfig, cells: list[Cell]):
 def _model_label(label: str, s: ModelSettings) -> str:
     if s.model == "dlinear":
         return "DLinear (ours)"
-    stride = f"/{s.patch_stride}" if s.patch_stride and s.patch_stride != (s.patch_len or 16) else ""
-    patch = f" P{s.patch_len or 16}{stride}" if s.mixing == "independent" else ""
+    patch_len = s.patch_len or 16
+    stride = f"/{s.patch_stride}" if s.patch_stride not in (None, patch_len) else ""
+    patch = f" P{patch_len}{stride}" if s.mixing == "independent" else ""
     ensemble = f", mean of {s.ensemble} seeds" if s.ensemble > 1 else ""
     return f"{s.model} {s.backbone} {s.mixing}{patch} E{s.embedding_dim}x{s.num_blocks}{ensemble}"
 
