@@ -79,3 +79,21 @@ def test_fit_time_comparison_against_neuralforecast(tmp_path):
     rows = fit_time_comparison(config, track=False)
     assert [label.split()[0] for label, _ in rows] == ["xLSTM", "neuralforecast"]
     assert all(seconds > 0 for _, seconds in rows)
+
+
+@pytest.mark.skipif(not (ROOT / "ett/ETTh1.csv").is_file(), reason="ETTh1 not in the data root")
+def test_neuralforecast_baseline_scores_the_published_windows_too(tmp_path):
+    pytest.importorskip("neuralforecast", reason="the benchmark extra (neuralforecast) is not installed")
+    tiny = ModelSettings(embedding_dim=8, num_heads=2, max_steps=2, batch_size=4, val_check_steps=2)
+    config = LongHorizonConfig(
+        datasets=["etth1"], horizons=[24], input_size=36, num_threads=1, xlstm=tiny, baselines=["nf_dlinear"],
+        neuralforecast_max_steps=2, out=str(tmp_path / "fc.md"), published_test_batch={"etth1": 1},
+    )  # fmt: skip
+    lines = []
+    every = run_benchmark(config, track=False, out=lines.append)[1]
+    assert every.role == "nf_dlinear" and every.mse_published_windows == pytest.approx(every.mse, rel=1e-9)
+    assert any(line.startswith("etth1 h=24 neuralforecast dlinear seed 0: test MSE") for line in lines)
+    # Batch 1000 keeps the first 2000 of the 2857 windows: the same fit, another score on fewer windows.
+    dropped = run_benchmark(config.replace(published_test_batch={"etth1": 1000}), track=False, out=lambda x: None)[1]
+    assert dropped.mse == pytest.approx(every.mse, rel=1e-6)
+    assert dropped.mse_published_windows[0] != pytest.approx(every.mse[0], rel=1e-4)
