@@ -9,6 +9,7 @@ and prints the numbers next to the published ones. Every model fit is one MLflow
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import platform
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 
 BASELINES = ("seasonal_naive", "dlinear", "nf_patchtst", "nf_dlinear")
 SPLITS = ("test", "val")
-OVERRIDE_KEYS = ("input_size", "xlstm", "dlinear", "by_horizon")
+OVERRIDE_KEYS = ("input_size", "xlstm", "dlinear", "neuralforecast", "by_horizon")
 """Keys of one ``per_dataset`` entry; ``by_horizon`` maps a horizon to its own ``xlstm``/``dlinear`` changes."""
 
 
@@ -131,6 +132,10 @@ class LongHorizonConfig(ConfigMixin):
     """Any of seasonal_naive, dlinear, nf_patchtst, nf_dlinear (the nf_ ones need neuralforecast)."""
     neuralforecast_max_steps: int = 1000
     """Training steps of the neuralforecast models."""
+    neuralforecast: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Keyword arguments of the neuralforecast models by baseline, e.g. ``{nf_patchtst: {hidden_size: 16}}``; they
+    replace ours (the same windows per step, ``neuralforecast_max_steps``, the validation split). A ``per_dataset``
+    entry may hold its own ``neuralforecast`` changes, e.g. a paper's recipe for that data set."""
     fit_time_steps: int = 0
     """When > 0 (and neuralforecast is installed): wall time of ``fit`` for this many steps, our xLSTM against
     neuralforecast's PatchTST, same look-back, horizon and windows per step, on the first data set and horizon."""
@@ -177,7 +182,24 @@ class LongHorizonConfig(ConfigMixin):
                      if k not in LONG_HORIZON or not isinstance(v, int) or v < 1}  # fmt: skip
         if bad_batch:
             raise ValueError(f"published_test_batch: unknown data set or batch < 1 in {bad_batch}")
+        self._check_neuralforecast(self.neuralforecast, "neuralforecast")
         self._check_per_dataset()
+
+    @staticmethod
+    def _check_neuralforecast(settings: Any, where: str) -> None:
+        """A mapping of nf_ baseline -> mapping of keyword arguments (the model itself checks the names)."""
+        if not isinstance(settings, dict):
+            raise TypeError(f"{where} must map a neuralforecast baseline to its keyword arguments, got {settings!r}")
+        for label, kwargs in settings.items():
+            if label not in BASELINES or not label.startswith("nf_"):
+                raise ValueError(f"{where}: unknown neuralforecast baseline {label!r}; known: nf_patchtst, nf_dlinear")
+            if not isinstance(kwargs, dict):
+                raise TypeError(f"{where}.{label} must be a mapping of keyword arguments, got {kwargs!r}")
+
+    def neuralforecast_kwargs(self, name: str, label: str) -> dict[str, Any]:
+        """Keyword arguments of baseline ``label`` (e.g. "nf_patchtst") on data set ``name``, overrides applied."""
+        changes = (self.per_dataset.get(name) or {}).get("neuralforecast") or {}
+        return {**self.neuralforecast.get(label, {}), **changes.get(label, {})}
 
     def _check_per_dataset(self) -> None:
         """Every override names a known data set and key, and builds valid settings (errors name the entry)."""
@@ -193,6 +215,7 @@ class LongHorizonConfig(ConfigMixin):
             unknown = sorted(set(changes) - set(OVERRIDE_KEYS))
             if unknown:
                 raise ValueError(f"per_dataset.{name}: unknown key(s) {unknown}; valid keys: {list(OVERRIDE_KEYS)}")
+            self._check_neuralforecast(changes.get("neuralforecast") or {}, f"per_dataset.{name}.neuralforecast")
             if "input_size" in changes and (not isinstance(changes["input_size"], int) or changes["input_size"] < 1):
                 raise ValueError(f"per_dataset.{name}.input_size must be an int >= 1, got {changes['input_size']!r}")
             by_horizon = changes.get("by_horizon") or {}
@@ -323,8 +346,9 @@ def _seasonal_naive(data: LongHorizonData, h: int, L: int, limit: int | None, sp
     return mse(actual, forecast), mae(actual, forecast)
 
 
-def _fit_neuralforecast(data, h, L, name, seed, config):
-    """neuralforecast's PatchTST or DLinear on the same split; raises ImportError without the extra."""
+def _fit_neuralforecast(data, h, L, name, seed, config, xlstm: ModelSettings):
+    """neuralforecast's PatchTST or DLinear on the same split, with as many univariate windows per step as
+    ``xlstm`` trains on; raises ImportError without the extra."""
     from neuralforecast import NeuralForecast
     from neuralforecast.models import DLinear as NFDLinear
     from neuralforecast.models import PatchTST
@@ -336,13 +360,23 @@ def _fit_neuralforecast(data, h, L, name, seed, config):
     end, n_windows, step = _test_windows(data, h, config.max_test_windows)
     df = data.to_long(end, integer_ds=True)
     val_size = data.borders["val"][1] - data.borders["val"][0]
-    # Same windows per step as our models: neuralforecast's batch_size counts series, windows_batch_size windows.
+    # Same univariate windows per step as our model: neuralforecast's batch_size counts series, windows_batch_size
+    # the windows drawn from them; ours draws batch_size windows of every channel when it mixes variates.
     common = dict(h=h, input_size=L, max_steps=config.neuralforecast_max_steps, random_seed=seed,
-                  batch_size=len(data.columns), windows_batch_size=config.xlstm.batch_size,
+                  batch_size=len(data.columns), windows_batch_size=_univariate_windows(xlstm, data),
                   inference_windows_batch_size=256, val_check_steps=config.xlstm.val_check_steps,
                   early_stop_patience_steps=config.xlstm.early_stop_patience_steps, scaler_type="identity",
                   enable_progress_bar=False, enable_model_summary=False, logger=False)  # fmt: skip
-    model = PatchTST(**common) if name == "nf_patchtst" else NFDLinear(**common)
+    model_class = PatchTST if name == "nf_patchtst" else NFDLinear
+    settings = config.neuralforecast_kwargs(data.name, name)
+    # The models pass unknown names on to Lightning's Trainer, which would reject them only once fitting starts.
+    import pytorch_lightning as pl
+
+    known = set(inspect.signature(model_class).parameters) | set(inspect.signature(pl.Trainer).parameters)
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise ValueError(f"neuralforecast settings of {name} on {data.name}: unknown argument(s) {unknown}")
+    model = model_class(**{**common, **settings})
     nf = NeuralForecast(models=[model], freq=1)
     started = time.perf_counter()
     cv = nf.cross_validation(df, n_windows=n_windows, step_size=step, val_size=val_size, refit=False)
@@ -355,8 +389,20 @@ def _fit_neuralforecast(data, h, L, name, seed, config):
         first = np.sort(cv["cutoff"].unique())[:kept]
         cut = cv[cv["cutoff"].isin(first)]
         published = mse(cut["y"], cut[column])
-    return FitResult(mse(cv["y"], cv[column]), mae(cv["y"], cv[column]), seconds, config.neuralforecast_max_steps,
+    return FitResult(mse(cv["y"], cv[column]), mae(cv["y"], cv[column]), seconds, _steps_trained(nf.models[0], common),
                      published)  # fmt: skip
+
+
+def _steps_trained(model, kwargs: dict[str, Any]) -> int:
+    """Training steps a fitted neuralforecast model took (early stopping can end before max_steps): its training
+    step logs (global step before the update, loss) once per step."""
+    trajectory = getattr(model, "train_trajectories", None)
+    return int(trajectory[-1][0]) + 1 if trajectory else int(kwargs["max_steps"])
+
+
+def _univariate_windows(settings: ModelSettings, data: LongHorizonData) -> int:
+    """Univariate windows in one training batch of ours: a batch of every channel when mixing variates."""
+    return settings.batch_size * (len(data.columns) if settings.mixing == "variates" else 1)
 
 
 def fit_time_comparison(config: LongHorizonConfig, *, track: bool = True) -> list[tuple[str, float]]:
@@ -375,7 +421,7 @@ def fit_time_comparison(config: LongHorizonConfig, *, track: bool = True) -> lis
     steps, settings = config.fit_time_steps, config.xlstm.to_dict()
     settings.update(max_steps=steps, early_stop_patience_steps=-1)
     ensemble = settings.pop("ensemble")
-    windows = config.xlstm.batch_size * (len(data.columns) if config.xlstm.mixing == "variates" else 1)
+    windows = _univariate_windows(config.xlstm, data)
     started = time.perf_counter()
     for j in range(ensemble):  # an ensemble's fit time is that of all its members
         fc = XLSTMForecaster(h=h, input_size=L, random_seed=j, progress=False, track=track,
@@ -428,13 +474,14 @@ def run_benchmark(config: LongHorizonConfig, *, track: bool = True, out=print) -
                 cell = Cell(name, h, f"neuralforecast {label[3:]}", [], [], [], [], role=label, input_size=L)
                 for seed in config.seeds:
                     try:
-                        result = _fit_neuralforecast(data, h, L, label, seed, config)
+                        result = _fit_neuralforecast(data, h, L, label, seed, config, xlstm)
                     except ImportError as err:
                         out(f"{label}: skipped, neuralforecast is not installed ({err}); install the benchmark extra")
                         break
                     with create_tracker(config.experiment, run_name=f"{name}-h{h}-{label}-s{seed}", enabled=track,
                                         tags={"benchmark": "long_horizon"}) as tracker:  # fmt: skip
-                        _record(cell, tracker, result, {"model": label}, name, h, L, seed, config.eval_split)
+                        params = {"model": label, **config.neuralforecast_kwargs(name, label)}
+                        _record(cell, tracker, result, params, name, h, L, seed, config.eval_split)
                     out(f"{name} h={h} {cell.model} seed {seed}: test MSE {result[0]:.4f} MAE {result[1]:.4f} "
                         f"fit {result[2]:.1f} s")  # fmt: skip
                 if cell.mse:
@@ -561,6 +608,10 @@ def benchmark_markdown(config: LongHorizonConfig, cells: list[Cell], timings: li
         f"- xLSTM settings (grid-wide): {config.xlstm.to_dict()}",
         f"- DLinear (ours) settings (grid-wide): {config.dlinear.to_dict()}",
     ]
+    nf_labels = [b for b in config.baselines if b.startswith("nf_")]
+    if nf_labels:
+        lines.append(f"- neuralforecast: {config.neuralforecast_max_steps} steps, the xLSTM's windows per step and "
+                     f"validation split; settings (grid-wide) {config.neuralforecast or 'its defaults'}")  # fmt: skip
     for name, changes in config.per_dataset.items():
         if name in config.datasets:
             lines.append(f"- per-data-set changes, {name}: {changes}")

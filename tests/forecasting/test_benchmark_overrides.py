@@ -57,6 +57,22 @@ def test_bad_override_types_and_split():
         LongHorizonConfig(eval_split="train")
 
 
+def test_neuralforecast_settings_merge_per_dataset_and_bad_ones_are_named():
+    config = LongHorizonConfig(
+        neuralforecast={"nf_patchtst": {"hidden_size": 16, "dropout": 0.3}},
+        per_dataset={"ili": {"neuralforecast": {"nf_patchtst": {"patch_len": 24, "dropout": 0.1}}}},
+    )
+    assert config.neuralforecast_kwargs("ili", "nf_patchtst") == {"hidden_size": 16, "dropout": 0.1, "patch_len": 24}
+    assert config.neuralforecast_kwargs("etth1", "nf_patchtst") == {"hidden_size": 16, "dropout": 0.3}
+    assert config.neuralforecast_kwargs("etth1", "nf_dlinear") == {}
+    with pytest.raises(ValueError, match="neuralforecast: unknown neuralforecast baseline 'nf_tft'"):
+        LongHorizonConfig(neuralforecast={"nf_tft": {}})
+    with pytest.raises(ValueError, match="per_dataset.ili.neuralforecast: unknown neuralforecast baseline 'dlinear'"):
+        LongHorizonConfig(per_dataset={"ili": {"neuralforecast": {"dlinear": {}}}})
+    with pytest.raises(TypeError, match="neuralforecast.nf_patchtst must be a mapping"):
+        LongHorizonConfig(neuralforecast={"nf_patchtst": 16})
+
+
 def test_committed_config_loads_with_its_overrides():
     config = LongHorizonConfig.from_yaml(CONFIG)
     for name in config.datasets:

@@ -97,3 +97,20 @@ def test_neuralforecast_baseline_scores_the_published_windows_too(tmp_path):
     dropped = run_benchmark(config.replace(published_test_batch={"etth1": 1000}), track=False, out=lambda x: None)[1]
     assert dropped.mse == pytest.approx(every.mse, rel=1e-6)
     assert dropped.mse_published_windows[0] != pytest.approx(every.mse[0], rel=1e-4)
+
+
+@pytest.mark.skipif(not (ROOT / "ett/ETTh1.csv").is_file(), reason="ETTh1 not in the data root")
+def test_neuralforecast_settings_reach_the_model(tmp_path):
+    pytest.importorskip("neuralforecast", reason="the benchmark extra (neuralforecast) is not installed")
+    tiny = ModelSettings(embedding_dim=8, num_heads=2, max_steps=2, batch_size=4, val_check_steps=2)
+    config = LongHorizonConfig(
+        datasets=["etth1"], horizons=[24], input_size=36, num_threads=1, xlstm=tiny, baselines=["nf_dlinear"],
+        neuralforecast_max_steps=2, max_test_windows=3, out=str(tmp_path / "fc.md"),
+        per_dataset={"etth1": {"neuralforecast": {"nf_dlinear": {"max_steps": 3}}}},
+    )  # fmt: skip
+    cell = run_benchmark(config, track=False, out=lambda line: None)[1]
+    assert cell.steps == [3]  # the per-data-set max_steps replaced neuralforecast_max_steps
+    assert "settings (grid-wide) its defaults" in (tmp_path / "fc.md").read_text()
+    bad = config.replace(per_dataset={"etth1": {"neuralforecast": {"nf_dlinear": {"hiden_size": 3}}}})
+    with pytest.raises(ValueError, match=r"nf_dlinear on etth1: unknown argument\(s\) \['hiden_size'\]"):
+        run_benchmark(bad, track=False, out=lambda line: None)
