@@ -78,6 +78,8 @@ class ModelSettings(ConfigMixin):
     patch_stride: int | None = None
     """None: non-overlapping patches."""
     moving_avg: int = 25
+    revin_subtract_last: bool = False
+    """Centre each window on its last value instead of its mean."""
     dropout: float = 0.3
     loss: str = "mae"
     """xLSTMTime trains with L1."""
@@ -540,7 +542,8 @@ def _model_label(label: str, s: ModelSettings) -> str:
     stride = f"/{s.patch_stride}" if s.patch_stride not in (None, patch_len) else ""
     patch = f" P{patch_len}{stride}" if s.mixing == "independent" else ""
     ensemble = f", mean of {s.ensemble} seeds" if s.ensemble > 1 else ""
-    return f"{s.model} {s.backbone} {s.mixing}{patch} E{s.embedding_dim}x{s.num_blocks}{ensemble}"
+    last = " RevIN-last" if s.revin_subtract_last else ""
+    return f"{s.model} {s.backbone} {s.mixing}{patch} E{s.embedding_dim}x{s.num_blocks}{last}{ensemble}"
 
 
 def _record(

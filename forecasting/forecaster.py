@@ -55,6 +55,7 @@ class XLSTMForecaster(BaseEstimator):
             strides give PatchTST's overlapping patches (more tokens, slower).
         moving_avg: Kernel of the moving-average decomposition.
         revin: Reversible instance normalisation of the target.
+        revin_subtract_last: Centre each window on its last value instead of its mean (PatchTST's option).
         loss: "mae", "mse" or "quantile" (pinball over the quantiles of ``level``).
         level: Interval levels (default [80, 95]): the quantiles trained with the quantile loss, and a sign that
             intervals are wanted (with ``intervals="conformal"``, setting it calibrates the intervals at fit).
@@ -94,6 +95,7 @@ class XLSTMForecaster(BaseEstimator):
         patch_stride: int | None = None,
         moving_avg: int = 25,
         revin: bool = True,
+        revin_subtract_last: bool = False,
         loss: str = "mae",
         level: Sequence[float] | None = None,
         intervals: str = "conformal",
@@ -129,6 +131,7 @@ class XLSTMForecaster(BaseEstimator):
         self.patch_stride = patch_stride
         self.moving_avg = moving_avg
         self.revin = revin
+        self.revin_subtract_last = revin_subtract_last
         self.loss = loss
         self.level = level
         self.intervals = intervals
@@ -169,6 +172,9 @@ class XLSTMForecaster(BaseEstimator):
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.patch_len is not None and (not isinstance(self.patch_len, (int, np.integer)) or self.patch_len < 1):
             raise ValueError(f"patch_len must be a positive integer or None, got {self.patch_len!r}")
+        for name in ("revin", "revin_subtract_last"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.patch_stride is not None and not isinstance(self.patch_stride, (int, np.integer)):
             raise ValueError(f"patch_stride must be None or an integer, got {self.patch_stride!r}")
         patch_layout(self.input_size, self._patch_len(), self.patch_stride)  # raises on a stride outside 1..patch_len
@@ -208,6 +214,7 @@ class XLSTMForecaster(BaseEstimator):
             patch_stride=self.patch_stride,
             moving_avg=self.moving_avg,
             revin=self.revin,
+            revin_subtract_last=self.revin_subtract_last,
             dropout=self.dropout,
         )
 

@@ -49,6 +49,7 @@ class NetSpec:
     patch_stride: int | None = None  # None: patch_len (non-overlapping patches)
     moving_avg: int = 25
     revin: bool = True
+    revin_subtract_last: bool = False  # centre each window on its last value instead of its mean
     dropout: float = 0.0
 
 
@@ -73,19 +74,22 @@ def stack_config(spec: NetSpec) -> xLSTMConfig:
 class RevIN(nn.Module):
     """Reversible instance normalisation (Kim et al., 2022): scale each window and channel, undo it at the end."""
 
-    def __init__(self, n_channels: int, enabled: bool = True, eps: float = 1e-5):
+    def __init__(self, n_channels: int, enabled: bool = True, eps: float = 1e-5, subtract_last: bool = False):
         super().__init__()
         self.enabled = enabled
         self.eps = eps
+        # PatchTST's option: under a level shift the last value is a better centre for the forecast than the mean.
+        self.subtract_last = subtract_last
         self.weight = nn.Parameter(torch.ones(n_channels))
         self.bias = nn.Parameter(torch.zeros(n_channels))
 
     def normalise(self, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """y (B, L, C) -> normalised (B, L, C), mean (B, 1, C), std (B, 1, C)."""
+        """y (B, L, C) -> normalised (B, L, C), centre (B, 1, C), std (B, 1, C); the centre is the window's mean,
+        or its last value with ``subtract_last``."""
         if not self.enabled:
             ones = torch.ones_like(y[:, :1])
             return y, torch.zeros_like(ones), ones
-        mean = y.mean(dim=1, keepdim=True)
+        mean = y[:, -1:] if self.subtract_last else y.mean(dim=1, keepdim=True)
         std = torch.sqrt(y.var(dim=1, keepdim=True, unbiased=False) + self.eps)
         return (y - mean) / std * self.weight + self.bias, mean, std
 
@@ -155,7 +159,7 @@ class XLSTMTime(nn.Module):
             raise ValueError(f"mixing must be one of {MIXINGS}, got {spec.mixing!r}")
         self.spec = spec
         E, L, h, Q = spec.embedding_dim, spec.input_size, spec.h, spec.n_outputs
-        self.revin = RevIN(spec.n_channels, spec.revin)
+        self.revin = RevIN(spec.n_channels, spec.revin, subtract_last=spec.revin_subtract_last)
         if spec.mixing == "independent":
             self.n_tokens, self.pad = patch_layout(L, spec.patch_len, spec.patch_stride)
             width = spec.patch_len
@@ -253,7 +257,7 @@ class XLSTMEncoder(nn.Module):
             raise ValueError(f"mixing must be one of {MIXINGS}, got {spec.mixing!r}")
         self.spec = spec
         E, h, Q = spec.embedding_dim, spec.h, spec.n_outputs
-        self.revin = RevIN(spec.n_channels, spec.revin)
+        self.revin = RevIN(spec.n_channels, spec.revin, subtract_last=spec.revin_subtract_last)
         self.width = spec.n_channels if spec.mixing == "variates" else 1
         step_features = self.width * (1 + spec.n_hist)
         _, self.pad = patch_layout(spec.input_size, spec.patch_len, spec.patch_stride)
@@ -300,7 +304,7 @@ class DLinear(nn.Module):
         super().__init__()
         self.spec = spec
         L, h, Q = spec.input_size, spec.h, spec.n_outputs
-        self.revin = RevIN(spec.n_channels, spec.revin)
+        self.revin = RevIN(spec.n_channels, spec.revin, subtract_last=spec.revin_subtract_last)
         self.seasonal = nn.Linear(L, h * Q)
         self.trend = nn.Linear(L, h * Q)
         self.hist = nn.Linear(L * spec.n_hist, h * Q) if spec.n_hist else None
