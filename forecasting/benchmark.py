@@ -378,7 +378,8 @@ def _fit_neuralforecast(data, h, L, name, seed, config, xlstm: ModelSettings):
     unknown = sorted(set(settings) - known)
     if unknown:
         raise ValueError(f"neuralforecast settings of {name} on {data.name}: unknown argument(s) {unknown}")
-    model = model_class(**{**common, **settings})
+    kwargs = {**common, **settings}
+    model = model_class(**kwargs)
     nf = NeuralForecast(models=[model], freq=1)
     started = time.perf_counter()
     cv = nf.cross_validation(df, n_windows=n_windows, step_size=step, val_size=val_size, refit=False)
@@ -391,7 +392,7 @@ def _fit_neuralforecast(data, h, L, name, seed, config, xlstm: ModelSettings):
         first = np.sort(cv["cutoff"].unique())[:kept]
         cut = cv[cv["cutoff"].isin(first)]
         published = mse(cut["y"], cut[column])
-    return FitResult(mse(cv["y"], cv[column]), mae(cv["y"], cv[column]), seconds, _steps_trained(nf.models[0], common),
+    return FitResult(mse(cv["y"], cv[column]), mae(cv["y"], cv[column]), seconds, _steps_trained(nf.models[0], kwargs),
                      published)  # fmt: skip
 
 
