@@ -90,13 +90,17 @@ def test_markdown_met_column_compares_with_patchtst():
     ]
     text = benchmark_markdown(config, cells)
     rows = [line for line in text.splitlines() if line.startswith("| etth1")]
-    assert rows[0].endswith("| yes | - |") and rows[1].endswith("| no | - |") and rows[2].endswith("| - | - |")
-    assert "1 of 2 cells" in text
+    assert rows[0].endswith("| yes | - | - |") and rows[1].endswith("| no | - | - |")
+    assert rows[2].endswith("| - | - | - |")
+    assert "1 of 2 cells in this table" in text and "met, published windows =" not in text
     # On the validation split nothing is compared with the published test numbers.
     assert "| yes |" not in benchmark_markdown(config.replace(eval_split="val"), cells)
     cells[0].mse_published_windows = [0.3514]
-    row = [line for line in benchmark_markdown(config, cells).splitlines() if line.startswith("| etth1 | 96")][0]
-    assert row.endswith("| yes | 0.351 |")
+    cells[1].mse_published_windows = [0.4126]  # misses on every window, meets on the published ones
+    text = benchmark_markdown(config, cells)
+    rows = [line for line in text.splitlines() if line.startswith("| etth1")]
+    assert rows[0].endswith("| yes | 0.351 | yes |") and rows[1].endswith("| no | 0.413 | yes |")
+    assert "1 of 2 cells in this table" in text and "(like for like): 2 of 2 cells" in text
 
 
 @pytest.mark.skipif(not (ROOT / "ett/ETTh1.csv").is_file(), reason="ETTh1 not in the data root")
