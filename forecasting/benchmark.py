@@ -92,11 +92,34 @@ class ModelSettings(ConfigMixin):
     ensemble: int = 1
     """Forecasters per seed, trained with seeds ``seed * ensemble + j``; their point forecasts are averaged (fit
     time is their sum). 1: a single model."""
+    ensemble_variants: list[dict[str, Any]] = field(default_factory=list)
+    """Changes per ensemble member, taken in turn: member j uses ``ensemble_variants[j % len]`` on top of these
+    settings (e.g. ``[{}, {backbone: slstm}]``: mLSTM and sLSTM members alternate). Empty: every member alike."""
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "batch_size", "val_check_steps", "embedding_dim", "num_blocks", "ensemble"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for variant in self.ensemble_variants:
+            if not isinstance(variant, dict):
+                raise TypeError(f"ensemble_variants holds mappings of setting -> value, got {variant!r}")
+            bad = sorted(set(variant) - (set(self.__dataclass_fields__) - set(_SHARED_BY_MEMBERS)))
+            if bad:
+                raise ValueError(
+                    f"ensemble_variants: {bad} cannot change between members (the members of an ensemble share "
+                    f"{list(_SHARED_BY_MEMBERS)}; the other settings may change)"
+                )
+            self.replace(**variant, ensemble_variants=[])  # a bad value is named here, as for the settings
+
+    def members(self) -> list[dict[str, Any]]:
+        """Keyword arguments of each of the ``ensemble`` forecasters (without the ensemble fields)."""
+        base = {k: v for k, v in self.to_dict().items() if k not in ("ensemble", "ensemble_variants")}
+        variants = self.ensemble_variants or [{}]
+        return [{**base, **variants[j % len(variants)]} for j in range(self.ensemble)]
+
+
+_SHARED_BY_MEMBERS = ("mixing", "ensemble", "ensemble_variants")
+"""Settings every ensemble member shares: their point forecasts are averaged window by window."""
 
 
 def _published_test_batch() -> dict[str, int]:
@@ -313,9 +336,8 @@ def _fit_ours(data, h, L, settings: ModelSettings, seed, config, track):
     val_size = data.borders["val"][1] - data.borders["val"][0]
     # Train on rows before the test part; validate on the validation part (early stopping).
     train = df[df["ds"] < data.borders["test"][0]]
-    kwargs = settings.to_dict()
     members = []
-    for j in range(kwargs.pop("ensemble")):
+    for j, kwargs in enumerate(settings.members()):
         fc = XLSTMForecaster(
             h=h,
             input_size=L,
@@ -421,12 +443,11 @@ def fit_time_comparison(config: LongHorizonConfig, *, track: bool = True) -> lis
     h = config.ili_horizons[0] if name == "ili" else config.horizons[0]
     L = config.ili_input_size if name == "ili" else config.input_size
     train = data.to_long(data.borders["train"][1], integer_ds=True)
-    steps, settings = config.fit_time_steps, config.xlstm.to_dict()
-    settings.update(max_steps=steps, early_stop_patience_steps=-1)
-    ensemble = settings.pop("ensemble")
+    steps = config.fit_time_steps
     windows = _univariate_windows(config.xlstm, data)
     started = time.perf_counter()
-    for j in range(ensemble):  # an ensemble's fit time is that of all its members
+    for j, settings in enumerate(config.xlstm.members()):  # an ensemble's fit time is that of all its members
+        settings.update(max_steps=steps, early_stop_patience_steps=-1)
         fc = XLSTMForecaster(h=h, input_size=L, random_seed=j, progress=False, track=track,
                              experiment=config.experiment, **settings)  # fmt: skip
         fc.fit(train)
@@ -543,6 +564,9 @@ def _model_label(label: str, s: ModelSettings) -> str:
     stride = f"/{s.patch_stride}" if s.patch_stride not in (None, patch_len) else ""
     patch = f" P{patch_len}{stride}" if s.mixing == "independent" else ""
     ensemble = f", mean of {s.ensemble} seeds" if s.ensemble > 1 else ""
+    if s.ensemble > 1 and s.ensemble_variants:
+        changes = " / ".join(", ".join(f"{k} {v}" for k, v in d.items()) or "as is" for d in s.ensemble_variants)
+        ensemble = f", mean of {s.ensemble} seeds taking in turn: {changes}"
     last = " RevIN-last" if s.revin_subtract_last else ""
     return f"{s.model} {s.backbone} {s.mixing}{patch} E{s.embedding_dim}x{s.num_blocks}{last}{ensemble}"
 

@@ -7,7 +7,14 @@ import os
 from pathlib import Path
 
 import pytest
-from xlstm_seq.forecasting.benchmark import Cell, LongHorizonConfig, ModelSettings, benchmark_markdown, run_benchmark
+from xlstm_seq.forecasting.benchmark import (
+    Cell,
+    LongHorizonConfig,
+    ModelSettings,
+    _model_label,
+    benchmark_markdown,
+    run_benchmark,
+)
 
 ROOT = Path(os.environ.get("XLSTM_SEQ_DATA", "/nonexistent"))
 CONFIG = Path(__file__).parents[2] / "configs/forecasting/long_horizon.yaml"
@@ -150,7 +157,7 @@ def test_published_windows_column_scores_the_windows_a_drop_last_loader_keeps(tm
     dropped = run_benchmark(config.replace(published_test_batch={"etth1": 1000}), track=False, out=lambda x: None)
     assert dropped[0].mse == every[0].mse and dropped[0].mse_published_windows != every[0].mse_published_windows
     row = [line for line in (tmp_path / "fc.md").read_text().splitlines() if line.startswith("| etth1 | 24")][0]
-    assert row.endswith(f"| {dropped[0].mse_published_windows[0]:.3f} |")
+    assert row.endswith(f"| {dropped[0].mse_published_windows[0]:.3f} | - |")  # no published number at h=24
     # Sampled windows or the validation split: no published windows to compare with.
     sampled = run_benchmark(config.replace(max_test_windows=3), track=False, out=lambda line: None)
     assert sampled[0].mse_published_windows == []
@@ -159,3 +166,24 @@ def test_published_windows_column_scores_the_windows_a_drop_last_loader_keeps(tm
     assert too_big[0].mse_published_windows == [] and too_big[0].mse == every[0].mse
     with pytest.raises(ValueError, match="published_test_batch"):
         LongHorizonConfig(published_test_batch={"etth1": 0})
+
+
+def test_ensemble_variants_alternate_between_members_and_bad_ones_are_named():
+    settings = ModelSettings(ensemble=5, ensemble_variants=[{}, {"backbone": "slstm", "patch_len": 8}])
+    members = settings.members()
+    assert [m["backbone"] for m in members] == ["mlstm", "slstm", "mlstm", "slstm", "mlstm"]
+    assert [m["patch_len"] for m in members] == [None, 8, None, 8, None]
+    assert all("ensemble" not in m and "ensemble_variants" not in m for m in members)
+    assert ModelSettings(ensemble=2).members() == [ModelSettings().members()[0]] * 2
+    label = _model_label("xlstm", settings)
+    assert label.endswith("mean of 5 seeds taking in turn: as is / backbone slstm, patch_len 8")
+    # Through a per-data-set change, as the YAML writes it.
+    config = LongHorizonConfig(per_dataset={"ili": {"xlstm": {"ensemble": 2, "ensemble_variants": [{"dropout": 0.1}]}}})
+    _, xlstm, _ = config.settings_for("ili", 24)
+    assert [m["dropout"] for m in xlstm.members()] == [0.1, 0.1]
+    with pytest.raises(ValueError, match=r"ensemble_variants: \['mixing'\] cannot change between members"):
+        ModelSettings(ensemble_variants=[{"mixing": "independent"}])
+    with pytest.raises(ValueError, match="embedding_dim must be >= 1"):
+        ModelSettings(ensemble_variants=[{"embedding_dim": 0}])
+    with pytest.raises(TypeError, match="ensemble_variants holds mappings"):
+        ModelSettings(ensemble_variants=["slstm"])
