@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 from xlstm_seq.forecasting.datasets import LONG_HORIZON, LongHorizonData, load_long_horizon
+from xlstm_seq.forecasting.losses import LOSSES
 from xlstm_seq.forecasting.metrics import mae, mse, seasonal_naive
 
 from xlstm_seq.benchmarking.machine import cpu_model, git_revision
@@ -83,6 +84,8 @@ class ModelSettings(ConfigMixin):
     dropout: float = 0.3
     loss: str = "mae"
     """xLSTMTime trains with L1."""
+    valid_loss: str | None = None
+    """The loss early stopping follows on the validation split; None: ``loss``."""
     max_steps: int = 1000
     batch_size: int = 32
     learning_rate: float = 1e-3
@@ -100,6 +103,9 @@ class ModelSettings(ConfigMixin):
         for name in ("max_steps", "batch_size", "val_check_steps", "embedding_dim", "num_blocks", "ensemble"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.loss not in LOSSES or self.valid_loss not in (None, *LOSSES):
+            raise ValueError(f"loss and valid_loss must be one of {LOSSES} (valid_loss also None), got "
+                             f"{self.loss!r} and {self.valid_loss!r}")  # fmt: skip
         for variant in self.ensemble_variants:
             if not isinstance(variant, dict):
                 raise TypeError(f"ensemble_variants holds mappings of setting -> value, got {variant!r}")
@@ -568,7 +574,8 @@ def _model_label(label: str, s: ModelSettings) -> str:
         changes = " / ".join(", ".join(f"{k} {v}" for k, v in d.items()) or "as is" for d in s.ensemble_variants)
         ensemble = f", mean of {s.ensemble} seeds taking in turn: {changes}"
     last = " RevIN-last" if s.revin_subtract_last else ""
-    return f"{s.model} {s.backbone} {s.mixing}{patch} E{s.embedding_dim}x{s.num_blocks}{last}{ensemble}"
+    valid = f" early-stopped on {s.valid_loss}" if s.valid_loss not in (None, s.loss) else ""
+    return f"{s.model} {s.backbone} {s.mixing}{patch} E{s.embedding_dim}x{s.num_blocks}{last}{valid}{ensemble}"
 
 
 def _record(

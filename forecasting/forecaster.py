@@ -25,7 +25,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import NotFittedError
 from tqdm import tqdm
 from xlstm_seq.forecasting.intervals import check_method, conformal_quantile, conformal_scores, level_name, window_scale
-from xlstm_seq.forecasting.losses import forecast_loss, output_size, quantiles_for_levels
+from xlstm_seq.forecasting.losses import LOSSES, forecast_loss, output_size, quantiles_for_levels
 from xlstm_seq.forecasting.models import ALIASES, NetSpec, build_model, patch_layout
 from xlstm_seq.forecasting.panels import Panels, build_panels, window_batch, window_starts
 from xlstm_seq.forecasting.plots import forecast_figure
@@ -57,6 +57,9 @@ class XLSTMForecaster(BaseEstimator):
         revin: Reversible instance normalisation of the target.
         revin_subtract_last: Centre each window on its last value instead of its mean (PatchTST's option).
         loss: "mae", "mse" or "quantile" (pinball over the quantiles of ``level``).
+        valid_loss: The loss that early stopping and the kept weights follow on the validation split ("mae",
+            "mse", or "quantile" with loss="quantile"); None: the training loss. A point loss scores the median
+            of a quantile model. neuralforecast's argument of the same name.
         level: Interval levels (default [80, 95]): the quantiles trained with the quantile loss, and a sign that
             intervals are wanted (with ``intervals="conformal"``, setting it calibrates the intervals at fit).
         intervals: How ``predict(level=...)`` builds intervals. "conformal" (default): split-conformal on windows
@@ -97,6 +100,7 @@ class XLSTMForecaster(BaseEstimator):
         revin: bool = True,
         revin_subtract_last: bool = False,
         loss: str = "mae",
+        valid_loss: str | None = None,
         level: Sequence[float] | None = None,
         intervals: str = "conformal",
         calibration_size: int | None = None,
@@ -133,6 +137,7 @@ class XLSTMForecaster(BaseEstimator):
         self.revin = revin
         self.revin_subtract_last = revin_subtract_last
         self.loss = loss
+        self.valid_loss = valid_loss
         self.level = level
         self.intervals = intervals
         self.calibration_size = calibration_size
@@ -179,6 +184,10 @@ class XLSTMForecaster(BaseEstimator):
             raise ValueError(f"patch_stride must be None or an integer, got {self.patch_stride!r}")
         patch_layout(self.input_size, self._patch_len(), self.patch_stride)  # raises on a stride outside 1..patch_len
         output_size(self.loss, self._levels())
+        if self.valid_loss is not None and self.valid_loss not in LOSSES:
+            raise ValueError(f"valid_loss must be None or one of {LOSSES}, got {self.valid_loss!r}")
+        if self.valid_loss == "quantile" and self.loss != "quantile":
+            raise ValueError(f"valid_loss='quantile' needs loss='quantile' (quantile heads), got loss={self.loss!r}")
         check_method(self.intervals)
         if self.calibration_size is not None and (
             not isinstance(self.calibration_size, (int, np.integer)) or self.calibration_size < self.h
@@ -354,14 +363,21 @@ class XLSTMForecaster(BaseEstimator):
         self.best_val_loss_ = best if val_losses else None
         return {"train": losses, "val": val_losses, "best_val": best}
 
-    def _loss(self, prediction: torch.Tensor, target: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
-        """Training loss of prediction (B, h, C, Q) against target (B, h, C); with scale_loss both are divided by
-        the std of the look-back inputs (B, L, C) of their window (1 where that std is 0)."""
+    def _loss(
+        self, prediction: torch.Tensor, target: torch.Tensor, inputs: torch.Tensor, loss: str | None = None
+    ) -> torch.Tensor:
+        """Loss ``loss`` (default: the training loss) of prediction (B, h, C, Q) against target (B, h, C); with
+        scale_loss both are divided by the std of the look-back inputs (B, L, C) of their window (1 where that
+        std is 0). A point loss of a quantile model scores its median."""
+        loss = loss or self.loss
+        if loss != "quantile" and prediction.shape[-1] > 1:
+            # The median as predict() serves it: from the sorted quantile heads.
+            prediction = prediction.sort(dim=-1).values[..., self._point_index(), None]  # (B, h, C, 1)
         if self.scale_loss:
             std = inputs.std(dim=1, unbiased=False)  # (B, C)
             std = torch.where(std > 0, std, torch.ones_like(std))[:, None, :]  # (B, 1, C)
             prediction, target = prediction / std.unsqueeze(-1), target / std
-        return forecast_loss(self.loss, prediction, target, self.quantiles_)
+        return forecast_loss(loss, prediction, target, self.quantiles_)
 
     def _evaluate(self, panels: Panels, starts: np.ndarray) -> float:
         self.net_.eval()
@@ -370,7 +386,7 @@ class XLSTMForecaster(BaseEstimator):
             for chunk in np.array_split(starts, max(1, len(starts) // 256)):
                 batch = window_batch(panels, chunk, self.input_size, self.h)
                 target = batch.pop("target")
-                total += self._loss(self.net_(batch), target, batch["y"]).item() * len(chunk)
+                total += self._loss(self.net_(batch), target, batch["y"], self.valid_loss).item() * len(chunk)
                 count += len(chunk)
         return total / max(count, 1)
 

@@ -110,6 +110,10 @@ def test_exogenous_columns_must_match_between_fit_and_predict(frame):
 def test_bad_settings_and_types(frame):
     with pytest.raises(ValueError, match="loss must be one of"):
         _fc(loss="huber").fit(frame(length=30))
+    with pytest.raises(ValueError, match="valid_loss must be None or one of"):
+        _fc(valid_loss="rmse").fit(frame(length=30))
+    with pytest.raises(ValueError, match="valid_loss='quantile' needs loss='quantile'"):
+        _fc(valid_loss="quantile").fit(frame(length=30))
     with pytest.raises(ValueError, match="model must be one of"):
         _fc(model="transformer").fit(frame(length=30))
     with pytest.raises(ValueError, match="backbone must be one of"):

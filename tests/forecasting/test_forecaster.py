@@ -162,6 +162,18 @@ def test_early_stopping_keeps_the_best_weights(frame):
     assert fc.steps_trained_ < 200
 
 
+@pytest.mark.parametrize(("loss", "valid_loss"), [("mae", "mse"), ("mse", "mae"), ("quantile", "mae")])
+def test_early_stopping_follows_valid_loss(frame, loss, valid_loss):
+    df = frame(n_series=1, length=80)
+    fc = _forecaster("xlstm_time", "mlstm", "independent", loss=loss, valid_loss=valid_loss, max_steps=20,
+                     val_check_steps=5)  # fmt: skip
+    fc.fit(df, val_size=12)
+    # The kept weights score best_val_loss_ in valid_loss (a quantile model's median) on the validation windows.
+    scores = fc.score_windows(df, n_windows=12 - H + 1)
+    assert fc.best_val_loss_ == pytest.approx(scores[valid_loss], rel=1e-4)
+    assert fc.best_val_loss_ != pytest.approx(scores["mse" if valid_loss == "mae" else "mae"], rel=1e-2)
+
+
 def test_predict_on_new_frame_and_integer_ds(frame):
     df = frame(n_series=2, length=60)
     df["ds"] = df.groupby("unique_id").cumcount() * 5
