@@ -575,7 +575,9 @@ def _model_label(label: str, s: ModelSettings) -> str:
         ensemble = f", mean of {s.ensemble} seeds taking in turn: {changes}"
     last = " RevIN-last" if s.revin_subtract_last else ""
     valid = f" early-stopped on {s.valid_loss}" if s.valid_loss not in (None, s.loss) else ""
-    return f"{s.model} {s.backbone} {s.mixing}{patch} E{s.embedding_dim}x{s.num_blocks}{last}{valid}{ensemble}"
+    trend = f" MA{s.moving_avg}" if s.moving_avg != ModelSettings.moving_avg else ""
+    return (f"{s.model} {s.backbone} {s.mixing}{patch} E{s.embedding_dim}x{s.num_blocks}{trend}{last}{valid}"
+            f"{ensemble}")  # fmt: skip
 
 
 def _record(
