@@ -187,3 +187,14 @@ def test_ensemble_variants_alternate_between_members_and_bad_ones_are_named():
         ModelSettings(ensemble_variants=[{"embedding_dim": 0}])
     with pytest.raises(TypeError, match="ensemble_variants holds mappings"):
         ModelSettings(ensemble_variants=["slstm"])
+
+
+def test_valid_loss_and_moving_average_reach_the_label_and_bad_losses_are_named():
+    assert "early-stopped on mse" in _model_label("xlstm", ModelSettings(loss="mae", valid_loss="mse"))
+    assert "early-stopped" not in _model_label("xlstm", ModelSettings(loss="mae", valid_loss="mae"))
+    assert " MA13" in _model_label("xlstm", ModelSettings(moving_avg=13))
+    assert " MA" not in _model_label("xlstm", ModelSettings())
+    with pytest.raises(ValueError, match="loss and valid_loss must be one of"):
+        ModelSettings(valid_loss="rmse")
+    with pytest.raises(ValueError, match="loss and valid_loss must be one of"):
+        ModelSettings(loss="huber")
