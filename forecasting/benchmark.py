@@ -92,6 +92,8 @@ class ModelSettings(ConfigMixin):
     weight_decay: float = 0.05
     val_check_steps: int = 100
     early_stop_patience_steps: int = 3
+    ema_decay: float | None = None
+    """Check, keep and forecast with a moving average of the weights (decay per step); None: the raw weights."""
     ensemble: int = 1
     """Forecasters per seed, trained with seeds ``seed * ensemble + j``; their point forecasts are averaged (fit
     time is their sum). 1: a single model."""
@@ -576,7 +578,8 @@ def _model_label(label: str, s: ModelSettings) -> str:
     last = " RevIN-last" if s.revin_subtract_last else ""
     valid = f" early-stopped on {s.valid_loss}" if s.valid_loss not in (None, s.loss) else ""
     trend = f" MA{s.moving_avg}" if s.moving_avg != ModelSettings.moving_avg else ""
-    return (f"{s.model} {s.backbone} {s.mixing}{patch} E{s.embedding_dim}x{s.num_blocks}{trend}{last}{valid}"
+    ema = f" EMA{s.ema_decay}" if s.ema_decay is not None else ""
+    return (f"{s.model} {s.backbone} {s.mixing}{patch} E{s.embedding_dim}x{s.num_blocks}{trend}{last}{ema}{valid}"
             f"{ensemble}")  # fmt: skip
 
 

@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import NotFittedError
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 from xlstm_seq.forecasting.intervals import check_method, conformal_quantile, conformal_scores, level_name, window_scale
 from xlstm_seq.forecasting.losses import LOSSES, forecast_loss, output_size, quantiles_for_levels
@@ -75,6 +76,9 @@ class XLSTMForecaster(BaseEstimator):
         val_check_steps: Steps between validation checks.
         early_stop_patience_steps: Stop after this many validation checks without improvement; -1 or 0 never
             stops early. With a validation split the best checked weights are kept.
+        ema_decay: Keep an exponential moving average of the weights (decay per step, e.g. 0.99) and use it for the
+            validation checks, the kept weights and the forecasts; None: the raw weights. Averaging smooths the
+            step-to-step noise of small-batch training on small data sets.
         random_seed: Seeds the initial weights and the window sampling: a CPU run is repeatable.
         progress: Show a tqdm progress bar.
         track: Log each fit to MLflow (params, losses, a forecast-vs-actual PNG).
@@ -114,6 +118,7 @@ class XLSTMForecaster(BaseEstimator):
         weight_decay: float = 0.0,
         val_check_steps: int = 50,
         early_stop_patience_steps: int = -1,
+        ema_decay: float | None = None,
         random_seed: int = 1,
         progress: bool = True,
         track: bool = True,
@@ -151,6 +156,7 @@ class XLSTMForecaster(BaseEstimator):
         self.weight_decay = weight_decay
         self.val_check_steps = val_check_steps
         self.early_stop_patience_steps = early_stop_patience_steps
+        self.ema_decay = ema_decay
         self.random_seed = random_seed
         self.progress = progress
         self.track = track
@@ -188,6 +194,8 @@ class XLSTMForecaster(BaseEstimator):
             raise ValueError(f"valid_loss must be None or one of {LOSSES}, got {self.valid_loss!r}")
         if self.valid_loss == "quantile" and self.loss != "quantile":
             raise ValueError(f"valid_loss='quantile' needs loss='quantile' (quantile heads), got loss={self.loss!r}")
+        if self.ema_decay is not None and not (isinstance(self.ema_decay, (float, int)) and 0 < self.ema_decay < 1):
+            raise ValueError(f"ema_decay must be None or a number in (0, 1), got {self.ema_decay!r}")
         check_method(self.intervals)
         if self.calibration_size is not None and (
             not isinstance(self.calibration_size, (int, np.integer)) or self.calibration_size < self.h
@@ -328,6 +336,11 @@ class XLSTMForecaster(BaseEstimator):
 
     def _train(self, panels: Panels, train_starts: np.ndarray, val_starts: np.ndarray, rng) -> dict:
         net = self.net_
+        # The weights that are checked and kept: the raw ones or their moving average.
+        averaged = None
+        if self.ema_decay is not None:
+            averaged = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(self.ema_decay), use_buffers=True)
+        scored = net if averaged is None else averaged.module
         optimizer = torch.optim.AdamW(net.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, self.max_steps, self.learning_rate / 10)
         losses, val_losses, best, best_state, bad_checks = [], [], float("inf"), None, 0
@@ -343,18 +356,22 @@ class XLSTMForecaster(BaseEstimator):
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
             optimizer.step()
             schedule.step()
+            if averaged is not None:
+                averaged.update_parameters(net)
             losses.append(loss.item())
             if len(val_starts) and ((step + 1) % self.val_check_steps == 0 or step + 1 == self.max_steps):
-                val = self._evaluate(panels, val_starts)
+                val = self._evaluate(panels, val_starts, scored)
                 val_losses.append((step, val))
                 bar.set_postfix(loss=f"{losses[-1]:.4f}", val=f"{val:.4f}")
                 if val < best:
                     best, bad_checks = val, 0
-                    best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                    best_state = {k: v.detach().clone() for k, v in scored.state_dict().items()}
                 else:
                     bad_checks += 1
                     if 0 < self.early_stop_patience_steps <= bad_checks:
                         break
+        if best_state is None and averaged is not None:
+            best_state = averaged.module.state_dict()
         if best_state is not None:
             net.load_state_dict(best_state)
         net.eval()
@@ -379,14 +396,15 @@ class XLSTMForecaster(BaseEstimator):
             prediction, target = prediction / std.unsqueeze(-1), target / std
         return forecast_loss(loss, prediction, target, self.quantiles_)
 
-    def _evaluate(self, panels: Panels, starts: np.ndarray) -> float:
-        self.net_.eval()
+    def _evaluate(self, panels: Panels, starts: np.ndarray, net: torch.nn.Module | None = None) -> float:
+        net = self.net_ if net is None else net
+        net.eval()
         total, count = 0.0, 0
         with torch.inference_mode():
             for chunk in np.array_split(starts, max(1, len(starts) // 256)):
                 batch = window_batch(panels, chunk, self.input_size, self.h)
                 target = batch.pop("target")
-                total += self._loss(self.net_(batch), target, batch["y"], self.valid_loss).item() * len(chunk)
+                total += self._loss(net(batch), target, batch["y"], self.valid_loss).item() * len(chunk)
                 count += len(chunk)
         return total / max(count, 1)
 

@@ -114,6 +114,9 @@ def test_bad_settings_and_types(frame):
         _fc(valid_loss="rmse").fit(frame(length=30))
     with pytest.raises(ValueError, match="valid_loss='quantile' needs loss='quantile'"):
         _fc(valid_loss="quantile").fit(frame(length=30))
+    for bad in (1.0, 0, "0.9"):
+        with pytest.raises(ValueError, match="ema_decay must be None or a number in"):
+            _fc(ema_decay=bad).fit(frame(length=30))
     with pytest.raises(ValueError, match="model must be one of"):
         _fc(model="transformer").fit(frame(length=30))
     with pytest.raises(ValueError, match="backbone must be one of"):

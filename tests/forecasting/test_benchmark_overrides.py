@@ -192,6 +192,8 @@ def test_ensemble_variants_alternate_between_members_and_bad_ones_are_named():
 def test_valid_loss_and_moving_average_reach_the_label_and_bad_losses_are_named():
     assert "early-stopped on mse" in _model_label("xlstm", ModelSettings(loss="mae", valid_loss="mse"))
     assert "early-stopped" not in _model_label("xlstm", ModelSettings(loss="mae", valid_loss="mae"))
+    assert " EMA0.99" in _model_label("xlstm", ModelSettings(ema_decay=0.99))
+    assert "EMA" not in _model_label("xlstm", ModelSettings())
     assert " MA13" in _model_label("xlstm", ModelSettings(moving_avg=13))
     assert " MA" not in _model_label("xlstm", ModelSettings())
     with pytest.raises(ValueError, match="loss and valid_loss must be one of"):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from sklearn.base import clone
+from torch.optim.optimizer import register_optimizer_step_post_hook
 from xlstm_seq.forecasting import XLSTMForecaster
 
 H, L = 6, 24
@@ -172,6 +174,36 @@ def test_early_stopping_follows_valid_loss(frame, loss, valid_loss):
     scores = fc.score_windows(df, n_windows=12 - H + 1)
     assert fc.best_val_loss_ == pytest.approx(scores[valid_loss], rel=1e-4)
     assert fc.best_val_loss_ != pytest.approx(scores["mse" if valid_loss == "mae" else "mae"], rel=1e-2)
+
+
+def test_ema_decay_keeps_the_moving_average_of_the_weights(frame):
+    df = frame(n_series=2, length=60)
+    decay = 0.6
+    snapshots = []  # the raw weights after every optimiser step
+
+    def record(optimizer, args, kwargs):
+        snapshots.append([p.detach().clone() for group in optimizer.param_groups for p in group["params"]])
+
+    handle = register_optimizer_step_post_hook(record)
+    try:
+        fc = _forecaster("xlstm_time", "mlstm", "independent", ema_decay=decay, max_steps=5).fit(df)
+    finally:
+        handle.remove()
+    assert len(snapshots) == 5
+    average = snapshots[0]
+    for weights in snapshots[1:]:
+        average = [decay * a + (1 - decay) * w for a, w in zip(average, weights, strict=True)]
+    for kept, expected in zip(fc.net_.parameters(), average, strict=True):
+        torch.testing.assert_close(kept, expected)
+    assert not all(torch.equal(kept, last) for kept, last in zip(fc.net_.parameters(), snapshots[-1], strict=True))
+
+
+def test_ema_decay_checks_and_keeps_the_averaged_weights(frame):
+    df = frame(n_series=1, length=80)
+    fc = _forecaster("xlstm_time", "mlstm", "independent", ema_decay=0.9, max_steps=20, val_check_steps=5)
+    fc.fit(df, val_size=12)
+    # The kept (averaged) weights score best_val_loss_ on the validation windows.
+    assert fc.best_val_loss_ == pytest.approx(fc.score_windows(df, n_windows=12 - H + 1)["mae"], rel=1e-4)
 
 
 def test_predict_on_new_frame_and_integer_ds(frame):
