@@ -472,8 +472,11 @@ def fit_time_comparison(config: LongHorizonConfig, *, track: bool = True) -> lis
     return rows
 
 
-def run_benchmark(config: LongHorizonConfig, *, track: bool = True, out=print) -> list[Cell]:
-    """Runs the grid of ``config``; writes ``config.out`` and returns the cells."""
+def run_benchmark(
+    config: LongHorizonConfig, *, track: bool = True, out=print, command: str | None = None
+) -> list[Cell]:
+    """Runs the grid of ``config``; writes ``config.out`` (naming ``command``, the command line that ran it, when
+    given) and returns the cells."""
     torch.set_num_threads(config.num_threads)
     cells: list[Cell] = []
     timings = []
@@ -525,9 +528,9 @@ def run_benchmark(config: LongHorizonConfig, *, track: bool = True, out=print) -
                 )
             # Written after every horizon so that an interrupted run keeps what it measured.
             Path(config.out).parent.mkdir(parents=True, exist_ok=True)
-            Path(config.out).write_text(benchmark_markdown(config, cells, timings))
+            Path(config.out).write_text(benchmark_markdown(config, cells, timings, command))
             summary_figure(config, cells).savefig(Path(config.out).with_suffix(".png"), dpi=110, bbox_inches="tight")
-    markdown = benchmark_markdown(config, cells, timings)
+    markdown = benchmark_markdown(config, cells, timings, command)
     Path(config.out).write_text(markdown)
     if cells:
         figure = summary_figure(config, cells)
@@ -623,7 +626,9 @@ def _met(config: LongHorizonConfig, cell: Cell, mse: list[float]) -> str:
     return "yes" if round(float(np.mean(mse)), 3) <= published[0] else "no"
 
 
-def benchmark_markdown(config: LongHorizonConfig, cells: list[Cell], timings: list | None = None) -> str:
+def benchmark_markdown(
+    config: LongHorizonConfig, cells: list[Cell], timings: list | None = None, command: str | None = None
+) -> str:
     """The results table with the published numbers beside ours and whether the xLSTM meets PatchTST/64."""
     env = _environment()
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -642,6 +647,7 @@ def benchmark_markdown(config: LongHorizonConfig, cells: list[Cell], timings: li
         f"- date: {date}; git {env['git']}; device: {env['cpu']} ({env['cores']} cores visible), "
         f"{config.num_threads} torch thread(s), CPU only; the cores were shared with other jobs, so fit times are "
         f"under load (1-minute load average when this file was written: {os.getloadavg()[0]:.1f})",
+        *([f"- command: `{command}`"] if command else []),
         f"- torch {env['torch']}, pandas {env['pandas']}, python {env['python']}",
         f"- scored on the {split} split; look-back {config.input_size} (ILI {config.ili_input_size}) unless the "
         f"column L says otherwise; seeds {config.seeds}; "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -33,11 +34,12 @@ def test_tiny_benchmark_writes_markdown_and_tracks(tmp_path, tmp_mlflow):
         experiment="bench-test",
     )  # fmt: skip
     lines = []
-    cells = run_benchmark(config, out=lines.append)
+    cells = run_benchmark(config, out=lines.append, command="xlstm-seq forecast benchmark 'datasets=[etth1]'")
     assert [c.model for c in cells] == ["xlstm_time mlstm variates E8x1", "DLinear (ours)", "seasonal naive (24)"]
     assert all(len(c.mse) == 1 and c.mse[0] > 0 for c in cells)
     text = (tmp_path / "fc.md").read_text()
     assert "| etth1 | 24 | 48 | DLinear (ours) |" in text and "torch thread" in text
+    assert "- command: `xlstm-seq forecast benchmark 'datasets=[etth1]'`" in text
     assert "| etth1 | 24 | 48 | xlstm_time mlstm variates E8x1 |" in text
     assert (tmp_path / "fc.png").stat().st_size > 1000
     client = mlflow.MlflowClient(tracking_uri=tmp_mlflow)
@@ -55,6 +57,17 @@ def test_cli_group_parses():
     # The group also holds the other forecasting commands (owned elsewhere); these two are the benchmark's.
     assert {"forecast benchmark", "forecast demo"} <= set(cli.CONFIG_CLASSES)
     assert cli.CONFIG_CLASSES["forecast benchmark"] == "xlstm_seq.forecasting.benchmark:LongHorizonConfig"
+
+
+def test_recorded_command_parses_back_to_the_same_arguments():
+    parser = argparse.ArgumentParser(prog="xlstm-seq")
+    cli.add_commands(parser.add_subparsers(dest="command"))
+    words = ["forecast", "benchmark", "--config", "c.yaml", "--out", "my file.md", "--no-track", "datasets=[etth1]",
+             "xlstm.ema_decay=0.99"]  # fmt: skip
+    command = cli.benchmark_command(parser.parse_args(words))
+    assert command.startswith("xlstm-seq forecast benchmark --config c.yaml --out 'my file.md'")
+    again = parser.parse_args(shlex.split(command)[1:])
+    assert vars(again) == vars(parser.parse_args(words))
 
 
 @pytest.mark.skipif(not (ROOT / "air_passengers/AirPassengers.csv").is_file(), reason="AirPassengers not in data root")

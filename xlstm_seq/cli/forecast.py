@@ -7,6 +7,7 @@ handlers so that `xlstm-seq --help` stays fast.
 from __future__ import annotations
 
 import argparse
+import shlex
 
 CONFIG_CLASSES = {
     "forecast benchmark": "xlstm_seq.forecasting.benchmark:LongHorizonConfig",
@@ -27,8 +28,19 @@ def _config(config_class: type, args: argparse.Namespace):
 def _benchmark(args: argparse.Namespace) -> int:
     from xlstm_seq.forecasting.benchmark import LongHorizonConfig, run_benchmark
 
-    run_benchmark(_config(LongHorizonConfig, args), track=not args.no_track)
+    run_benchmark(_config(LongHorizonConfig, args), track=not args.no_track, command=benchmark_command(args))
     return 0
+
+
+def benchmark_command(args: argparse.Namespace) -> str:
+    """The command line that reproduces ``args`` (written into the markdown), quoted for a POSIX shell."""
+    parts = ["xlstm-seq", "forecast", "benchmark"]
+    for flag in ("config", "out"):
+        if getattr(args, flag):
+            parts += [f"--{flag}", getattr(args, flag)]
+    if args.no_track:
+        parts.append("--no-track")
+    return shlex.join([*parts, *args.overrides])
 
 
 def _m4(args: argparse.Namespace) -> int:
