@@ -260,9 +260,10 @@ class LongHorizonConfig(ConfigMixin):
                     raise ValueError(
                         f"per_dataset.{name}.by_horizon.{h} must hold only 'xlstm'/'dlinear' changes, got {sub!r}"
                     )
-                if int(h) not in grid:
-                    raise ValueError(f"per_dataset.{name}.by_horizon: horizon {h} is not in the grid {grid}")
-            for h in grid:
+                if not isinstance(h, (int, str)) or not str(h).isdigit() or int(h) < 1:
+                    raise ValueError(f"per_dataset.{name}.by_horizon: horizon {h!r} is not a positive integer")
+            # A horizon of by_horizon outside the grid is allowed: a run of some horizons keeps the others' changes.
+            for h in sorted(set(grid) | {int(k) for k in by_horizon}):
                 self.settings_for(name, h)  # builds every combination once so that bad fields fail here
 
     def settings_for(self, name: str, h: int) -> tuple[int, ModelSettings, ModelSettings]:

@@ -48,13 +48,22 @@ def test_per_dataset_and_per_horizon_overrides_apply_in_order():
         ({"ili": {"xlstm": {"dropuot": 0.1}}}, r"per_dataset.ili \(xlstm, h=24\).*dropuot"),
         ({"ili": {"xlstm": {"max_steps": 0}}}, "max_steps must be >= 1"),
         ({"ili": {"input_size": 0}}, "input_size must be an int >= 1"),
-        ({"ili": {"by_horizon": {96: {"xlstm": {}}}}}, r"horizon 96 is not in the grid \[24, 36, 48, 60\]"),
+        ({"ili": {"by_horizon": {"h96": {"xlstm": {}}}}}, "horizon 'h96' is not a positive integer"),
+        ({"ili": {"by_horizon": {0: {"xlstm": {}}}}}, "horizon 0 is not a positive integer"),
+        ({"ili": {"by_horizon": {96: {"xlstm": {"dropuot": 0.1}}}}}, r"per_dataset.ili \(xlstm, h=96\).*dropuot"),
         ({"ili": {"by_horizon": {24: {"input_size": 52}}}}, "must hold only 'xlstm'/'dlinear'"),
     ],
 )
 def test_bad_overrides_name_the_entry(per_dataset, message):
     with pytest.raises(ValueError, match=message):
         LongHorizonConfig(per_dataset=per_dataset)
+
+
+def test_a_run_of_some_horizons_keeps_the_changes_of_the_others():
+    per_dataset = {"etth1": {"xlstm": {"ema_decay": 0.995}, "by_horizon": {96: {"xlstm": {"ema_decay": 0.99}}}}}
+    config = LongHorizonConfig(horizons=[336, 720], per_dataset=per_dataset)
+    assert config.settings_for("etth1", 336)[1].ema_decay == 0.995
+    assert config.settings_for("etth1", 96)[1].ema_decay == 0.99
 
 
 def test_bad_override_types_and_split():
