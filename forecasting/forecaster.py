@@ -194,7 +194,8 @@ class XLSTMForecaster(BaseEstimator):
             raise ValueError(f"valid_loss must be None or one of {LOSSES}, got {self.valid_loss!r}")
         if self.valid_loss == "quantile" and self.loss != "quantile":
             raise ValueError(f"valid_loss='quantile' needs loss='quantile' (quantile heads), got loss={self.loss!r}")
-        if self.ema_decay is not None and not (isinstance(self.ema_decay, (float, int)) and 0 < self.ema_decay < 1):
+        decay = self.ema_decay
+        if decay is not None and not (isinstance(decay, (float, int, np.floating)) and 0 < decay < 1):
             raise ValueError(f"ema_decay must be None or a number in (0, 1), got {self.ema_decay!r}")
         check_method(self.intervals)
         if self.calibration_size is not None and (
