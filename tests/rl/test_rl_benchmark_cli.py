@@ -154,22 +154,6 @@ def test_rl_commands_are_listed_and_read_their_configs(tmp_path, capsys):
         main(["rl", "benchmark", "--envs", "Nope-v0", "--no-track"])
 
 
-def test_recorded_benchmark_command_parses_back_to_the_same_arguments():
-    from xlstm_seq.cli.rl import benchmark_command
-
-    argv = ["rl", "benchmark", "--config", "c.yaml", "--seeds", "3", "4", "--algorithms", "xlstm_ppo", "--",
-            "out=benchmarks/x.md", "xlstm.num_blocks=2"]  # fmt: skip
-    args = build_parser().parse_args(argv)
-    command = benchmark_command(args)
-    again = build_parser().parse_args(["rl", *command.split()[2:]])
-    assert (again.config, again.seeds, again.algorithms, again.overrides) == (
-        "c.yaml",
-        [3, 4],
-        ["xlstm_ppo"],
-        ["out=benchmarks/x.md", "xlstm.num_blocks=2"],
-    )
-
-
 def test_rl_train_command_trains_saves_and_evaluates(tmp_path):
     save = tmp_path / "agent" / "model.zip"
     config = RLTrainConfig(

@@ -7,7 +7,8 @@ handlers so that `xlstm-seq --help` stays fast.
 from __future__ import annotations
 
 import argparse
-import shlex
+
+from xlstm_seq.cli.command_line import reproducing_command
 
 CONFIG_CLASSES = {
     "forecast benchmark": "xlstm_seq.forecasting.benchmark:LongHorizonConfig",
@@ -34,13 +35,7 @@ def _benchmark(args: argparse.Namespace) -> int:
 
 def benchmark_command(args: argparse.Namespace) -> str:
     """The command line that reproduces ``args`` (written into the markdown), quoted for a POSIX shell."""
-    parts = ["xlstm-seq", "forecast", "benchmark"]
-    for flag in ("config", "out"):
-        if getattr(args, flag):
-            parts += [f"--{flag}", getattr(args, flag)]
-    if args.no_track:
-        parts.append("--no-track")
-    return shlex.join([*parts, *args.overrides])
+    return reproducing_command(["xlstm-seq", "forecast", "benchmark"], args, options=("out", "no_track"))
 
 
 def _m4(args: argparse.Namespace) -> int:

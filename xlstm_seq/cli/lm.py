@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from xlstm_seq.cli.command_line import reproducing_command
+
 CONFIG_CLASSES = {
     "lm prepare": "xlstm_seq.lm.shards:PrepareConfig",
     "lm train": "xlstm_seq.lm.trainer:TrainConfig",
@@ -64,13 +66,11 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _benchmark(args: argparse.Namespace) -> int:
-    import shlex
-
     from xlstm_seq.lm.benchmark import LMBenchmarkConfig, run_benchmark
 
     config = _load(LMBenchmarkConfig, args)
-    words = ["xlstm-seq", "lm", "benchmark"] + (["--config", args.config] if args.config else []) + args.overrides
-    run_benchmark(config, track=not args.no_track, command=" ".join(shlex.quote(w) for w in words))
+    command = reproducing_command(["xlstm-seq", "lm", "benchmark"], args, options=("no_track",))
+    run_benchmark(config, track=not args.no_track, command=command)
     return 0
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from xlstm_seq.cli.command_line import reproducing_command
+
 CONFIG_CLASSES = {
     "rl benchmark": "xlstm_seq.rl.benchmark:RLBenchmarkConfig",
     "rl train": "xlstm_seq.rl.train:RLTrainConfig",
@@ -40,15 +42,9 @@ def _benchmark(args: argparse.Namespace) -> int:
 
 
 def benchmark_command(args: argparse.Namespace) -> str:
-    """The command line that reproduces ``args`` (written into the markdown). The overrides go right after
-    ``--config``: after ``--envs/--seeds/--algorithms`` (nargs="+") argparse would read them as more values."""
-    parts = ["xlstm-seq rl benchmark --config", args.config, *args.overrides]
-    for flag in ("envs", "seeds", "algorithms"):
-        if getattr(args, flag):
-            parts += [f"--{flag}", *map(str, getattr(args, flag))]
-    if args.no_track:
-        parts.append("--no-track")
-    return " ".join(parts)
+    """The command line that reproduces ``args`` (written into the markdown), quoted for a POSIX shell."""
+    options = ("envs", "seeds", "algorithms", "no_track")
+    return reproducing_command(["xlstm-seq", "rl", "benchmark"], args, options=options)
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import shlex
+
+from xlstm_seq.cli.command_line import reproducing_command
 
 CONFIG_CLASSES = {
     "synthetic benchmark": "xlstm_seq.lm.synthetic.benchmark:SyntheticBenchmarkConfig",
@@ -20,13 +21,8 @@ def _benchmark(args: argparse.Namespace) -> int:
     changes = {k: v for k, v in (("out", args.out), ("plot", args.plot), ("workers", args.workers)) if v is not None}
     if changes:
         config = config.replace(**changes)
-    # The command as the report should quote it, rebuilt from what was parsed.
-    words = ["xlstm-seq", "synthetic", "benchmark"]
-    words += ["--config", args.config] if args.config else []
-    words += [w for flag, value in (("--out", args.out), ("--plot", args.plot)) if value for w in (flag, value)]
-    words += ["--workers", str(args.workers)] if args.workers is not None else []
-    words += args.overrides
-    command = " ".join(shlex.quote(w) for w in words)
+    options = ("out", "plot", "workers", "no_track")
+    command = reproducing_command(["xlstm-seq", "synthetic", "benchmark"], args, options=options)
     run_benchmark(config, track=not args.no_track, command=command)
     return 0
 
@@ -40,8 +36,8 @@ def _report(args: argparse.Namespace) -> int:
     changes = {k: v for k, v in (("out", args.out), ("plot", args.plot)) if v is not None}
     if changes:
         config = config.replace(**changes)
-    words = ["xlstm-seq", "synthetic", "report"] + (["--config", args.config] if args.config else [])
-    render_report(config, tracking_uri=args.tracking_uri, command=" ".join(shlex.quote(w) for w in words))
+    command = reproducing_command(["xlstm-seq", "synthetic", "report"], args, options=("out", "plot", "tracking_uri"))
+    render_report(config, tracking_uri=args.tracking_uri, command=command)
     return 0
 
 
