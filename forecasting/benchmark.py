@@ -27,6 +27,7 @@ from xlstm_seq.forecasting.metrics import mae, mse, seasonal_naive
 
 from xlstm_seq.benchmarking.machine import cpu_model, git_revision
 from xlstm_seq.config import ConfigMixin
+from xlstm_seq.devices import resolve_device
 from xlstm_seq.tracking import create_tracker
 
 log = logging.getLogger(__name__)
@@ -176,6 +177,10 @@ class LongHorizonConfig(ConfigMixin):
     """Evaluate on at most this many test windows, evenly spaced (None: all, the papers' protocol)."""
     num_threads: int = 2
     """torch threads."""
+    device: str = "auto"
+    """Where every model of the run trains and forecasts: "auto" (CUDA when torch sees it, else the CPU), "cpu",
+    "cuda" or "cuda:N"; ours through XLSTMForecaster's ``device``, neuralforecast's through Lightning's
+    accelerator. The markdown names the device."""
     out: str = "benchmarks/forecasting.md"
     """Markdown file written at the end."""
     experiment: str = "xlstm-seq-forecasting-benchmark"
@@ -209,6 +214,7 @@ class LongHorizonConfig(ConfigMixin):
             raise ValueError("seeds must name at least one seed")
         if self.input_size < 1 or self.ili_input_size < 1 or self.num_threads < 1:
             raise ValueError("input_size, ili_input_size and num_threads must be >= 1")
+        resolve_device(self.device)  # a bad name, or a device this machine lacks, is named before any work
         if self.eval_split not in SPLITS:
             raise ValueError(f"eval_split must be one of {SPLITS}, got {self.eval_split!r}")
         bad_batch = {k: v for k, v in self.published_test_batch.items()
@@ -351,6 +357,7 @@ def _fit_ours(data, h, L, settings: ModelSettings, seed, config, track):
             h=h,
             input_size=L,
             random_seed=seed * settings.ensemble + j,
+            device=config.device,
             progress=False,
             track=track,
             experiment=config.experiment,
@@ -399,7 +406,8 @@ def _fit_neuralforecast(data, h, L, name, seed, config, xlstm: ModelSettings):
                   batch_size=len(data.columns), windows_batch_size=_univariate_windows(xlstm, data),
                   inference_windows_batch_size=256, val_check_steps=config.xlstm.val_check_steps,
                   early_stop_patience_steps=config.xlstm.early_stop_patience_steps, scaler_type="identity",
-                  enable_progress_bar=False, enable_model_summary=False, logger=False)  # fmt: skip
+                  enable_progress_bar=False, enable_model_summary=False, logger=False,
+                  **lightning_device(resolve_device(config.device)))  # fmt: skip
     model_class = PatchTST if name == "nf_patchtst" else NFDLinear
     settings = config.neuralforecast_kwargs(data.name, name)
     # The models pass unknown names on to Lightning's Trainer, which would reject them only once fitting starts.
@@ -457,7 +465,7 @@ def fit_time_comparison(config: LongHorizonConfig, *, track: bool = True) -> lis
     started = time.perf_counter()
     for j, settings in enumerate(config.xlstm.members()):  # an ensemble's fit time is that of all its members
         settings.update(max_steps=steps, early_stop_patience_steps=-1)
-        fc = XLSTMForecaster(h=h, input_size=L, random_seed=j, progress=False, track=track,
+        fc = XLSTMForecaster(h=h, input_size=L, random_seed=j, device=config.device, progress=False, track=track,
                              experiment=config.experiment, **settings)  # fmt: skip
         fc.fit(train)
     rows = [(f"xLSTM ({_model_label('xlstm', config.xlstm)})", time.perf_counter() - started)]
@@ -466,7 +474,7 @@ def fit_time_comparison(config: LongHorizonConfig, *, track: bool = True) -> lis
 
     model = PatchTST(h=h, input_size=L, max_steps=steps, batch_size=len(data.columns), windows_batch_size=windows,
                      scaler_type="identity", random_seed=0, enable_progress_bar=False, enable_model_summary=False,
-                     logger=False)  # fmt: skip
+                     logger=False, **lightning_device(resolve_device(config.device)))  # fmt: skip
     started = time.perf_counter()
     NeuralForecast(models=[model], freq=1).fit(train, val_size=0)
     rows.append(("neuralforecast PatchTST (defaults: patch 16, d_model 128, 3 layers)", time.perf_counter() - started))
@@ -618,6 +626,21 @@ def _environment() -> dict[str, str]:
             "python": platform.python_version(), "cores": str(os.cpu_count())}  # fmt: skip
 
 
+def lightning_device(device: torch.device) -> dict[str, Any]:
+    """Lightning Trainer arguments (which neuralforecast's models pass on) that put training on ``device``."""
+    if device.type == "cuda":
+        return {"accelerator": "gpu", "devices": [device.index or 0]}
+    return {"accelerator": "cpu"}
+
+
+def _device_words(config: LongHorizonConfig, env: dict[str, str]) -> str:
+    device = resolve_device(config.device)
+    cpu = f"{env['cpu']} ({env['cores']} cores visible), {config.num_threads} torch thread(s)"
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} ({device}), every model trained there; CPU {cpu}"
+    return f"{cpu}, CPU only"
+
+
 def _met(config: LongHorizonConfig, cell: Cell, mse: list[float]) -> str:
     """ "yes"/"no": the xLSTM's mean test MSE (``mse``: every window, or the published windows) at or below the
     published PatchTST/64 MSE; "-" for other rows and where that MSE was not measured."""
@@ -645,9 +668,9 @@ def benchmark_markdown(
         f"named below). MSE/MAE on the standardised scale (training-split statistics), every {split} window of the",
         "standard split unless `max_test_windows` says otherwise.",
         "",
-        f"- date: {date}; git {env['git']}; device: {env['cpu']} ({env['cores']} cores visible), "
-        f"{config.num_threads} torch thread(s), CPU only; the cores were shared with other jobs, so fit times are "
-        f"under load (1-minute load average when this file was written: {os.getloadavg()[0]:.1f})",
+        f"- date: {date}; git {env['git']}; device: {_device_words(config, env)}; the cores were shared with other "
+        f"jobs, so fit times are under load (1-minute load average when this file was written: "
+        f"{os.getloadavg()[0]:.1f})",
         *([f"- command: `{command}`"] if command else []),
         f"- torch {env['torch']}, pandas {env['pandas']}, python {env['python']}",
         f"- scored on the {split} split; look-back {config.input_size} (ILI {config.ili_input_size}) unless the "

@@ -32,6 +32,7 @@ from xlstm_seq.forecasting.panels import Panels, build_panels, window_batch, win
 from xlstm_seq.forecasting.plots import forecast_figure
 from xlstm_seq.forecasting.validation import DS, ID, Y, check_long_frame, check_numeric, future_dates, require_frame
 
+from xlstm_seq.devices import resolve_device
 from xlstm_seq.tracking import create_tracker
 
 FORMAT_VERSION = 1
@@ -80,6 +81,8 @@ class XLSTMForecaster(BaseEstimator):
             validation checks, the kept weights and the forecasts; None: the raw weights. Averaging smooths the
             step-to-step noise of small-batch training on small data sets.
         random_seed: Seeds the initial weights and the window sampling: a CPU run is repeatable.
+        device: Where the model trains and forecasts: "auto" (a CUDA device when torch sees one, else the CPU),
+            "cpu", "cuda" or "cuda:N". Frames, forecasts and saved weights stay on the CPU either way.
         progress: Show a tqdm progress bar.
         track: Log each fit to MLflow (params, losses, a forecast-vs-actual PNG).
         experiment, tracking_uri: MLflow experiment and store (default ``MLFLOW_TRACKING_URI`` or ./mlflow.db).
@@ -120,6 +123,7 @@ class XLSTMForecaster(BaseEstimator):
         early_stop_patience_steps: int = -1,
         ema_decay: float | None = None,
         random_seed: int = 1,
+        device: str = "auto",
         progress: bool = True,
         track: bool = True,
         experiment: str = "xlstm-seq-forecasting",
@@ -158,6 +162,7 @@ class XLSTMForecaster(BaseEstimator):
         self.early_stop_patience_steps = early_stop_patience_steps
         self.ema_decay = ema_decay
         self.random_seed = random_seed
+        self.device = device
         self.progress = progress
         self.track = track
         self.experiment = experiment
@@ -198,6 +203,7 @@ class XLSTMForecaster(BaseEstimator):
         if decay is not None and not (isinstance(decay, (float, int, np.floating)) and 0 < decay < 1):
             raise ValueError(f"ema_decay must be None or a number in (0, 1), got {self.ema_decay!r}")
         check_method(self.intervals)
+        resolve_device(self.device)  # raises on a bad name or a device this machine does not have
         if self.calibration_size is not None and (
             not isinstance(self.calibration_size, (int, np.integer)) or self.calibration_size < self.h
         ):
@@ -286,7 +292,8 @@ class XLSTMForecaster(BaseEstimator):
         panels = build_panels(df, self.mixing, hist, futr, stat, static_df, scale=self.exog_scale_)
         self.n_channels_ = panels.y.shape[1]
         self.quantiles_ = quantiles_for_levels(self._levels()) if self.loss == "quantile" else [0.5]
-        self.net_ = build_model(self.model, self._spec(self.n_channels_))
+        self.device_ = resolve_device(self.device)
+        self.net_ = build_model(self.model, self._spec(self.n_channels_)).to(self.device_)
 
         train_starts = window_starts(panels, self.input_size, self.h, 0, -val_size if val_size else 0)
         val_starts = window_starts(panels, self.input_size, self.h, -val_size, 0) if val_size else train_starts[:0]
@@ -349,7 +356,7 @@ class XLSTMForecaster(BaseEstimator):
         bar = tqdm(range(self.max_steps), desc=f"fit {self.alias_}", unit="step", disable=not self.progress)
         for step in bar:
             net.train()
-            batch = window_batch(panels, rng.choice(train_starts, self.batch_size), self.input_size, self.h)
+            batch = self._batch(panels, rng.choice(train_starts, self.batch_size))
             target = batch.pop("target")
             loss = self._loss(net(batch), target, batch["y"])
             optimizer.zero_grad(set_to_none=True)
@@ -397,13 +404,18 @@ class XLSTMForecaster(BaseEstimator):
             prediction, target = prediction / std.unsqueeze(-1), target / std
         return forecast_loss(loss, prediction, target, self.quantiles_)
 
+    def _batch(self, panels: Panels, starts: np.ndarray) -> dict[str, torch.Tensor]:
+        """The tensors of the windows at ``starts`` (see window_batch) on the model's device."""
+        batch = window_batch(panels, starts, self.input_size, self.h)
+        return {k: v.to(self.device_, non_blocking=True) for k, v in batch.items()}
+
     def _evaluate(self, panels: Panels, starts: np.ndarray, net: torch.nn.Module | None = None) -> float:
         net = self.net_ if net is None else net
         net.eval()
         total, count = 0.0, 0
         with torch.inference_mode():
             for chunk in np.array_split(starts, max(1, len(starts) // 256)):
-                batch = window_batch(panels, chunk, self.input_size, self.h)
+                batch = self._batch(panels, chunk)
                 target = batch.pop("target")
                 total += self._loss(net(batch), target, batch["y"], self.valid_loss).item() * len(chunk)
                 count += len(chunk)
@@ -450,9 +462,9 @@ class XLSTMForecaster(BaseEstimator):
         self.net_.eval()
         with torch.inference_mode():
             for chunk in np.array_split(starts, max(1, -(-len(starts) // batch_size))):
-                batch = window_batch(panels, chunk, self.input_size, self.h)
+                batch = self._batch(panels, chunk)
                 batch.pop("target")
-                outs.append(self.net_(batch).numpy())
+                outs.append(self.net_(batch).cpu().numpy())
         out = np.concatenate(outs)
         # Quantile heads are trained independently; sorting keeps the intervals nested.
         return np.sort(out, axis=-1) if out.shape[-1] > 1 else out
@@ -772,7 +784,8 @@ class XLSTMForecaster(BaseEstimator):
             },
         }
         (path / "config.json").write_text(json.dumps(meta, indent=2))
-        save_file({k: v.contiguous() for k, v in self.net_.state_dict().items()}, str(path / "model.safetensors"))
+        weights = {k: v.detach().cpu().contiguous() for k, v in self.net_.state_dict().items()}
+        save_file(weights, str(path / "model.safetensors"))
         self.history_.to_csv(path / "history.csv", index=False)
         if self.static_ is not None:
             self.static_.to_csv(path / "static.csv", index=False)
@@ -782,8 +795,9 @@ class XLSTMForecaster(BaseEstimator):
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> XLSTMForecaster:
-        """Restores a forecaster written by :meth:`save`."""
+    def load(cls, path: str | Path, device: str | None = None) -> XLSTMForecaster:
+        """Restores a forecaster written by :meth:`save`, on ``device`` (None: the saved ``device`` setting; a model
+        saved with device="cuda" loads on a machine without CUDA with device="cpu")."""
         from safetensors.torch import load_file
 
         path = Path(path)
@@ -793,7 +807,14 @@ class XLSTMForecaster(BaseEstimator):
         params = dict(meta["params"])
         # Saved before conformal intervals existed: keep serving its quantile heads as it did then.
         params.setdefault("intervals", "quantile")
+        if device is not None:
+            params["device"] = device
         self = cls(**params)
+        try:
+            self.device_ = resolve_device(self.device)
+        except ValueError as err:
+            hint = "pass load(path, device='cpu') to load it here"
+            raise ValueError(f"{path} was saved with device={self.device!r}: {err}; {hint}") from err
         fitted = meta["fitted"]
         self.freq_ = fitted["freq"]
         self.exog_columns_ = fitted["exog_columns"]
@@ -818,8 +839,8 @@ class XLSTMForecaster(BaseEstimator):
             self.static_ = static
         calibration = path / "calibration.safetensors"
         self.conformal_scores_ = load_file(str(calibration))["scores"].numpy() if calibration.is_file() else None
-        self.net_ = build_model(self.model, self._spec(self.n_channels_))
-        self.net_.load_state_dict(load_file(str(path / "model.safetensors")))
+        self.net_ = build_model(self.model, self._spec(self.n_channels_)).to(self.device_)
+        self.net_.load_state_dict(load_file(str(path / "model.safetensors"), device=str(self.device_)))
         self.net_.eval()
         return self
 

@@ -34,6 +34,7 @@ from xlstm_seq.lm.loader import TokenBatches, fixed_batches
 from xlstm_seq.lm.models import LMModelConfig, build_model, flops_per_token
 from xlstm_seq.lm.shards import TokenShards
 
+from xlstm_seq import devices
 from xlstm_seq.components import BlockDiagonalLinear
 from xlstm_seq.config import ConfigMixin
 from xlstm_seq.tracking import Tracker, create_tracker
@@ -194,14 +195,8 @@ def init_distributed(device: torch.device) -> DistInfo:
 
 
 def resolve_device(name: str) -> torch.device:
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("device 'cuda' was requested but torch sees no CUDA device")
-        return torch.device("cuda", local_rank)
-    return torch.device(name)
+    """The device of this process: a bare "cuda" takes the process's LOCAL_RANK (torchrun) as its index."""
+    return devices.resolve_device(name, cuda_index=int(os.environ.get("LOCAL_RANK", "0")))
 
 
 def latest_checkpoint(out_dir: str | Path) -> Path | None:

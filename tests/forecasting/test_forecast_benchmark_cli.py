@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from xlstm_seq.forecasting.benchmark import LongHorizonConfig, ModelSettings, run_benchmark
 
 from xlstm_seq.cli import forecast as cli
@@ -38,6 +39,7 @@ def test_tiny_benchmark_writes_markdown_and_tracks(tmp_path, tmp_mlflow):
     assert all(len(c.mse) == 1 and c.mse[0] > 0 for c in cells)
     text = (tmp_path / "fc.md").read_text()
     assert "| etth1 | 24 | 48 | DLinear (ours) |" in text and "torch thread" in text
+    assert ("CPU only" in text) != torch.cuda.is_available()
     assert "- command: `xlstm-seq forecast benchmark 'datasets=[etth1]'`" in text
     assert "| etth1 | 24 | 48 | xlstm_time mlstm variates E8x1 |" in text
     assert (tmp_path / "fc.png").stat().st_size > 1000
