@@ -813,6 +813,8 @@ class XLSTMForecaster(BaseEstimator):
         try:
             self.device_ = resolve_device(self.device)
         except ValueError as err:
+            if device is not None:
+                raise
             hint = "pass load(path, device='cpu') to load it here"
             raise ValueError(f"{path} was saved with device={self.device!r}: {err}; {hint}") from err
         fitted = meta["fitted"]

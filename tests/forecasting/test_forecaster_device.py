@@ -48,6 +48,9 @@ def test_a_model_saved_for_cuda_loads_on_the_cpu_when_asked(tmp_path, frame):
     config.write_text(json.dumps(meta))
     with pytest.raises(ValueError, match=r"saved with device='cuda'.*load\(path, device='cpu'\)"):
         XLSTMForecaster.load(tmp_path / "model")
+    with pytest.raises(ValueError, match="torch sees no CUDA device") as err:
+        XLSTMForecaster.load(tmp_path / "model", device="cuda:0")
+    assert "saved with" not in str(err.value)  # the device asked for is named, not the saved one
     loaded = XLSTMForecaster.load(tmp_path / "model", device="cpu")
     assert loaded.device == "cpu" and loaded.device_ == torch.device("cpu")
     pd.testing.assert_frame_equal(loaded.predict(), fc.predict(), check_exact=False, rtol=1e-6)
