@@ -70,3 +70,13 @@ def test_demo_parts_are_checked_before_anything_runs():
     assert available_demo_parts()[0] == "core"
     with pytest.raises(SystemExit, match=r"unknown part\(s\) \['nope'\]; available: core"):
         main(["demo", "--parts", "core,nope", "--no-track"])
+
+
+def test_the_installed_command_reports_bad_settings_in_one_line(capsys):
+    from xlstm_seq.cli.main import console
+
+    assert console(["forecast", "benchmark", "--no-track", "datasets=[etth9]"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("xlstm-seq: error: unknown data set(s) ['etth9']") and "Traceback" not in err
+    with pytest.raises(ValueError, match="unknown data set"):  # --verbose keeps the traceback
+        console(["--verbose", "forecast", "benchmark", "--no-track", "datasets=[etth9]"])

@@ -143,5 +143,19 @@ def main(argv: list[str] | None = None) -> int:
     return args.func(args)
 
 
+def console(argv: list[str] | None = None) -> int:
+    """The installed `xlstm-seq` command: :func:`main`, with bad settings and missing files reported as one line
+    on stderr (exit status 2, as argparse does for bad arguments) instead of a traceback; ``--verbose`` keeps the
+    traceback."""
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return main(argv)
+    except (ValueError, FileNotFoundError) as err:
+        if "-v" in argv or "--verbose" in argv:
+            raise
+        print(f"xlstm-seq: error: {err}\n(run with --verbose for the traceback)", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console())
