@@ -46,6 +46,13 @@ def test_reproducing_command_keeps_options_overrides_and_quoting(argv, options):
     assert vars(parser.parse_args(words[1:])) == vars(args)
 
 
+def test_the_forecast_benchmark_records_its_command_in_this_order():
+    argv = ["forecast", "benchmark", "--config", "c.yaml", "--out", "my file.md", "--no-track", "datasets=[etth1]"]
+    assert forecast.benchmark_command(build_parser().parse_args(argv)) == (
+        "xlstm-seq forecast benchmark --config c.yaml 'datasets=[etth1]' --out 'my file.md' --no-track"
+    )
+
+
 def test_reproducing_command_leaves_out_options_not_given():
     args = build_parser().parse_args(["synthetic", "benchmark"])
     assert reproducing_command(["xlstm-seq", "synthetic", "benchmark"], args, ("out", "workers", "no_track")) == (
