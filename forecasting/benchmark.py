@@ -68,7 +68,7 @@ class ModelSettings(ConfigMixin):
     """Keyword arguments of one ``XLSTMForecaster`` in the benchmark (h, input_size and seed come from the grid)."""
 
     model: str = "xlstm_time"
-    """"xlstm_time", "xlstm_time_linear", "xlstm_encoder" or "dlinear"."""
+    """"xlstm_time", "xlstm_time_linear", "xlstm_mixer", "xlstm_encoder" or "dlinear"."""
     backbone: str = "mlstm"
     """"mlstm", "slstm" or "mixed"."""
     mixing: str = "variates"
@@ -582,7 +582,7 @@ def _model_label(label: str, s: ModelSettings) -> str:
         return "DLinear (ours)"
     patch_len = s.patch_len or 16
     stride = f"/{s.patch_stride}" if s.patch_stride not in (None, patch_len) else ""
-    patch = f" P{patch_len}{stride}" if s.mixing == "independent" else ""
+    patch = f" P{patch_len}{stride}" if s.mixing == "independent" and s.model != "xlstm_mixer" else ""
     ensemble = f", mean of {s.ensemble} seeds" if s.ensemble > 1 else ""
     if s.ensemble > 1 and s.ensemble_variants:
         changes = " / ".join(", ".join(f"{k} {v}" for k, v in d.items()) or "as is" for d in s.ensemble_variants)

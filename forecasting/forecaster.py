@@ -45,11 +45,13 @@ class XLSTMForecaster(BaseEstimator):
         h: Forecast horizon (steps).
         input_size: Look-back window L.
         model: "xlstm_time" (RevIN, decomposition, linear embeddings, xLSTM stack, linear head),
-            "xlstm_encoder" (plain xLSTM encoder with a forecasting head) or "dlinear" (baseline).
+            "xlstm_time_linear" (a linear forecast refined by the xlstm_time path), "xlstm_mixer" (xLSTM-Mixer: a
+            linear forecast per series, refined by a stack reading the series forwards and backwards; made for
+            mixing="variates"), "xlstm_encoder" (plain xLSTM encoder with a forecasting head) or "dlinear" (baseline).
         backbone: "mlstm", "slstm" or "mixed" (alternating blocks).
         mixing: "independent" (one sequence per series) or "variates" (the stack mixes the series; all
             series must share timestamps).
-        alias: Name of the forecast column; default from the model ("xLSTMTime", "xLSTMEncoder", "DLinear").
+        alias: Name of the forecast column; default from the model ("xLSTMTime", "xLSTMMixer", "xLSTMEncoder", ...).
         freq: Pandas offset alias or integer step; None infers it from the data (and checks every series).
         embedding_dim, num_blocks, num_heads, dropout: Stack size.
         patch_len: Steps per token (default: 16 for xlstm_time, 1 for xlstm_encoder).

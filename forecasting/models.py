@@ -1,5 +1,5 @@
 """The forecasting networks, chosen by name: ``xlstm_time``, ``xlstm_time_linear`` (a linear forecast refined by the
-xLSTM path), ``xlstm_encoder`` and the ``dlinear`` baseline.
+xLSTM path), ``xlstm_mixer`` (xLSTM-Mixer), ``xlstm_encoder`` and the ``dlinear`` baseline.
 
 Every model maps one batch of windows to forecasts with the same contract::
 
@@ -244,6 +244,58 @@ class XLSTMTimeLinear(XLSTMTime):
         return self.revin.denormalise(out.transpose(1, 2), mean, std)  # (B, h, C, Q)
 
 
+class XLSTMMixer(nn.Module):
+    """xLSTM-Mixer (Kraus et al., arXiv 2410.16928): a linear forecast per series, refined by mixing the series.
+
+    Time mixing: an NLinear forecast (each window minus its last value, one linear map from look-back to horizon
+    shared by every series, the last value added back). Joint mixing: each series' forecast is embedded as one
+    token, a few learnable soft-prompt tokens go in front, and the stack runs over the series (with
+    mixing="variates"; with "independent" each series is its own short sequence). View mixing: the same stack also
+    reads the tokens in reverse order; each series' two states are concatenated and mapped to the horizon.
+    The reverse view is flipped back so both states of a series meet (a bidirectional reading of the series).
+    ``moving_avg``, ``patch_len`` and ``patch_stride`` do not apply.
+    """
+
+    N_PROMPT_TOKENS = 1  # the paper's "initial embedding token"
+
+    def __init__(self, spec: NetSpec):
+        super().__init__()
+        if spec.mixing not in MIXINGS:
+            raise ValueError(f"mixing must be one of {MIXINGS}, got {spec.mixing!r}")
+        self.spec = spec
+        E, L, h, Q = spec.embedding_dim, spec.input_size, spec.h, spec.n_outputs
+        self.revin = RevIN(spec.n_channels, spec.revin, subtract_last=spec.revin_subtract_last)
+        self.time_mixing = nn.Linear(L, h)
+        self.embed_forecast = nn.Linear(h, E)
+        self.embed_hist = nn.Linear(L * spec.n_hist, E) if spec.n_hist else None
+        self.embed_futr = nn.Linear(h * spec.n_futr, E) if spec.n_futr else None
+        self.embed_stat = nn.Linear(spec.n_stat, E) if spec.n_stat else None
+        self.prompt = nn.Parameter(0.01 * torch.randn(self.N_PROMPT_TOKENS, E))
+        self.stack = xLSTMStack(stack_config(spec))
+        self.head = nn.Linear(2 * E, h * Q)
+
+    def forward(self, batch: dict[str, Tensor]) -> Tensor:
+        spec = self.spec
+        y, mean, std = self.revin.normalise(batch["y"])  # (B, L, C)
+        B, L, C = y.shape
+        series = _channel_major(y).reshape(B * C, L)
+        last = series[:, -1:]  # (B*C, 1)
+        linear = self.time_mixing(series - last) + last  # (B*C, h): the NLinear forecast
+        z = self.embed_forecast(linear)  # (B*C, E)
+        if self.embed_hist is not None:
+            z = z + self.embed_hist(_channel_major(batch["x_hist"]).reshape(B * C, -1))
+        if self.embed_futr is not None:
+            z = z + self.embed_futr(_channel_major(batch["x_futr"]).reshape(B * C, -1))
+        if self.embed_stat is not None:
+            z = z + self.embed_stat(batch["x_stat"].reshape(B * C, -1))
+        z = torch.cat([self.prompt.expand(B, -1, -1), z.reshape(B, C, -1)], dim=1)  # (B, M + C, E)
+        forward_view, _ = self.stack(z)  # (B, M + C, E)
+        reverse_view, _ = self.stack(z.flip(1))
+        views = torch.cat([forward_view, reverse_view.flip(1)], dim=-1)[:, self.N_PROMPT_TOKENS :]  # (B, C, 2E)
+        out = self.head(views).reshape(B, C, spec.h, spec.n_outputs)
+        return self.revin.denormalise(out.transpose(1, 2), mean, std)  # (B, h, C, Q)
+
+
 class XLSTMEncoder(nn.Module):
     """A plain xLSTM encoder: each time step (or patch) embedded linearly, the stack, a head on the last state.
 
@@ -332,12 +384,14 @@ class DLinear(nn.Module):
 MODELS: dict[str, type[nn.Module]] = {
     "xlstm_time": XLSTMTime,
     "xlstm_time_linear": XLSTMTimeLinear,
+    "xlstm_mixer": XLSTMMixer,
     "xlstm_encoder": XLSTMEncoder,
     "dlinear": DLinear,
 }
 ALIASES = {
     "xlstm_time": "xLSTMTime",
     "xlstm_time_linear": "xLSTMTimeLinear",
+    "xlstm_mixer": "xLSTMMixer",
     "xlstm_encoder": "xLSTMEncoder",
     "dlinear": "DLinear",
 }

@@ -18,6 +18,8 @@ MODELS = [
     ("xlstm_time", "slstm", "variates"),
     ("xlstm_encoder", "mlstm", "independent"),
     ("xlstm_encoder", "slstm", "variates"),
+    ("xlstm_mixer", "slstm", "variates"),
+    ("xlstm_mixer", "mlstm", "independent"),
     ("dlinear", "mlstm", "independent"),
 ]
 IDS = [f"{m}-{b}-{x}" for m, b, x in MODELS]
