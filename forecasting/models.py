@@ -102,6 +102,17 @@ class RevIN(nn.Module):
         return ((out - bias) / (weight + self.eps)) * std.unsqueeze(-1) + mean.unsqueeze(-1)
 
 
+def revin_for(spec: NetSpec) -> RevIN:
+    """The RevIN layer a network's settings ask for."""
+    return RevIN(spec.n_channels, spec.revin, subtract_last=spec.revin_subtract_last)
+
+
+def _check_mixing(spec: NetSpec) -> NetSpec:
+    if spec.mixing not in MIXINGS:
+        raise ValueError(f"mixing must be one of {MIXINGS}, got {spec.mixing!r}")
+    return spec
+
+
 def moving_average(y: Tensor, kernel: int) -> Tensor:
     """Trend of y (B, L, C) by a centred moving average with edge padding; same shape."""
     if kernel <= 1:
@@ -155,11 +166,9 @@ class XLSTMTime(nn.Module):
 
     def __init__(self, spec: NetSpec):
         super().__init__()
-        if spec.mixing not in MIXINGS:
-            raise ValueError(f"mixing must be one of {MIXINGS}, got {spec.mixing!r}")
-        self.spec = spec
+        self.spec = _check_mixing(spec)
         E, L, h, Q = spec.embedding_dim, spec.input_size, spec.h, spec.n_outputs
-        self.revin = RevIN(spec.n_channels, spec.revin, subtract_last=spec.revin_subtract_last)
+        self.revin = revin_for(spec)
         if spec.mixing == "independent":
             self.n_tokens, self.pad = patch_layout(L, spec.patch_len, spec.patch_stride)
             width = spec.patch_len
@@ -260,11 +269,9 @@ class XLSTMMixer(nn.Module):
 
     def __init__(self, spec: NetSpec):
         super().__init__()
-        if spec.mixing not in MIXINGS:
-            raise ValueError(f"mixing must be one of {MIXINGS}, got {spec.mixing!r}")
-        self.spec = spec
+        self.spec = _check_mixing(spec)
         E, L, h, Q = spec.embedding_dim, spec.input_size, spec.h, spec.n_outputs
-        self.revin = RevIN(spec.n_channels, spec.revin, subtract_last=spec.revin_subtract_last)
+        self.revin = revin_for(spec)
         self.time_mixing = nn.Linear(L, h)
         self.embed_forecast = nn.Linear(h, E)
         self.embed_hist = nn.Linear(L * spec.n_hist, E) if spec.n_hist else None
@@ -305,11 +312,9 @@ class XLSTMEncoder(nn.Module):
 
     def __init__(self, spec: NetSpec):
         super().__init__()
-        if spec.mixing not in MIXINGS:
-            raise ValueError(f"mixing must be one of {MIXINGS}, got {spec.mixing!r}")
-        self.spec = spec
+        self.spec = _check_mixing(spec)
         E, h, Q = spec.embedding_dim, spec.h, spec.n_outputs
-        self.revin = RevIN(spec.n_channels, spec.revin, subtract_last=spec.revin_subtract_last)
+        self.revin = revin_for(spec)
         self.width = spec.n_channels if spec.mixing == "variates" else 1
         step_features = self.width * (1 + spec.n_hist)
         _, self.pad = patch_layout(spec.input_size, spec.patch_len, spec.patch_stride)
@@ -356,7 +361,7 @@ class DLinear(nn.Module):
         super().__init__()
         self.spec = spec
         L, h, Q = spec.input_size, spec.h, spec.n_outputs
-        self.revin = RevIN(spec.n_channels, spec.revin, subtract_last=spec.revin_subtract_last)
+        self.revin = revin_for(spec)
         self.seasonal = nn.Linear(L, h * Q)
         self.trend = nn.Linear(L, h * Q)
         self.hist = nn.Linear(L * spec.n_hist, h * Q) if spec.n_hist else None

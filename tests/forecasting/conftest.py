@@ -54,3 +54,20 @@ def frame():
 @pytest.fixture
 def static():
     return make_static
+
+
+def make_net_batch(B: int = 3, L: int = 32, C: int = 4, h: int = 8, X: int = 0, F: int = 0, S: int = 0) -> dict:
+    """One random batch in the networks' contract (forecasting/models.py): y (B, L, C), x_hist (B, L, C, X),
+    x_futr (B, h, C, F), x_stat (B, C, S)."""
+    g = torch.Generator().manual_seed(0)
+    return {
+        "y": torch.randn(B, L, C, generator=g),
+        "x_hist": torch.randn(B, L, C, X, generator=g),
+        "x_futr": torch.randn(B, h, C, F, generator=g),
+        "x_stat": torch.randn(B, C, S, generator=g),
+    }
+
+
+@pytest.fixture
+def net_batch():
+    return make_net_batch

@@ -8,16 +8,6 @@ import torch
 from xlstm_seq.forecasting.models import MODELS, NetSpec, XLSTMTimeLinear, build_model, moving_average
 
 
-def _batch(B=3, L=32, C=4, h=8, X=0, F=0, S=0):
-    g = torch.Generator().manual_seed(0)
-    return {
-        "y": torch.randn(B, L, C, generator=g),
-        "x_hist": torch.randn(B, L, C, X, generator=g),
-        "x_futr": torch.randn(B, h, C, F, generator=g),
-        "x_stat": torch.randn(B, C, S, generator=g),
-    }
-
-
 def _spec(mixing="variates", backbone="mlstm", X=0, F=0, S=0, Q=1) -> NetSpec:
     return NetSpec(input_size=32, h=8, n_channels=4, n_hist=X, n_futr=F, n_stat=S, n_outputs=Q, embedding_dim=8,
                    num_blocks=1, num_heads=2, backbone=backbone, mixing=mixing, patch_len=8, moving_avg=5)  # fmt: skip
@@ -29,10 +19,10 @@ def test_registered_by_name():
 
 
 @pytest.mark.parametrize(("mixing", "backbone"), [("variates", "mlstm"), ("independent", "slstm")])
-def test_starts_as_the_linear_forecast_and_keeps_the_contract(mixing, backbone):
+def test_starts_as_the_linear_forecast_and_keeps_the_contract(mixing, backbone, net_batch):
     torch.manual_seed(0)
     net = XLSTMTimeLinear(_spec(mixing, backbone, X=1, F=1, S=2, Q=3)).eval()
-    batch = _batch(X=1, F=1, S=2)
+    batch = net_batch(X=1, F=1, S=2)
     out = net(batch)  # (B, h, C, Q)
     assert out.shape == (3, 8, 4, 3) and torch.isfinite(out).all()
     # Before training the xLSTM correction head is zero: without the future-exogenous head the output is exactly
@@ -46,10 +36,10 @@ def test_starts_as_the_linear_forecast_and_keeps_the_contract(mixing, backbone):
     torch.testing.assert_close(net(batch), expected)
 
 
-def test_xlstm_path_gets_gradients_and_changes_the_output():
+def test_xlstm_path_gets_gradients_and_changes_the_output(net_batch):
     torch.manual_seed(0)
     net = XLSTMTimeLinear(_spec())
-    batch = _batch()
+    batch = net_batch()
     before = net(batch).detach()
     optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
     loss = (net(batch) - 1.0).pow(2).mean()
