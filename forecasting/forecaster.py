@@ -46,8 +46,9 @@ class XLSTMForecaster(BaseEstimator):
         input_size: Look-back window L.
         model: "xlstm_time" (RevIN, decomposition, linear embeddings, xLSTM stack, linear head),
             "xlstm_time_linear" (a linear forecast refined by the xlstm_time path), "xlstm_mixer" (xLSTM-Mixer: a
-            linear forecast per series, refined by a stack reading the series forwards and backwards; made for
-            mixing="variates"), "xlstm_encoder" (plain xLSTM encoder with a forecasting head) or "dlinear" (baseline).
+            linear forecast per series, refined by a stack reading the series forwards and backwards when
+            mixing="variates", or each series alone), "xlstm_encoder" (plain xLSTM encoder with a forecasting head)
+            or "dlinear" (baseline).
         backbone: "mlstm", "slstm" or "mixed" (alternating blocks).
         mixing: "independent" (one sequence per series) or "variates" (the stack mixes the series; all
             series must share timestamps).

@@ -258,11 +258,11 @@ class XLSTMMixer(nn.Module):
 
     Time mixing: an NLinear forecast (each window minus its last value, one linear map from look-back to horizon
     shared by every series, the last value added back). Joint mixing: each series' forecast is embedded as one
-    token, a few learnable soft-prompt tokens go in front, and the stack runs over the series (with
-    mixing="variates"; with "independent" each series is its own short sequence). View mixing: the same stack also
-    reads the tokens in reverse order; each series' two states are concatenated and mapped to the horizon.
-    The reverse view is flipped back so both states of a series meet (a bidirectional reading of the series).
-    ``moving_avg``, ``patch_len`` and ``patch_stride`` do not apply.
+    token, a learnable soft-prompt token goes in front, and the stack runs over the series (with mixing="variates";
+    with "independent" each series is its own two-token sequence, prompt and series). View mixing: the same stack
+    also reads the tokens in reverse order; each series' two states are concatenated and mapped to the horizon.
+    Unlike the paper's code, the reverse view is flipped back first, so both states belong to the same series (a
+    bidirectional reading). ``moving_avg``, ``patch_len`` and ``patch_stride`` do not apply.
     """
 
     N_PROMPT_TOKENS = 1  # the paper's "initial embedding token"
