@@ -24,6 +24,7 @@ import torch
 from xlstm_seq.forecasting.datasets import LONG_HORIZON, LongHorizonData, load_long_horizon
 from xlstm_seq.forecasting.losses import LOSSES
 from xlstm_seq.forecasting.metrics import mae, mse, seasonal_naive
+from xlstm_seq.forecasting.models import patch_len_for, uses_moving_average, uses_patches
 
 from xlstm_seq.benchmarking.machine import cpu_model, git_revision
 from xlstm_seq.config import ConfigMixin
@@ -580,16 +581,16 @@ def summary_figure(config: LongHorizonConfig, cells: list[Cell]):
 def _model_label(label: str, s: ModelSettings) -> str:
     if s.model == "dlinear":
         return "DLinear (ours)"
-    patch_len = s.patch_len or 16
+    patch_len = patch_len_for(s.model, s.patch_len)
     stride = f"/{s.patch_stride}" if s.patch_stride not in (None, patch_len) else ""
-    patch = f" P{patch_len}{stride}" if s.mixing == "independent" and s.model != "xlstm_mixer" else ""
+    patch = f" P{patch_len}{stride}" if uses_patches(s.model, s.mixing) else ""
     ensemble = f", mean of {s.ensemble} seeds" if s.ensemble > 1 else ""
     if s.ensemble > 1 and s.ensemble_variants:
         changes = " / ".join(", ".join(f"{k} {v}" for k, v in d.items()) or "as is" for d in s.ensemble_variants)
         ensemble = f", mean of {s.ensemble} seeds taking in turn: {changes}"
     last = " RevIN-last" if s.revin_subtract_last else ""
     valid = f" early-stopped on {s.valid_loss}" if s.valid_loss not in (None, s.loss) else ""
-    trend = f" MA{s.moving_avg}" if s.moving_avg != ModelSettings.moving_avg else ""
+    trend = f" MA{s.moving_avg}" if s.moving_avg != ModelSettings.moving_avg and uses_moving_average(s.model) else ""
     ema = f" EMA{s.ema_decay}" if s.ema_decay is not None else ""
     return (f"{s.model} {s.backbone} {s.mixing}{patch} E{s.embedding_dim}x{s.num_blocks}{trend}{last}{ema}{valid}"
             f"{ensemble}")  # fmt: skip

@@ -27,7 +27,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 from xlstm_seq.forecasting.intervals import check_method, conformal_quantile, conformal_scores, level_name, window_scale
 from xlstm_seq.forecasting.losses import LOSSES, forecast_loss, output_size, quantiles_for_levels
-from xlstm_seq.forecasting.models import ALIASES, NetSpec, build_model, patch_layout
+from xlstm_seq.forecasting.models import ALIASES, NetSpec, build_model, patch_layout, patch_len_for
 from xlstm_seq.forecasting.panels import Panels, build_panels, window_batch, window_starts
 from xlstm_seq.forecasting.plots import forecast_figure
 from xlstm_seq.forecasting.validation import DS, ID, Y, check_long_frame, check_numeric, future_dates, require_frame
@@ -220,7 +220,7 @@ class XLSTMForecaster(BaseEstimator):
 
     def _patch_len(self) -> int:
         """patch_len, or the model's default (16 for xlstm_time, 1 for xlstm_encoder)."""
-        return self.patch_len or (1 if self.model == "xlstm_encoder" else 16)
+        return patch_len_for(self.model, self.patch_len)
 
     def _spec(self, n_channels: int) -> NetSpec:
         hist, futr, stat = self._lists()

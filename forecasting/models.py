@@ -402,6 +402,27 @@ ALIASES = {
 }
 
 
+# Which settings a network reads: patches (xlstm_time's only when channel-independent) and the moving average.
+_PATCHED_MIXINGS = {"xlstm_time": ("independent",), "xlstm_time_linear": ("independent",),
+                    "xlstm_encoder": MIXINGS}  # fmt: skip
+_DECOMPOSED = ("xlstm_time", "xlstm_time_linear", "dlinear")
+
+
+def patch_len_for(model: str, patch_len: int | None) -> int:
+    """patch_len, or the model's default: 1 for xlstm_encoder (one token per step), else 16."""
+    return patch_len or (1 if model == "xlstm_encoder" else 16)
+
+
+def uses_patches(model: str, mixing: str) -> bool:
+    """Whether ``model`` with ``mixing`` cuts the look-back into patches (so patch_len and patch_stride matter)."""
+    return mixing in _PATCHED_MIXINGS.get(model, ())
+
+
+def uses_moving_average(model: str) -> bool:
+    """Whether ``model`` decomposes the look-back by a moving average (so moving_avg matters)."""
+    return model in _DECOMPOSED
+
+
 def build_model(name: str, spec: NetSpec) -> nn.Module:
     """The network registered under ``name`` for ``spec``."""
     if name not in MODELS:

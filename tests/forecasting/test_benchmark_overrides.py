@@ -205,6 +205,11 @@ def test_valid_loss_and_moving_average_reach_the_label_and_bad_losses_are_named(
     assert "EMA" not in _model_label("xlstm", ModelSettings())
     assert " MA13" in _model_label("xlstm", ModelSettings(moving_avg=13))
     assert " MA" not in _model_label("xlstm", ModelSettings())
+    # Settings a network does not read stay out of its label; patch lengths show each model's own default.
+    assert " MA" not in _model_label("xlstm", ModelSettings(model="xlstm_mixer", moving_avg=13))
+    assert " P" not in _model_label("xlstm", ModelSettings(model="xlstm_mixer", mixing="independent"))
+    assert " P16 " in _model_label("xlstm", ModelSettings(mixing="independent"))
+    assert " P1 " in _model_label("xlstm", ModelSettings(model="xlstm_encoder", mixing="variates"))
     with pytest.raises(ValueError, match="loss and valid_loss must be one of"):
         ModelSettings(valid_loss="rmse")
     with pytest.raises(ValueError, match="loss and valid_loss must be one of"):
