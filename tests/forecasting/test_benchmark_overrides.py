@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 from xlstm_seq.forecasting.benchmark import (
     Cell,
@@ -13,6 +15,7 @@ from xlstm_seq.forecasting.benchmark import (
     ModelSettings,
     _model_label,
     benchmark_markdown,
+    left_out_windows,
     run_benchmark,
 )
 
@@ -214,3 +217,30 @@ def test_valid_loss_and_moving_average_reach_the_label_and_bad_losses_are_named(
         ModelSettings(valid_loss="rmse")
     with pytest.raises(ValueError, match="loss and valid_loss must be one of"):
         ModelSettings(loss="huber")
+
+
+def test_left_out_windows_recovers_the_last_windows_error():
+    errors = np.array([0.2, 0.3, 0.25, 0.35, 0.3, 0.2, 0.4, 0.3, 1.5, 2.5])  # per window; the last two left out
+    cell = Cell("etth2", 336, "xlstm_time", [errors.mean()], [0.1], [1.0], [10], "xlstm", 512,
+                mse_published_windows=[errors[:8].mean()], windows=10, published_windows=8)  # fmt: skip
+    left_out, needed = left_out_windows(cell, 0.45)
+    assert left_out == pytest.approx(errors[8:].mean())
+    # A model with our error on the left-out windows and `needed` on the others scores 0.45 on every window.
+    assert (needed * 8 + errors[8:].sum()) / 10 == pytest.approx(0.45)
+    assert left_out_windows(replace(cell, published_windows=0), 0.45) is None  # nothing was left out
+    assert left_out_windows(replace(cell, mse_published_windows=[]), 0.45) is None
+
+
+def test_markdown_left_out_section_only_for_cells_that_miss():
+    config = LongHorizonConfig(datasets=["etth2"], horizons=[96, 336])
+    counts = {"windows": 2545, "published_windows": 2432}
+    cells = [
+        Cell("etth2", 96, "xlstm_time", [0.27], [0.3], [1.0], [10], "xlstm", 512, [0.27], **counts),
+        Cell("etth2", 336, "xlstm_time", [0.372], [0.4], [1.0], [10], "xlstm", 512, [0.338], **counts),
+    ]
+    text = benchmark_markdown(config, cells)
+    section = text.split("## What met? asks of the windows the published runs left out")[1]
+    rows = [line for line in section.splitlines() if line.startswith("| etth2")]
+    assert len(rows) == 1 and rows[0].startswith("| etth2 | 336 | 2545 | 113 | 0.338 | 1.104 | 0.329 | 0.293 (-11%) |")
+    cells[1].mse = [0.32]  # meets on every window: no section
+    assert "## What met? asks" not in benchmark_markdown(config, cells)
