@@ -585,7 +585,7 @@ def summary_figure(config: LongHorizonConfig, cells: list[Cell]):
     for c in cells:
         series[c.model][keys.index((c.dataset, c.horizon))] = float(np.mean(c.mse))
     for i, (name, h) in enumerate(keys):
-        published = config.published.get("PatchTST/64", {}).get(name, {}).get(h)
+        published = _published(config, "PatchTST/64", name, h)
         series["PatchTST/64 (published)"][i] = published[0] if published else np.nan
     fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(keys)), 4))
     width = 0.8 / len(series)
@@ -663,10 +663,15 @@ def _device_words(config: LongHorizonConfig, env: dict[str, str]) -> str:
     return f"{cpu}, CPU only"
 
 
+def _published(config: LongHorizonConfig, source: str, dataset: str, h: int) -> list[float] | None:
+    """[MSE, MAE] that ``source`` ("PatchTST/64", "DLinear") published for ``dataset`` at horizon ``h``, or None."""
+    return config.published.get(source, {}).get(dataset, {}).get(h)
+
+
 def _met(config: LongHorizonConfig, cell: Cell, mse: list[float]) -> str:
     """ "yes"/"no": the xLSTM's mean test MSE (``mse``: every window, or the published windows) at or below the
     published PatchTST/64 MSE; "-" for other rows and where that MSE was not measured."""
-    published = config.published.get("PatchTST/64", {}).get(cell.dataset, {}).get(cell.horizon)
+    published = _published(config, "PatchTST/64", cell.dataset, cell.horizon)
     if cell.role != "xlstm" or config.eval_split != "test" or not published or not mse:
         return "-"
     return "yes" if round(float(np.mean(mse)), 3) <= published[0] else "no"
@@ -676,7 +681,7 @@ def _left_out_section(config: LongHorizonConfig, cells: list[Cell], met: list[st
     """For every xLSTM cell that misses on every window: what the windows the published runs left out cost."""
     rows = []
     for cell, m in zip(cells, met, strict=True):
-        published = config.published.get("PatchTST/64", {}).get(cell.dataset, {}).get(cell.horizon)
+        published = _published(config, "PatchTST/64", cell.dataset, cell.horizon)
         worked = left_out_windows(cell, published[0]) if m == "no" and published else None
         if worked:
             left_out, needed = worked
@@ -757,8 +762,8 @@ def benchmark_markdown(
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c, m, mp in zip(cells, met, met_published, strict=True):
-        pt = config.published.get("PatchTST/64", {}).get(c.dataset, {}).get(c.horizon)
-        dl = config.published.get("DLinear", {}).get(c.dataset, {}).get(c.horizon)
+        pt = _published(config, "PatchTST/64", c.dataset, c.horizon)
+        dl = _published(config, "DLinear", c.dataset, c.horizon)
         pub = [f"{p[0]:.3f} / {p[1]:.3f}" if p else "-" for p in (pt, dl)]
         steps = "/".join(str(s) for s in c.steps)
         lines.append(
