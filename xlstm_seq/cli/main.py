@@ -93,15 +93,44 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _kernels_bench(args: argparse.Namespace) -> int:
-    if args.device != "cpu":
-        raise SystemExit(
-            f"kernels bench --device {args.device}: only the CPU reference benchmark exists in this release; "
-            "the GPU kernel benchmarks (--op mlstm / --op slstm) arrive with the Triton and CUDA kernels"
-        )
-    from xlstm_seq.benchmarking.core_cpu import run_core_cpu_benchmark
+    from xlstm_seq.cli.command_line import reproducing_command
 
-    markdown = run_core_cpu_benchmark(Path(args.out), quick=args.quick, track=not args.no_track)
-    print(markdown)
+    options = ("op", "device", "out", "chunk_sizes", "quick", "no_track")
+    command = reproducing_command(["xlstm-seq", "kernels", "bench"], args, options)
+    if args.op == "core":
+        if args.device != "cpu":
+            raise ValueError(
+                f"kernels bench --op core --device {args.device}: the core benchmark measures the CPU reference; "
+                "use --op mlstm or --op slstm for the GPU kernels"
+            )
+        from xlstm_seq.benchmarking.core_cpu import run_core_cpu_benchmark
+
+        out = Path(args.out or "benchmarks/core_cpu.md")
+        print(run_core_cpu_benchmark(out, quick=args.quick, track=not args.no_track))
+        return 0
+    if args.op == "mlstm":
+        from xlstm_seq.benchmarking.mlstm_gpu import DEFAULT_OUT, run_mlstm_benchmark
+
+        chunks = tuple(int(c) for c in args.chunk_sizes.split(",")) if args.chunk_sizes else (64, 128)
+        text = run_mlstm_benchmark(
+            Path(args.out) if args.out else DEFAULT_OUT,
+            device=args.device,
+            quick=args.quick,
+            chunk_sizes=chunks,
+            command=command,
+            track=not args.no_track,
+        )
+    else:
+        from xlstm_seq.benchmarking.slstm_gpu import DEFAULT_OUT, run_slstm_benchmark
+
+        text = run_slstm_benchmark(
+            Path(args.out) if args.out else DEFAULT_OUT,
+            device=args.device,
+            quick=args.quick,
+            command=command,
+            track=not args.no_track,
+        )
+    print(text)
     return 0
 
 
@@ -124,8 +153,16 @@ def build_parser() -> argparse.ArgumentParser:
         dest="kernels_command", required=True, metavar="SUBCOMMAND"
     )
     bench = kernels.add_parser("bench", help="benchmark the kernels and the stack; writes a markdown table")
-    bench.add_argument("--device", default="cpu", help="device to benchmark (default: cpu)")
-    bench.add_argument("--out", default="benchmarks/core_cpu.md", help="markdown file to write")
+    bench.add_argument(
+        "--op",
+        choices=["core", "mlstm", "slstm"],
+        default="core",
+        help="core: the CPU reference kernels and the stack (default); mlstm / slstm: the GPU kernels against "
+        "their peers (benchmarks/mlstm_gpu.md, benchmarks/slstm_gpu.md)",
+    )
+    bench.add_argument("--device", default="cpu", help="device to benchmark (default: cpu; cuda for --op mlstm/slstm)")
+    bench.add_argument("--out", help="markdown file to write (default: benchmarks/<op>_<device>.md)")
+    bench.add_argument("--chunk-sizes", help="--op mlstm: comma-separated Triton chunk sizes (default: 64,128)")
     bench.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run, not for reporting)")
     bench.add_argument("--no-track", action="store_true", help="do not log to MLflow")
     bench.set_defaults(func=_kernels_bench)

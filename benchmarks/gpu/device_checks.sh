@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The checks a lent GPU session runs, as one call of the device tool (see benchmarks/gpu/README.md):
+#   bash benchmarks/gpu/device_checks.sh            (from the repository root; carry .whl for the baselines)
+# 1. lays the package out as the wheel would (xlstm_seq + mapped folders) in /tmp/site, installs the baseline wheels;
+# 2. builds every CUDA extension in parallel in the background (ours first, then FlashRNN's and xlstm's);
+# 3. runs the Triton mLSTM tests (all of them compile on the GPU there) and the gpu-marked sLSTM/forecaster tests;
+# 4. runs `kernels bench --op mlstm` and `--op slstm`.
+# Every stage has its own time limit, so a hang costs that stage only; logs and tables land in $OUT.
+set -u
+REPO=$(pwd)
+OUT=${OUT:-/tmp/device_out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 MPLBACKEND=Agg TORCH_EXTENSIONS_DIR=/tmp/torch_ext
+export XLSTM_SEQ_REVISION=${XLSTM_SEQ_REVISION:-$(cat "$REPO/.revision" 2>/dev/null || echo unknown)}
+SITE=/tmp/site
+T_MLSTM_TESTS=${T_MLSTM_TESTS:-200}
+T_SLSTM_TESTS=${T_SLSTM_TESTS:-150}
+T_MLSTM_BENCH=${T_MLSTM_BENCH:-150}
+T_SLSTM_BENCH=${T_SLSTM_BENCH:-120}
+STAGES=${STAGES:-"mlstm_tests slstm_tests mlstm_bench slstm_bench"}
+stamp() { echo "== $(date -u +%H:%M:%S) $*"; }
+
+stamp setup
+rm -rf "$SITE" && mkdir -p "$SITE"
+cp -r "$REPO/xlstm_seq" "$SITE/"
+for d in kernels forecasting rl lm; do cp -r "$REPO/$d" "$SITE/xlstm_seq/$d"; done
+if ls "$REPO"/.whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target "$SITE" "$REPO"/.whl/*.whl
+fi
+export PYTHONPATH=$SITE
+{ nvidia-smi; python3 -c "import torch, triton; print(torch.__version__, torch.version.cuda, triton.__version__)"; nvcc --version | tail -2; } > "$OUT/env.txt" 2>&1
+cat "$OUT/env.txt"
+
+stamp prewarm start
+( python3 "$REPO/benchmarks/gpu/prewarm_builds.py" ours; touch /tmp/ours_ready
+  python3 "$REPO/benchmarks/gpu/prewarm_builds.py" baselines ) > "$OUT/prewarm.log" 2>&1 &
+
+cd /tmp  # so that the checkout's unmapped xlstm_seq/ folder never shadows $SITE
+PYTEST=(python3 -m pytest -c "$REPO/pyproject.toml" --rootdir "$REPO" -p no:cacheprovider -q -rfEs --tb=short)
+for stage in $STAGES; do
+  case $stage in
+    mlstm_tests)
+      stamp mlstm tests
+      timeout "$T_MLSTM_TESTS" "${PYTEST[@]}" "$REPO/tests/kernels/test_mlstm_triton.py" 2>&1 | tee -a "$OUT/tests.log" | tail -40 ;;
+    slstm_tests)
+      stamp waiting for our sLSTM builds
+      for _ in $(seq 1 150); do [ -f /tmp/ours_ready ] && break; sleep 1; done
+      cat "$OUT/prewarm.log"
+      stamp slstm tests
+      timeout "$T_SLSTM_TESTS" "${PYTEST[@]}" -m gpu "$REPO/tests/kernels/test_slstm_cuda.py" 2>&1 | tee -a "$OUT/tests.log" | tail -40 ;;
+    mlstm_bench)
+      stamp mlstm bench
+      timeout "$T_MLSTM_BENCH" python3 -m xlstm_seq.cli.main kernels bench --op mlstm --device cuda --no-track \
+        --out "$OUT/mlstm_gpu.md" 2>&1 | tee -a "$OUT/bench.log" | grep -v "it/s\|shape/s" | tail -40 ;;
+    slstm_bench)
+      stamp slstm bench
+      timeout "$T_SLSTM_BENCH" python3 -m xlstm_seq.cli.main kernels bench --op slstm --device cuda --no-track \
+        --out "$OUT/slstm_gpu.md" 2>&1 | tee -a "$OUT/bench.log" | grep -v "it/s\|shape/s" | tail -40 ;;
+  esac
+done
+stamp done
+cat "$OUT/prewarm.log" | tail -30

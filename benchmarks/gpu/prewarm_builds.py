@@ -1,0 +1,72 @@
+"""Builds, in parallel, every CUDA extension that the GPU tests and the sLSTM benchmark load (lent-GPU runs).
+
+Each build is one subprocess (torch.utils.cpp_extension caches it on disk under TORCH_EXTENSIONS_DIR), so the tests
+and the benchmark that follow load finished builds instead of compiling them one after another. Prints one line per
+build: target, seconds, ok or the error's last line. Usage: python3 benchmarks/gpu/prewarm_builds.py ours|baselines
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+# (head dim, heads) per dtype: the shapes of tests/kernels/test_slstm_cuda.py's gpu tests and of `--op slstm`.
+TEST_KEYS = [(16, 2), (32, 2), (64, 3), (128, 1), (48, 2), (64, 2)]
+BENCH_KEYS = [(64, 12), (128, 6)]
+
+OURS = (
+    "import torch; from xlstm_seq.kernels.slstm.cuda_loader import load_extension; "
+    "load_extension({D}, {H}, torch.{dtype}, 'cuda')"
+)
+FLASHRNN = (
+    "import torch; from flashrnn import flashrnn; "
+    "x = torch.randn(16, 4, 4, {H}, {D}, device='cuda', dtype=torch.bfloat16); "
+    "R = torch.randn(4, {H}, {D}, {D}, device='cuda', dtype=torch.bfloat16); "
+    "b = torch.randn(4, {H}, {D}, device='cuda', dtype=torch.bfloat16); "
+    "flashrnn(x, R, b, function='slstm', backend='cuda_fused', dtype='bfloat16')"
+)
+XLSTM = (
+    "import torch; from xlstm.blocks.slstm.cell import sLSTMCell, sLSTMCellConfig; "
+    "c = sLSTMCell(sLSTMCellConfig(hidden_size={D} * {H}, num_heads={H}, backend='cuda', dtype='bfloat16', "
+    "batch_size=16)).cuda(); c(torch.randn(16, 4, 4 * {D} * {H}, device='cuda', dtype=torch.bfloat16))"
+)
+
+
+def main() -> int:
+    which = sys.argv[1] if len(sys.argv) > 1 else "ours"
+    targets = []
+    if which == "ours":
+        dtypes = ("float32", "bfloat16")
+        targets += [(f"ours d{D} h{H} {dt}", OURS.format(D=D, H=H, dtype=dt)) for dt in dtypes for D, H in TEST_KEYS]
+        targets += [(f"ours d{D} h{H} bfloat16", OURS.format(D=D, H=H, dtype="bfloat16")) for D, H in BENCH_KEYS]
+    else:
+        for D, H in (*BENCH_KEYS, (256, 3)):
+            targets.append((f"flashrnn d{D} h{H}", FLASHRNN.format(D=D, H=H)))
+            targets.append((f"xlstm d{D} h{H}", XLSTM.format(D=D, H=H)))
+    env = {**os.environ, "MAX_JOBS": "2"}
+    start = time.perf_counter()
+    procs = [
+        (
+            name,
+            time.perf_counter(),
+            subprocess.Popen(
+                [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            ),
+        )
+        for name, code in targets
+    ]
+    failed = 0
+    for name, t0, proc in procs:
+        out, _ = proc.communicate()
+        last = (out.strip().splitlines() or ["(no output)"])[-1]
+        status = "ok" if proc.returncode == 0 else f"FAILED rc={proc.returncode}: {last[:300]}"
+        failed += proc.returncode != 0
+        print(f"{name}: {time.perf_counter() - t0:.1f} s {status}", flush=True)
+    print(f"prewarm: {len(targets)} builds, {failed} failed, {time.perf_counter() - start:.1f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

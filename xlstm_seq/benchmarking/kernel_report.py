@@ -1,0 +1,139 @@
+"""The report shared by the GPU kernel benchmarks (``kernels bench --op mlstm|slstm``): rows, markdown, MLflow.
+
+A row is one (shape, provider, pass) measurement. The markdown is rewritten after every shape, so a run stopped
+part-way (a lease that ends, a provider that hangs) leaves the rows it finished, marked incomplete.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata
+import os
+import platform
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from xlstm_seq.benchmarking.device_timing import Measurement
+from xlstm_seq.benchmarking.machine import cpu_model, git_revision
+
+__all__ = ["KernelReport", "Row", "device_description"]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One measurement: ``shape`` and ``provider`` are labels, ``passes`` is "fwd" or "fwd+bwd"."""
+
+    shape: str
+    provider: str
+    passes: str
+    result: Measurement
+
+
+def device_description(device: torch.device) -> str:
+    """The accelerator's name (or the CPU model) as the report prints it."""
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        return f"{props.name} ({props.total_memory / 2**30:.0f} GiB, {props.multi_processor_count} SMs)"
+    return f"{cpu_model()} (CPU, {torch.get_num_threads()} threads)"
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def revision() -> str:
+    """The commit measured: ``XLSTM_SEQ_REVISION`` where a copy without .git (a device machine) sets it."""
+    return os.environ.get("XLSTM_SEQ_REVISION") or git_revision()
+
+
+@dataclass
+class KernelReport:
+    """Collects rows and writes the markdown file: title, how it was run, one table per shape group."""
+
+    title: str
+    command: str
+    device: torch.device
+    out: Path
+    notes: list[str] = field(default_factory=list)
+    baselines: tuple[str, ...] = ()
+    rows: list[Row] = field(default_factory=list)
+    started: str = field(default_factory=lambda: _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"))
+
+    def add(self, row: Row) -> None:
+        self.rows.append(row)
+
+    def header(self) -> list[str]:
+        versions = ", ".join(
+            f"{name} {_version(name)}" for name in ("torch", "triton", *self.baselines) if name != "torch"
+        )
+        return [
+            f"# {self.title}",
+            "",
+            f"Written by `{self.command}`.",
+            "",
+            f"- date: {self.started}; git {revision()}",
+            f"- device: {device_description(self.device)}; host {platform.node() or 'unknown'}",
+            f"- torch {torch.__version__} (CUDA {torch.version.cuda}), {versions}, python {sys.version.split()[0]}",
+            (
+                "- time: median of `triton.testing.do_bench` (CUDA events, warm-up first, L2 flushed between calls);"
+                " memory: peak allocated by torch during one call above what was allocated before it (inputs excluded)"
+                if self.device.type == "cuda"
+                else "- time: median wall-clock time (a harness smoke run on the CPU, not a reported number)"
+            ),
+            *[f"- {note}" for note in self.notes],
+        ]
+
+    def table(self, shapes: list[str]) -> list[str]:
+        lines = ["| shape | provider | fwd ms | fwd MiB | fwd+bwd ms | fwd+bwd MiB |", "|---|---|---|---|---|---|"]
+        for shape in shapes:
+            providers = list(dict.fromkeys(r.provider for r in self.rows if r.shape == shape))
+            for provider in providers:
+                cells = []
+                for passes in ("fwd", "fwd+bwd"):
+                    hit = [r for r in self.rows if (r.shape, r.provider, r.passes) == (shape, provider, passes)]
+                    cells += [hit[0].result.time_text(), hit[0].result.memory_text()] if hit else ["-", "-"]
+                lines.append(f"| {shape} | {provider} | " + " | ".join(cells) + " |")
+        return lines
+
+    def markdown(self, *, complete: bool, extra: list[str] | None = None) -> str:
+        shapes = list(dict.fromkeys(r.shape for r in self.rows))
+        status = [] if complete else ["", "**Incomplete: the run stopped before every shape was measured.**"]
+        return "\n".join([*self.header(), *status, "", *self.table(shapes), *(extra or []), ""])
+
+    def write(self, *, complete: bool, extra: list[str] | None = None) -> str:
+        text = self.markdown(complete=complete, extra=extra)
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.out.write_text(text, encoding="utf-8")
+        return text
+
+    def speedups(self, ours: str, other: str, passes: str = "fwd+bwd") -> dict[str, float]:
+        """``other``'s time over ``ours`` per shape where both were measured (above 1: ours is faster)."""
+        out = {}
+        for shape in dict.fromkeys(r.shape for r in self.rows):
+            a = [r.result.median_ms for r in self.rows if (r.shape, r.provider, r.passes) == (shape, ours, passes)]
+            b = [r.result.median_ms for r in self.rows if (r.shape, r.provider, r.passes) == (shape, other, passes)]
+            if a and b and a[0] and b[0]:
+                out[shape] = b[0] / a[0]
+        return out
+
+    def log_to_mlflow(self, run_name: str, params: dict) -> None:
+        """One MLflow run: params, each time as a metric, the markdown as an artifact (warns, never raises)."""
+        from xlstm_seq.tracking import create_tracker
+
+        tags = {"device": device_description(self.device)}
+        with create_tracker("xlstm-seq-benchmarks", run_name=run_name, tags=tags) as tracker:
+            tracker.log_params(params)
+            metrics = {}
+            for r in self.rows:
+                key = re.sub(r"[^A-Za-z0-9_./-]+", "_", f"{r.shape}/{r.provider}/{r.passes}")
+                if r.result.median_ms is not None:
+                    metrics[f"{key}/ms"] = r.result.median_ms
+            tracker.log_metrics(metrics, step=0)
+            tracker.log_text(self.out.read_text(encoding="utf-8"), self.out.name)
