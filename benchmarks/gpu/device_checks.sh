@@ -17,6 +17,7 @@ T_MLSTM_TESTS=${T_MLSTM_TESTS:-200}
 T_SLSTM_TESTS=${T_SLSTM_TESTS:-150}
 T_MLSTM_BENCH=${T_MLSTM_BENCH:-150}
 T_SLSTM_BENCH=${T_SLSTM_BENCH:-120}
+T_MLSTM_TFLA=${T_MLSTM_TFLA:-60}
 STAGES=${STAGES:-"mlstm_tests slstm_tests mlstm_bench slstm_bench"}
 stamp() { echo "== $(date -u +%H:%M:%S) $*"; }
 
@@ -31,11 +32,11 @@ export PYTHONPATH=$SITE
 { nvidia-smi; python3 -c "import torch, triton; print(torch.__version__, torch.version.cuda, triton.__version__)"; nvcc --version | tail -2; } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 
-stamp prewarm start
-( python3 "$REPO/benchmarks/gpu/prewarm_builds.py" ours; touch /tmp/ours_ready
-  python3 "$REPO/benchmarks/gpu/prewarm_builds.py" baselines ) > "$OUT/prewarm.log" 2>&1 &
-
 cd /tmp  # so that the checkout's unmapped xlstm_seq/ folder never shadows $SITE
+stamp prewarm start
+( python3 "$REPO/benchmarks/gpu/prewarm_builds.py" ours; touch /tmp/ours_ready ) > "$OUT/prewarm.log" 2>&1 &
+( python3 "$REPO/benchmarks/gpu/prewarm_builds.py" flashrnn-first
+  python3 "$REPO/benchmarks/gpu/prewarm_builds.py" baselines ) > "$OUT/prewarm_baselines.log" 2>&1 &
 PYTEST=(python3 -m pytest -c "$REPO/pyproject.toml" --rootdir "$REPO" -p no:cacheprovider -q -rfEs --tb=short)
 for stage in $STAGES; do
   case $stage in
@@ -44,19 +45,24 @@ for stage in $STAGES; do
       timeout "$T_MLSTM_TESTS" "${PYTEST[@]}" "$REPO/tests/kernels/test_mlstm_triton.py" 2>&1 | tee -a "$OUT/tests.log" | tail -40 ;;
     slstm_tests)
       stamp waiting for our sLSTM builds
-      for _ in $(seq 1 150); do [ -f /tmp/ours_ready ] && break; sleep 1; done
+      for _ in $(seq 1 "${T_WAIT_BUILDS:-150}"); do [ -f /tmp/ours_ready ] && break; sleep 1; done
       cat "$OUT/prewarm.log"
       stamp slstm tests
       timeout "$T_SLSTM_TESTS" "${PYTEST[@]}" -m gpu "$REPO/tests/kernels/test_slstm_cuda.py" 2>&1 | tee -a "$OUT/tests.log" | tail -40 ;;
     mlstm_bench)
       stamp mlstm bench
       timeout "$T_MLSTM_BENCH" python3 -m xlstm_seq.cli.main kernels bench --op mlstm --device cuda --no-track \
-        --out "$OUT/mlstm_gpu.md" 2>&1 | tee -a "$OUT/bench.log" | grep -v "it/s\|shape/s" | tail -40 ;;
+        --providers ours,reference,sdpa --out "$OUT/mlstm_gpu.md" 2>&1 | tee -a "$OUT/bench.log" | tail -5 ;;
+    mlstm_tfla)  # its own process: Triton 3.6's LLVM aborted on compiling triton_xl_chunk once (2026-12-04)
+      stamp mlstm bench, mlstm_kernels
+      timeout "$T_MLSTM_TFLA" python3 -m xlstm_seq.cli.main kernels bench --op mlstm --device cuda --no-track \
+        --providers xl_chunk_siging,limit_chunk,xl_chunk --out "$OUT/mlstm_gpu_tfla.md" 2>&1 | tee -a "$OUT/bench.log" | tail -5 ;;
     slstm_bench)
       stamp slstm bench
       timeout "$T_SLSTM_BENCH" python3 -m xlstm_seq.cli.main kernels bench --op slstm --device cuda --no-track \
-        --out "$OUT/slstm_gpu.md" 2>&1 | tee -a "$OUT/bench.log" | grep -v "it/s\|shape/s" | tail -40 ;;
+        --out "$OUT/slstm_gpu.md" 2>&1 | tee -a "$OUT/bench.log" | tail -5 ;;
   esac
 done
 stamp done
-cat "$OUT/prewarm.log" | tail -30
+cat "$OUT/prewarm.log" "$OUT/prewarm_baselines.log" | tail -30
+for f in "$OUT"/*.md; do echo "#### $f"; grep "^|" "$f"; done

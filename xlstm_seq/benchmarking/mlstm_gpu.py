@@ -31,6 +31,8 @@ from xlstm_seq.benchmarking.kernel_report import KernelReport, Row
 __all__ = ["MLSTMShape", "run_mlstm_benchmark"]
 
 DEFAULT_OUT = Path("benchmarks/mlstm_gpu.md")
+#: Provider groups by key (``--providers``): a baseline whose compiler crashes the process can run in its own.
+PROVIDER_KEYS = ("ours", "reference", "sdpa", "xl_chunk_siging", "limit_chunk", "xl_chunk")
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,7 @@ def run_mlstm_benchmark(
     command: str = "xlstm-seq kernels bench --op mlstm --device cuda",
     track: bool = True,
     reference_max_T: int = 8192,
+    providers: tuple[str, ...] = PROVIDER_KEYS,
 ) -> str:
     """Measures every provider at every shape and writes ``out``; returns the markdown."""
     dev = torch.device(device)
@@ -182,19 +185,21 @@ def run_mlstm_benchmark(
     bar = tqdm(shapes, desc="mlstm bench", unit="shape")
     for shape in bar:
         inputs = _inputs(shape, dev, dtype)
-        providers: list[tuple[str, Provider | None, str]] = []
-        for c in chunk_sizes:
-            providers.append((f"ours triton exp L{c}", _ours(c, "exp"), ""))
-        providers.append((f"ours triton sigmoid L{chunk_sizes[0]}", _ours(chunk_sizes[0], "sigmoid"), ""))
-        if reference_max_T >= shape.T:  # its Python loop over chunks makes longer sequences slow to time
-            providers.append(("torch chunkwise reference L64", _reference(64), ""))
-        for name, label in (
-            ("triton_xl_chunk", "mlstm_kernels triton_xl_chunk (TFLA) exp"),
-            ("triton_xl_chunk_siging", "mlstm_kernels triton_xl_chunk_siging (TFLA) sigmoid"),
-            ("triton_limit_chunk", "mlstm_kernels triton_limit_chunk exp"),
+        chosen: list[tuple[str, Provider | None, str]] = []
+        if "ours" in providers:
+            for c in chunk_sizes:
+                chosen.append((f"ours triton exp L{c}", _ours(c, "exp"), ""))
+            chosen.append((f"ours triton sigmoid L{chunk_sizes[0]}", _ours(chunk_sizes[0], "sigmoid"), ""))
+        if "reference" in providers and reference_max_T >= shape.T:  # its Python loop over chunks is slow to time
+            chosen.append(("torch chunkwise reference L64", _reference(64), ""))
+        for key, label in (
+            ("xl_chunk_siging", "mlstm_kernels triton_xl_chunk_siging (TFLA) sigmoid"),
+            ("limit_chunk", "mlstm_kernels triton_limit_chunk exp"),
+            ("xl_chunk", "mlstm_kernels triton_xl_chunk (TFLA) exp"),
         ):
-            providers.append((label, _mlstm_kernels(name, None) if have_mk else None, "not installed"))
-        for label, run, why in providers:
+            if key in providers:
+                chosen.append((label, _mlstm_kernels(f"triton_{key}", None) if have_mk else None, "not installed"))
+        for label, run, why in chosen:
             bar.set_postfix_str(label)
             if run is None:
                 for passes in ("fwd", "fwd+bwd"):
@@ -203,15 +208,18 @@ def run_mlstm_benchmark(
             fwd, fwd_bwd = _measure_provider(run, inputs, dev)
             report.add(Row(shape.label(), label, "fwd", fwd))
             report.add(Row(shape.label(), label, "fwd+bwd", fwd_bwd))
+            report.write(complete=False)  # a provider that crashes the process leaves the rows before it
         del inputs
-        sdpa, make = _sdpa(shape)
-        fwd, fwd_bwd = _measure_provider(sdpa, make(dev, dtype), dev)
-        report.add(Row(shape.label(), "torch SDPA flash (32 heads x 128, causal)", "fwd", fwd))
-        report.add(Row(shape.label(), "torch SDPA flash (32 heads x 128, causal)", "fwd+bwd", fwd_bwd))
-        report.write(complete=False)
+        if "sdpa" in providers:
+            sdpa, make = _sdpa(shape)
+            fwd, fwd_bwd = _measure_provider(sdpa, make(dev, dtype), dev)
+            report.add(Row(shape.label(), "torch SDPA flash (32 heads x 128, causal)", "fwd", fwd))
+            report.add(Row(shape.label(), "torch SDPA flash (32 heads x 128, causal)", "fwd+bwd", fwd_bwd))
+            report.write(complete=False)
     text = report.write(complete=True, extra=_summary(report, chunk_sizes))
     if track:
-        report.log_to_mlflow("mlstm_gpu", {"device": device, "quick": quick, "chunk_sizes": list(chunk_sizes)})
+        params = {"device": device, "quick": quick, "chunk_sizes": list(chunk_sizes), "providers": list(providers)}
+        report.log_to_mlflow("mlstm_gpu", params)
     return text
 
 

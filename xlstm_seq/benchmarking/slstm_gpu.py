@@ -162,7 +162,7 @@ def run_slstm_benchmark(
                     results = (Measurement(error=msg), Measurement(error=msg))
             report.add(Row(label, name, "fwd", results[0]))
             report.add(Row(label, name, "fwd+bwd", results[1]))
-        report.write(complete=False)
+            report.write(complete=False)  # a provider that hangs or crashes the process leaves the rows before it
     text = report.write(complete=True, extra=_summary(report))
     if track:
         report.log_to_mlflow("slstm_gpu", {"device": device, "quick": quick, "baselines": list(baselines)})

@@ -95,7 +95,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _kernels_bench(args: argparse.Namespace) -> int:
     from xlstm_seq.cli.command_line import reproducing_command
 
-    options = ("op", "device", "out", "chunk_sizes", "quick", "no_track")
+    options = ("op", "device", "out", "chunk_sizes", "providers", "quick", "no_track")
     command = reproducing_command(["xlstm-seq", "kernels", "bench"], args, options)
     if args.op == "core":
         if args.device != "cpu":
@@ -109,7 +109,7 @@ def _kernels_bench(args: argparse.Namespace) -> int:
         print(run_core_cpu_benchmark(out, quick=args.quick, track=not args.no_track))
         return 0
     if args.op == "mlstm":
-        from xlstm_seq.benchmarking.mlstm_gpu import DEFAULT_OUT, run_mlstm_benchmark
+        from xlstm_seq.benchmarking.mlstm_gpu import DEFAULT_OUT, PROVIDER_KEYS, run_mlstm_benchmark
 
         chunks = tuple(int(c) for c in args.chunk_sizes.split(",")) if args.chunk_sizes else (64, 128)
         text = run_mlstm_benchmark(
@@ -118,6 +118,7 @@ def _kernels_bench(args: argparse.Namespace) -> int:
             quick=args.quick,
             chunk_sizes=chunks,
             command=command,
+            providers=tuple(args.providers.split(",")) if args.providers else PROVIDER_KEYS,
             track=not args.no_track,
         )
     else:
@@ -162,6 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--device", default="cpu", help="device to benchmark (default: cpu; cuda for --op mlstm/slstm)")
     bench.add_argument("--out", help="markdown file to write (default: benchmarks/<op>_<device>.md)")
+    bench.add_argument(
+        "--providers",
+        help="--op mlstm: comma-separated subset of ours,reference,sdpa,xl_chunk_siging,limit_chunk,xl_chunk",
+    )
     bench.add_argument("--chunk-sizes", help="--op mlstm: comma-separated Triton chunk sizes (default: 64,128)")
     bench.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run, not for reporting)")
     bench.add_argument("--no-track", action="store_true", help="do not log to MLflow")
