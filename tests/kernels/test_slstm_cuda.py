@@ -160,12 +160,11 @@ def test_cpu_says_what_is_missing():
         assert f"torch {torch.__version__} is built without CUDA" in msg
 
 
-def test_capable_gpu_resolves_cuda_but_auto_keeps_the_reference(fake_gpu, fresh_auto_cache):
+def test_capable_gpu_resolves_cuda_and_auto_picks_it(fake_gpu, fresh_auto_cache):
     fake_gpu(9, 0)
     assert resolve_backend("slstm", "cuda", "cuda") == "cuda"
     assert available_backends("slstm", "cuda") == ("cuda", "torch")
-    # Not `auto`'s choice until the GPU tests have passed (issue 4).
-    assert resolve_backend("slstm", "auto", "cuda") == "torch"
+    assert resolve_backend("slstm", "auto", "cuda") == "cuda"
 
 
 def test_compute_capability_below_8_is_refused(fake_gpu, fresh_auto_cache):
@@ -381,12 +380,18 @@ def test_torch_compile_traces_the_op_in_one_graph():
 @pytest.fixture
 def cuda_backend_everywhere(monkeypatch, fresh_auto_cache):
     """Makes backend "cuda" resolvable on the CPU, to test the dispatch in front of the kernel."""
-    backend = registry._Backend("cuda", ("slstm",), lambda op, device: "", auto=False)
+    backend = registry._Backend("cuda", ("slstm",), lambda op, device: "")
     monkeypatch.setitem(registry._BACKENDS, "cuda", backend)
 
 
-def test_auto_never_picks_cuda_even_where_it_is_available(cuda_backend_everywhere):
-    assert "cuda" in available_backends("slstm", CPU)
+def test_auto_picks_cuda_where_it_is_available(cuda_backend_everywhere):
+    assert available_backends("slstm", CPU)[0] == "cuda"
+    assert resolve_backend("slstm", "auto", CPU) == "cuda"
+
+
+def test_auto_falls_back_to_the_reference_where_cuda_is_missing(monkeypatch, fresh_auto_cache):
+    monkeypatch.setattr(registry, "_find_nvcc", lambda: None)
+    assert "cuda" not in available_backends("slstm", CPU)
     assert resolve_backend("slstm", "auto", CPU) == "torch"
 
 
