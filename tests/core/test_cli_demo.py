@@ -25,9 +25,9 @@ def test_help_lists_only_working_groups():
         assert (group in listed) == (importlib.util.find_spec(module) is not None), group
 
 
-def test_gpu_bench_says_what_is_missing():
+def test_core_bench_on_a_gpu_points_to_the_gpu_ops():
     args = build_parser().parse_args(["kernels", "bench", "--device", "cuda"])
-    with pytest.raises(SystemExit, match="only the CPU reference benchmark exists"):
+    with pytest.raises(ValueError, match="use --op mlstm or --op slstm for the GPU kernels"):
         args.func(args)
 
 
