@@ -4,7 +4,7 @@
 # 1. lays the package out as the wheel would (xlstm_seq + mapped folders) in /tmp/site, installs the baseline wheels;
 # 2. builds every CUDA extension in parallel in the background (ours first, then FlashRNN's and xlstm's);
 # 3. runs the Triton mLSTM tests (all of them compile on the GPU there) and the gpu-marked sLSTM/forecaster tests;
-# 4. runs `kernels bench --op mlstm` and `--op slstm`.
+# 4. runs `kernels bench --op mlstm` and `--op slstm` (and the mLSTM launch-setting sweep, stage mlstm_sweep).
 # Every stage has its own time limit, so a hang costs that stage only; logs and tables land in $OUT.
 set -u
 REPO=$(pwd)
@@ -18,6 +18,7 @@ T_SLSTM_TESTS=${T_SLSTM_TESTS:-150}
 T_MLSTM_BENCH=${T_MLSTM_BENCH:-150}
 T_SLSTM_BENCH=${T_SLSTM_BENCH:-120}
 T_MLSTM_TFLA=${T_MLSTM_TFLA:-60}
+T_MLSTM_SWEEP=${T_MLSTM_SWEEP:-240}
 STAGES=${STAGES:-"mlstm_tests slstm_tests mlstm_bench slstm_bench"}
 stamp() { echo "== $(date -u +%H:%M:%S) $*"; }
 
@@ -61,6 +62,10 @@ for stage in $STAGES; do
       stamp slstm bench
       timeout "$T_SLSTM_BENCH" python3 -m xlstm_seq.cli.main kernels bench --op slstm --device cuda --no-track \
         --out "$OUT/slstm_gpu.md" 2>&1 | tee -a "$OUT/bench.log" | tail -5 ;;
+    mlstm_sweep)  # launch settings of the Triton mLSTM (NOTES.md): timings per kernel and accuracy per setting
+      stamp mlstm sweep
+      timeout "$T_MLSTM_SWEEP" python3 "$REPO/benchmarks/gpu/mlstm_sweep.py" --out "$OUT/mlstm_sweep.md" 2>&1 \
+        | tee -a "$OUT/bench.log" | tail -15 ;;
   esac
 done
 stamp done

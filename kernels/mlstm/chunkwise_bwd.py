@@ -22,16 +22,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .chunkwise_fwd import (
-    CHUNK_BLOCK,
-    CHUNK_STAGES,
-    CHUNK_WARPS,
-    STATE_BLOCK,
-    STATE_STAGES,
-    STATE_WARPS,
-    _block,
-    dot_precision,
-)
+from . import chunkwise_fwd as fwd  # launch settings read at call time, so a tuning sweep can set them
+from .chunkwise_fwd import _block, dot_precision, new_output, state_dot_lowp
 from .tiles import rows_dot_state_t, rows_gram
 
 __all__ = ["launch_bwd"]
@@ -66,6 +58,7 @@ def _bwd_state_kernel(
     L: tl.constexpr,
     BK: tl.constexpr,
     BV: tl.constexpr,
+    LOWP: tl.constexpr,
 ):
     pid_k = tl.program_id(0)
     pid_v = tl.program_id(1)
@@ -109,7 +102,10 @@ def _bwd_state_kernel(
         qt = tl.load(Q + bh * T * DK + t[:, None] * DK + offs_k[None, :], mask=mask_t[:, None] & mask_k[None, :])
         dht = tl.load(DH + bh * T * DV + t[:, None] * DV + offs_v[None, :], mask=mask_t[:, None] & mask_v[None, :])
         qt = qt.to(tl.float32)
-        dC = a * dC + tl.dot(tl.trans(qt * cq[:, None]), dht.to(tl.float32), input_precision="ieee")
+        if LOWP:  # tensor cores: operands in the input dtype, fp32 accumulation
+            dC = a * dC + tl.dot(tl.trans((qt * cq[:, None]).to(dht.dtype)), dht, out_dtype=tl.float32)
+        else:
+            dC = a * dC + tl.dot(tl.trans(qt * cq[:, None]), dht.to(tl.float32), input_precision="ieee")
         dn = a * dn + tl.sum(qt * cn[:, None], axis=0)
 
     tl.store(DC0 + bh * DK * DV + tile, dC, mask=mask_kv)
@@ -360,14 +356,14 @@ def launch_bwd(q, k, v, dh, g, C_all, n_all, m_all, m_row, rz, dden, cq, cn, u, 
     DV = v.shape[-1]
     NC = g["NC"]
     dev = q.device
-    SK, SV = _block(DK, STATE_BLOCK), _block(DV, STATE_BLOCK)
-    BK, BV = _block(DK, CHUNK_BLOCK), _block(DV, CHUNK_BLOCK)
+    SK, SV = _block(DK, fwd.STATE_BLOCK), _block(DV, fwd.STATE_BLOCK)
+    BK, BV = _block(DK, fwd.CHUNK_BLOCK), _block(DV, fwd.CHUNK_BLOCK)
     nkb, nvb = triton.cdiv(DK, BK), triton.cdiv(DV, BV)
     prec = dot_precision(q.dtype)
     scale = DK**-0.5
 
     def nan(*shape):
-        return torch.full(shape, float("nan"), dtype=torch.float32, device=dev)
+        return new_output(shape, torch.float32, dev)
 
     dC_out, dn_out = nan(B, H, NC, DK, DV), nan(B, H, NC, DK)
     dC0, dn0 = nan(B, H, DK, DV), nan(B, H, DK)
@@ -375,13 +371,14 @@ def launch_bwd(q, k, v, dh, g, C_all, n_all, m_all, m_row, rz, dden, cq, cn, u, 
     e_part = nan(B, H, NC, nsk * nsv)
     _bwd_state_kernel[(nsk, nsv, B * H)](
         q, dh, g["cs"], g["seg"], cq, cn, C_all, n_all, m_all, dC_T, dn_T, dC_out, dn_out, dC0, dn0, e_part,
-        T, H, NC, DK, DV, L=chunk_size, BK=SK, BV=SV, num_warps=STATE_WARPS, num_stages=STATE_STAGES,
+        T, H, NC, DK, DV, L=chunk_size, BK=SK, BV=SV, LOWP=state_dot_lowp(q.dtype),
+        num_warps=fwd.STATE_WARPS, num_stages=fwd.STATE_STAGES,
     )  # fmt: skip
 
     nblocks = NC * (chunk_size // block_l)
     dq, dk, dv = nan(B, H, T, DK), nan(B, H, T, DK), nan(B, H, T, DV)
     meta = {"L": chunk_size, "BL": block_l, "BK": BK, "BV": BV, "DOT_PREC": prec}
-    meta.update(num_warps=CHUNK_WARPS, num_stages=CHUNK_STAGES)
+    meta.update(num_warps=fwd.CHUNK_WARPS, num_stages=fwd.CHUNK_STAGES)
     _bwd_dq_kernel[(nblocks, nkb, B * H)](
         q, k, v, dh, g["cs"], g["logi"], g["seg"], m_row, rz, dden, cq, cn, C_all, n_all, dq,
         scale, T, H, NC, DK, DV, **meta,

@@ -23,7 +23,26 @@ import triton.language as tl
 
 from .tiles import rows_gram
 
-__all__ = ["launch_fwd_out", "launch_fwd_state"]
+__all__ = ["launch_fwd_out", "launch_fwd_state", "new_output"]
+
+#: Test hook: True makes every kernel output start as NaN, so that an element a kernel never writes fails a test.
+#: Off outside tests: filling the fp32 chunk states costs a full extra write (2 GiB at TFLA's T = 8,192 shape).
+POISON_OUTPUTS = False
+#: 16-bit inputs: True runs the state recurrences' k^T v (and q^T dh) products on tensor cores with the operands in
+#: the input dtype (fp32 accumulation); False (default, the setting verified on a GPU) keeps fp32 IEEE dots on the
+#: CUDA cores. A tuning switch for benchmarks/gpu/mlstm_sweep.py until a GPU run decides it.
+STATE_DOT_LOWP = False
+
+
+def new_output(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """An output buffer every element of which a kernel writes: NaN-filled under ``POISON_OUTPUTS``, else empty."""
+    if POISON_OUTPUTS:
+        return torch.full(shape, float("nan"), dtype=dtype, device=device)
+    return torch.empty(shape, dtype=dtype, device=device)
+
+
+def state_dot_lowp(dtype: torch.dtype) -> bool:
+    return STATE_DOT_LOWP and dtype in (torch.float16, torch.bfloat16)
 
 
 @triton.jit(do_not_specialize=["T", "NC"])
@@ -51,6 +70,7 @@ def _fwd_state_kernel(
     L: tl.constexpr,
     BK: tl.constexpr,
     BV: tl.constexpr,
+    LOWP: tl.constexpr,
 ):
     pid_k = tl.program_id(0)
     pid_v = tl.program_id(1)
@@ -94,7 +114,10 @@ def _fwd_state_kernel(
         kt = tl.load(K + bh * T * DK + t[:, None] * DK + offs_k[None, :], mask=mask_t[:, None] & mask_k[None, :])
         vt = tl.load(V + bh * T * DV + t[:, None] * DV + offs_v[None, :], mask=mask_t[:, None] & mask_v[None, :])
         ku = kt.to(tl.float32) * u[:, None]  # (L, BK)
-        C = a * C + tl.dot(tl.trans(ku), vt.to(tl.float32), input_precision="ieee")
+        if LOWP:  # tensor cores: operands in the input dtype, fp32 accumulation
+            C = a * C + tl.dot(tl.trans(ku.to(kt.dtype)), vt, out_dtype=tl.float32)
+        else:
+            C = a * C + tl.dot(tl.trans(ku), vt.to(tl.float32), input_precision="ieee")
         n = a * n + tl.sum(ku, axis=0)
         m = m_out
 
@@ -239,14 +262,14 @@ def launch_fwd_state(k, v, cs, logi, seg, mloc, C0, n0, m0, chunk_size: int):
     B, H, T, DK = k.shape
     DV = v.shape[-1]
     NC = mloc.shape[-1]
-    C_all = torch.full((B, H, NC + 1, DK, DV), float("nan"), dtype=torch.float32, device=k.device)
-    n_all = torch.full((B, H, NC + 1, DK), float("nan"), dtype=torch.float32, device=k.device)
-    m_all = torch.full((B, H, NC + 1), float("nan"), dtype=torch.float32, device=k.device)
+    C_all = new_output((B, H, NC + 1, DK, DV), torch.float32, k.device)
+    n_all = new_output((B, H, NC + 1, DK), torch.float32, k.device)
+    m_all = new_output((B, H, NC + 1), torch.float32, k.device)
     BK, BV = _block(DK, STATE_BLOCK), _block(DV, STATE_BLOCK)
     grid = (triton.cdiv(DK, BK), triton.cdiv(DV, BV), B * H)
     _fwd_state_kernel[grid](
         k, v, cs, logi, seg, mloc, C0, n0, m0, C_all, n_all, m_all, T, H, NC, DK, DV,
-        L=chunk_size, BK=BK, BV=BV, num_warps=STATE_WARPS, num_stages=STATE_STAGES,
+        L=chunk_size, BK=BK, BV=BV, LOWP=state_dot_lowp(k.dtype), num_warps=STATE_WARPS, num_stages=STATE_STAGES,
     )  # fmt: skip
     return C_all, n_all, m_all
 
@@ -257,9 +280,9 @@ def launch_fwd_out(q, k, v, cs, logi, logim, seg, C_all, n_all, m_all, chunk_siz
     DV = v.shape[-1]
     NC = m_all.shape[-1] - 1
     TP = NC * chunk_size
-    h = torch.full((B, H, T, DV), float("nan"), dtype=q.dtype, device=q.device)
-    m_row = torch.full((B, H, TP), float("nan"), dtype=torch.float32, device=q.device)
-    den_row = torch.full((B, H, TP), float("nan"), dtype=torch.float32, device=q.device)
+    h = new_output((B, H, T, DV), q.dtype, q.device)
+    m_row = new_output((B, H, TP), torch.float32, q.device)
+    den_row = new_output((B, H, TP), torch.float32, q.device)
     BK, BV = _block(DK, CHUNK_BLOCK), _block(DV, CHUNK_BLOCK)
     grid = (NC * (chunk_size // block_l), triton.cdiv(DV, BV), B * H)
     _fwd_out_kernel[grid](

@@ -107,8 +107,14 @@ def _step_op(
 
     B, H, DK = q.shape
     DV = v.shape[-1]
-    h = torch.full((B, H, DV), float("nan"), dtype=q.dtype, device=q.device)
-    C_new, n_new, m_new = torch.full_like(C, float("nan")), torch.full_like(n, float("nan")), torch.empty_like(m)
+    from xlstm_seq.kernels.mlstm.chunkwise_fwd import new_output
+
+    h = new_output((B, H, DV), q.dtype, q.device)
+    C_new, n_new, m_new = (
+        new_output(C.shape, C.dtype, C.device),
+        new_output(n.shape, n.dtype, n.device),
+        torch.empty_like(m),
+    )
     BK = min(64, max(16, triton.next_power_of_2(DK)))
     BV = min(128, max(16, triton.next_power_of_2(DV)))
     grid = (B * H, triton.cdiv(DV, BV))

@@ -1,0 +1,184 @@
+"""Launch-setting sweep of the Triton mLSTM kernels, for a lent GPU (see NOTES.md beside this file).
+
+For each setting (state tile, warps, stages; chunk tile, warps, stages; state dots in fp32 or on tensor cores;
+chunk size) it times, at TFLA's T = 8,192 shape in bf16: the inter-chunk state kernel alone, the intra-chunk output
+kernel alone, the whole forward and forward+backward; and it checks accuracy at a smaller shape against the float64
+reference (relative error of h and of every gradient, next to the bf16 reference's own error). Prints a markdown
+table and writes it to --out.
+
+    python3 benchmarks/gpu/mlstm_sweep.py --out $OUT/mlstm_sweep.md      (CUDA)
+    TRITON_INTERPRET=1 python3 benchmarks/gpu/mlstm_sweep.py --quick     (CPU: checks the script runs)
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+BASELINE = {
+    "STATE_BLOCK": 32,
+    "STATE_WARPS": 4,
+    "STATE_STAGES": 1,
+    "CHUNK_BLOCK": 64,
+    "CHUNK_WARPS": 8,
+    "CHUNK_STAGES": 2,
+    "STATE_DOT_LOWP": False,
+    "chunk": 64,
+}
+# Each entry changes the baseline; ordered by the gain NOTES.md predicts (state kernel first).
+VARIANTS = [
+    {},
+    {"STATE_STAGES": 2},
+    {"STATE_BLOCK": 64, "STATE_STAGES": 2},
+    {"STATE_BLOCK": 64, "STATE_WARPS": 8, "STATE_STAGES": 3},
+    {"STATE_DOT_LOWP": True},
+    {"STATE_DOT_LOWP": True, "STATE_BLOCK": 64, "STATE_STAGES": 2},
+    {"STATE_DOT_LOWP": True, "STATE_BLOCK": 64, "STATE_WARPS": 8, "STATE_STAGES": 3},
+    {"CHUNK_WARPS": 4},
+    {"CHUNK_STAGES": 3},
+    {"STATE_DOT_LOWP": True, "STATE_BLOCK": 64, "STATE_STAGES": 2, "chunk": 128},
+]
+
+
+def _inputs(B, H, T, DK, DV, device, dtype, seed=0):
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    x = {n: torch.randn(B, H, T, d, generator=g) for n, d in (("q", DK), ("k", DK), ("v", DV))}
+    x["i"] = torch.randn(B, H, T, generator=g)
+    x["f"] = torch.randn(B, H, T, generator=g) + 3.0
+    return {n: t.to(device, dtype) for n, t in x.items()}
+
+
+def _timer(device):
+    if device.type == "cuda":
+        import triton.testing
+
+        return lambda fn: triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
+    from xlstm_seq.benchmarking.timing import median_time
+
+    return lambda fn: median_time(fn, warmup=1, min_repeats=2, min_total_s=0.0).median_s * 1e3
+
+
+def _accuracy(device, dtype, chunk, shape):
+    """max over h and the gradients of (our error / the bf16 reference's error) against float64."""
+    from xlstm_seq.kernels.mlstm import mlstm
+    from xlstm_seq.kernels.mlstm.naive import mlstm_chunkwise
+
+    x = _inputs(*shape, device="cpu", dtype=torch.float32, seed=1)
+    x = {n: t.to(dtype).double() for n, t in x.items()}
+    g = torch.Generator().manual_seed(2)
+    dh = torch.randn(*shape[:3], shape[4], generator=g, dtype=torch.float64)
+
+    def run(fn, dt_, dev):
+        leaves = {n: t.detach().to(dev, dt_, copy=True).requires_grad_() for n, t in x.items()}
+        h = fn(*(leaves[n] for n in "qkvif"))[0]
+        (h.double() * dh.to(dev)).sum().backward()
+        return {"h": h.detach().cpu().double(), **{f"d{n}": t.grad.cpu().double() for n, t in leaves.items()}}
+
+    exact = run(lambda *a: mlstm_chunkwise(*a, chunk_size=chunk), torch.float64, torch.device("cpu"))
+    low = run(lambda *a: mlstm_chunkwise(*a, chunk_size=chunk), dtype, device)
+    ours = run(lambda *a: mlstm(*a, backend="triton", chunk_size=chunk), dtype, device)
+    ratios = {}
+    for name, ref in exact.items():
+        err = ((ours[name] - ref).norm() / ref.norm()).item()
+        ref_err = ((low[name] - ref).norm() / ref.norm()).item()
+        ratios[name] = float("inf") if not torch.isfinite(ours[name]).all() else err / max(ref_err, 1e-12)
+    worst = max(ratios, key=ratios.get)
+    return ratios[worst], worst
+
+
+def _kernel_times(x, leaves, dh, chunk, device, time_ms) -> list[float]:
+    """ms of the state kernel alone, the output kernel alone, the forward and the forward+backward."""
+    from xlstm_seq.kernels.mlstm import chunkwise, chunkwise_fwd, mlstm
+
+    g = chunkwise._gate_prep(x["i"], x["f"], None, "exp", chunk)
+    B, H, _, DK = x["q"].shape
+    DV = x["v"].shape[-1]
+    zeros = (torch.zeros(B, H, DK, DV, device=device), torch.zeros(B, H, DK, device=device))
+    zeros += (torch.zeros(B, H, device=device),)
+
+    def state():
+        return chunkwise_fwd.launch_fwd_state(x["k"], x["v"], g["cs"], g["logi"], g["seg"], g["mloc"], *zeros, chunk)
+
+    C_all, n_all, m_all = state()
+    gates = (g["cs"], g["logi"], g["logim"], g["seg"])
+
+    def out():
+        block_l = chunkwise._block_l(chunk)
+        return chunkwise_fwd.launch_fwd_out(x["q"], x["k"], x["v"], *gates, C_all, n_all, m_all, chunk, block_l)
+
+    def forward():
+        with torch.no_grad():
+            mlstm(*(x[n] for n in "qkvif"), backend="triton", chunk_size=chunk)
+
+    def forward_backward():
+        h = mlstm(*(leaves[n] for n in "qkvif"), backend="triton", chunk_size=chunk)[0]
+        h.backward(dh)
+        for t in leaves.values():
+            t.grad = None
+
+    return [time_ms(fn) for fn in (state, out, forward, forward_backward)]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny shapes (a smoke run of the script)")
+    parser.add_argument("--out", type=Path, help="markdown file to write")
+    args = parser.parse_args()
+    from xlstm_seq.kernels.mlstm import chunkwise_fwd
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float16  # the interpreter's bf16 dot is wrong
+    shape = (1, 2, 100, 32, 32) if args.quick else (8, 16, 8192, 128, 256)
+    acc_shape = (1, 2, 70, 16, 32) if args.quick else (2, 4, 1000, 128, 256)
+    variants = VARIANTS[:2] + VARIANTS[4:5] if args.quick else VARIANTS
+    time_ms = _timer(device)
+    x = _inputs(*shape, device=device, dtype=dtype)
+    leaves = {n: t.detach().clone().requires_grad_() for n, t in x.items()}
+    dh = torch.randn(*shape[:3], shape[4], device=device, dtype=dtype)
+    lines = [
+        "| variant | state kernel ms | output kernel ms | fwd ms | fwd+bwd ms | worst error / bf16 reference error |",
+        "|---|---|---|---|---|---|",
+    ]
+    for change in variants:
+        setting = {**BASELINE, **change}
+        chunk = setting.pop("chunk")
+        for name, value in setting.items():
+            setattr(chunkwise_fwd, name, value)
+        label = ", ".join(f"{k}={v}" for k, v in change.items()) or "baseline (the committed settings)"
+        try:
+            cells = _kernel_times(x, leaves, dh, chunk, device, time_ms)
+            ratio, worst = _accuracy(device, dtype, chunk, acc_shape)
+            row = [f"{c:.2f}" for c in cells] + [f"{ratio:.2f} ({worst})"]
+        except Exception as err:  # noqa: BLE001 - a setting that does not compile or fit is a row, not the end
+            row = [f"failed: {type(err).__name__}: {str(err).strip()[:100]}"] + ["-"] * 4
+        lines.append(f"| {label} | " + " | ".join(row) + " |")
+        print(lines[-1], flush=True)
+    for name, value in BASELINE.items():
+        if name != "chunk":
+            setattr(chunkwise_fwd, name, value)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (Triton interpreter)"
+    header = [
+        "# Triton mLSTM launch-setting sweep",
+        "",
+        f"Written by `python3 benchmarks/gpu/mlstm_sweep.py{' --quick' if args.quick else ''}`.",
+        "",
+        f"- date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; git {os.environ.get('XLSTM_SEQ_REVISION', '?')};"
+        f" device: {name}; torch {torch.__version__}",
+        f"- timing shape B, H, T, DK, DV = {shape} in {str(dtype).removeprefix('torch.')}, exponential gate, no state;"
+        f" accuracy shape {acc_shape} against float64 (h and every gradient; 2.0 is the tests' bound)",
+        "",
+    ]
+    text = "\n".join(header + lines) + "\n"
+    print(text)
+    if args.out:
+        args.out.write_text(text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
