@@ -143,6 +143,7 @@ def _bwd_dq_kernel(
     BK: tl.constexpr,
     BV: tl.constexpr,
     DOT_PREC: tl.constexpr,
+    GRAD_FP32: tl.constexpr,
 ):
     pid_q = tl.program_id(0)
     pid_k = tl.program_id(1)
@@ -175,7 +176,10 @@ def _bwd_dq_kernel(
         dp = rows_gram(DH + bh * T * DV, V + bh * T * DV, tq, tk, mask_q, mask_tk, DV, BL, BV, DOT_PREC)  # (BL, BL)
         ds = (dp * rz_q[:, None] + dden_q[:, None]) * w
         kt = tl.load(K + bh * T * DK + tk[:, None] * DK + offs_k[None, :], mask=mask_tk[:, None] & mask_k[None, :])
-        dq += tl.dot(ds.to(kt.dtype), kt, input_precision=DOT_PREC)
+        if GRAD_FP32:  # dS kept in fp32 (tf32 on tensor cores) instead of rounded to the input dtype
+            dq += tl.dot(ds, kt.to(tl.float32), input_precision=DOT_PREC)
+        else:
+            dq += tl.dot(ds.to(kt.dtype), kt, input_precision=DOT_PREC)
     dq = dq * scale
 
     # Carried state: dq_j += scale w_j (C_in dnum_j + dden_j n_in).
@@ -233,6 +237,7 @@ def _bwd_dk_kernel(
     BK: tl.constexpr,
     BV: tl.constexpr,
     DOT_PREC: tl.constexpr,
+    GRAD_FP32: tl.constexpr,
 ):
     pid_l = tl.program_id(0)
     pid_k = tl.program_id(1)
@@ -257,7 +262,10 @@ def _bwd_dk_kernel(
         dpt = rows_gram(V + bh * T * DV, DH + bh * T * DV, tk, tq, mask_tk, mask_q, DV, BL, BV, DOT_PREC)  # (BL, BL)
         dst = (dpt * rz_q[None, :] + dden_q[None, :]) * wt
         qt = tl.load(Q + bh * T * DK + tq[:, None] * DK + offs_k[None, :], mask=mask_q[:, None] & mask_k[None, :])
-        dk += tl.dot(dst.to(qt.dtype), qt, input_precision=DOT_PREC)
+        if GRAD_FP32:
+            dk += tl.dot(dst, qt.to(tl.float32), input_precision=DOT_PREC)
+        else:
+            dk += tl.dot(dst.to(qt.dtype), qt, input_precision=DOT_PREC)
     dk = dk * scale
 
     # End state: dk_l += u_l (dC_out v_l + dn_out).
@@ -298,6 +306,7 @@ def _bwd_dv_kernel(
     BK: tl.constexpr,
     BV: tl.constexpr,
     DOT_PREC: tl.constexpr,
+    GRAD_FP32: tl.constexpr,
 ):
     pid_l = tl.program_id(0)
     pid_v = tl.program_id(1)
@@ -323,7 +332,10 @@ def _bwd_dv_kernel(
         # P^T with the 1/Z of each query folded in, so that dv += P^T dh.
         pt = st * scale * wt * rz_q[None, :]
         dht = tl.load(DH + bh * T * DV + tq[:, None] * DV + offs_v[None, :], mask=mask_q[:, None] & mask_v[None, :])
-        dv += tl.dot(pt.to(dht.dtype), dht, input_precision=DOT_PREC)
+        if GRAD_FP32:
+            dv += tl.dot(pt, dht.to(tl.float32), input_precision=DOT_PREC)
+        else:
+            dv += tl.dot(pt.to(dht.dtype), dht, input_precision=DOT_PREC)
 
     # End state: dv_l += u_l dC_out^T k_l.
     out = (bh * NC + c).to(tl.int64)
@@ -377,7 +389,7 @@ def launch_bwd(q, k, v, dh, g, C_all, n_all, m_all, m_row, rz, dden, cq, cn, u, 
 
     nblocks = NC * (chunk_size // block_l)
     dq, dk, dv = nan(B, H, T, DK), nan(B, H, T, DK), nan(B, H, T, DV)
-    meta = {"L": chunk_size, "BL": block_l, "BK": BK, "BV": BV, "DOT_PREC": prec}
+    meta = {"L": chunk_size, "BL": block_l, "BK": BK, "BV": BV, "DOT_PREC": prec, "GRAD_FP32": fwd.GRAD_DOT_FP32}
     meta.update(num_warps=fwd.CHUNK_WARPS, num_stages=fwd.CHUNK_STAGES)
     _bwd_dq_kernel[(nblocks, nkb, B * H)](
         q, k, v, dh, g["cs"], g["logi"], g["seg"], m_row, rz, dden, cq, cn, C_all, n_all, dq,

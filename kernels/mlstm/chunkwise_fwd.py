@@ -32,6 +32,12 @@ POISON_OUTPUTS = False
 #: the input dtype (fp32 accumulation); False (default, the setting verified on a GPU) keeps fp32 IEEE dots on the
 #: CUDA cores. A tuning switch for benchmarks/gpu/mlstm_sweep.py until a GPU run decides it.
 STATE_DOT_LOWP = False
+#: 16-bit inputs: True keeps the score gradients dS and the weights P in fp32 (tf32 dots) in the backward's dq, dk,
+#: dv products instead of rounding them to the input dtype first (rounding is flash-attention's choice and our default).
+#: The H200 run found the exponential gate's bf16 di/df up to 1.5x over the 2x-reference-error bound; rounding dS
+#: to bf16 (7 mantissa bits) is the suspect, and this the candidate fix, for the sweep to weigh against its cost.
+#: Under the interpreter in fp16 it lowers the gradients' norm error by 0-20% and fixes nothing there.
+GRAD_DOT_FP32 = False
 
 
 def new_output(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
