@@ -3,7 +3,7 @@
 #   bash benchmarks/gpu/device_checks.sh            (from the repository root; carry .whl for the baselines)
 # 1. lays the package out as the wheel would (xlstm_seq + mapped folders) in /tmp/site, installs the baseline wheels;
 # 2. builds every CUDA extension in parallel in the background (ours first, then FlashRNN's and xlstm's);
-# 3. runs the Triton mLSTM tests (all of them compile on the GPU there) and the gpu-marked sLSTM/forecaster tests;
+# 3. runs the Triton mLSTM tests (all of them compile on the GPU there) and the gpu-marked sLSTM and forecaster tests;
 # 4. runs `kernels bench --op mlstm` and `--op slstm` (and the mLSTM launch-setting sweep, stage mlstm_sweep).
 # Every stage has its own time limit, so a hang costs that stage only; logs and tables land in $OUT.
 set -u
@@ -19,7 +19,7 @@ T_MLSTM_BENCH=${T_MLSTM_BENCH:-150}
 T_SLSTM_BENCH=${T_SLSTM_BENCH:-120}
 T_MLSTM_TFLA=${T_MLSTM_TFLA:-60}
 T_MLSTM_SWEEP=${T_MLSTM_SWEEP:-240}
-STAGES=${STAGES:-"mlstm_tests slstm_tests mlstm_bench slstm_bench"}
+STAGES=${STAGES:-"mlstm_tests slstm_tests forecast_gpu mlstm_bench slstm_bench mlstm_tfla mlstm_sweep"}
 stamp() { echo "== $(date -u +%H:%M:%S) $*"; }
 
 stamp setup
@@ -50,6 +50,10 @@ for stage in $STAGES; do
       cat "$OUT/prewarm.log"
       stamp slstm tests
       timeout "$T_SLSTM_TESTS" "${PYTEST[@]}" -m gpu "$REPO/tests/kernels/test_slstm_cuda.py" 2>&1 | tee -a "$OUT/tests.log" | tail -40 ;;
+    forecast_gpu)  # the forecaster on CUDA (mLSTM and sLSTM backbones, CPU-loaded predictions equal); never run yet
+      stamp forecaster gpu tests
+      timeout "${T_FORECAST_GPU:-120}" "${PYTEST[@]}" -m gpu "$REPO/tests/forecasting/test_forecaster_device.py" 2>&1 \
+        | tee -a "$OUT/tests.log" | tail -20 ;;
     mlstm_bench)
       stamp mlstm bench
       timeout "$T_MLSTM_BENCH" python3 -m xlstm_seq.cli.main kernels bench --op mlstm --device cuda --no-track \
