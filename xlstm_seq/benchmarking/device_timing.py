@@ -19,7 +19,7 @@ import torch
 
 from xlstm_seq.benchmarking.timing import median_time
 
-__all__ = ["Measurement", "measure"]
+__all__ = ["Measurement", "measure", "measure_passes"]
 
 
 @dataclass(frozen=True)
@@ -69,3 +69,26 @@ def measure(fn: Callable[[], Any], device: torch.device, *, warmup_ms: int = 25,
             except Exception:  # noqa: BLE001
                 pass
         return Measurement(error=_short_error(err))
+
+
+def measure_passes(
+    run: Callable[[bool], torch.Tensor], device: torch.device, after_backward: Callable[[], None] | None = None
+) -> tuple[Measurement, Measurement]:
+    """The forward (``run(False)`` under no_grad) and the forward+backward (``run(True)``, then the backward of a
+    fixed random cotangent of its output) of one provider; ``after_backward`` clears what the backward left."""
+
+    def forward() -> None:
+        with torch.no_grad():
+            run(False)
+
+    cotangent: list[torch.Tensor] = []
+
+    def forward_backward() -> None:
+        out = run(True)
+        if not cotangent:
+            cotangent.append(torch.randn_like(out))
+        out.backward(cotangent[0])
+        if after_backward is not None:
+            after_backward()
+
+    return measure(forward, device), measure(forward_backward, device)

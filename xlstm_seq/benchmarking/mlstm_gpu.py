@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from xlstm_seq.benchmarking.device_timing import Measurement, measure
+from xlstm_seq.benchmarking.device_timing import Measurement, measure_passes
 from xlstm_seq.benchmarking.kernel_report import KernelReport, Row
 
 __all__ = ["MLSTMShape", "run_mlstm_benchmark"]
@@ -128,24 +128,13 @@ def _sdpa(shape: MLSTMShape) -> tuple[Provider, Callable[[torch.Tensor, torch.dt
 def _measure_provider(
     run: Provider, inputs: dict[str, torch.Tensor], device: torch.device
 ) -> tuple[Measurement, Measurement]:
-    def forward() -> None:
-        with torch.no_grad():
-            run(inputs)
-
     leaves = {n: t.detach().clone().requires_grad_() for n, t in inputs.items()}
-    grad_out: list[torch.Tensor] = []
 
-    def forward_backward() -> None:
-        out = run(leaves)
-        if not grad_out:
-            grad_out.append(torch.randn_like(out))
-        out.backward(grad_out[0])
+    def clear_grads() -> None:
         for t in leaves.values():
             t.grad = None
 
-    fwd = measure(forward, device)
-    fwd_bwd = measure(forward_backward, device)
-    return fwd, fwd_bwd
+    return measure_passes(lambda grad: run(leaves if grad else inputs), device, clear_grads)
 
 
 def run_mlstm_benchmark(

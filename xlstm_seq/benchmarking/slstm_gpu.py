@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from xlstm_seq.benchmarking.device_timing import Measurement, measure
+from xlstm_seq.benchmarking.device_timing import Measurement, measure_passes
 from xlstm_seq.benchmarking.kernel_report import KernelReport, Row
 
 __all__ = ["run_slstm_benchmark"]
@@ -85,22 +85,6 @@ def _official_xlstm(B: int, T: int, D: int, H: int, device: torch.device) -> Run
     return run
 
 
-def _measure(run: Run, device: torch.device) -> tuple[Measurement, Measurement]:
-    def forward() -> None:
-        with torch.no_grad():
-            run(False)
-
-    grad_out: list[torch.Tensor] = []
-
-    def forward_backward() -> None:
-        out = run(True)
-        if not grad_out:
-            grad_out.append(torch.randn_like(out))
-        out.backward(grad_out[0])
-
-    return measure(forward, device), measure(forward_backward, device)
-
-
 def run_slstm_benchmark(
     out: Path = DEFAULT_OUT,
     *,
@@ -156,7 +140,7 @@ def run_slstm_benchmark(
                 results = (Measurement(error=why), Measurement(error=why))
             else:
                 try:
-                    results = _measure(make(), dev)
+                    results = measure_passes(make(), dev)
                 except Exception as err:  # noqa: BLE001 - a baseline that cannot build must not end the run
                     msg = f"{type(err).__name__}: {str(err).strip()[:120]}"
                     results = (Measurement(error=msg), Measurement(error=msg))
