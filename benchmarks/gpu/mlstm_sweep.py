@@ -20,17 +20,17 @@ from pathlib import Path
 
 import torch
 
-BASELINE = {
-    "STATE_BLOCK": 32,
-    "STATE_WARPS": 4,
-    "STATE_STAGES": 1,
-    "CHUNK_BLOCK": 64,
-    "CHUNK_WARPS": 8,
-    "CHUNK_STAGES": 2,
-    "STATE_DOT_LOWP": False,
-    "GRAD_DOT_FP32": False,
-    "chunk": 64,
-}
+#: The settings a variant may change: launch settings and switches of chunkwise_fwd, and the chunk size.
+SETTINGS = (
+    "STATE_BLOCK",
+    "STATE_WARPS",
+    "STATE_STAGES",
+    "CHUNK_BLOCK",
+    "CHUNK_WARPS",
+    "CHUNK_STAGES",
+    "STATE_DOT_LOWP",
+    "GRAD_DOT_FP32",
+)
 # Each entry changes the baseline; ordered by the gain NOTES.md predicts (state kernel first).
 VARIANTS = [
     {},
@@ -132,7 +132,10 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="markdown file to write")
     args = parser.parse_args()
     from xlstm_seq.kernels.mlstm import chunkwise_fwd
+    from xlstm_seq.kernels.mlstm.naive import DEFAULT_CHUNK_SIZE
 
+    baseline = {name: getattr(chunkwise_fwd, name) for name in SETTINGS}  # the committed settings
+    baseline["chunk"] = DEFAULT_CHUNK_SIZE
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float16  # the interpreter's bf16 dot is wrong
     shape = (1, 2, 100, 32, 32) if args.quick else (8, 16, 8192, 128, 256)
@@ -148,7 +151,7 @@ def main() -> int:
         "|---|---|---|---|---|---|",
     ]
     for change in variants:
-        setting = {**BASELINE, **change}
+        setting = {**baseline, **change}
         chunk = setting.pop("chunk")
         for name, value in setting.items():
             setattr(chunkwise_fwd, name, value)
@@ -161,9 +164,8 @@ def main() -> int:
             row = [f"failed: {type(err).__name__}: {str(err).strip()[:100]}"] + ["-"] * 4
         lines.append(f"| {label} | " + " | ".join(row) + " |")
         print(lines[-1], flush=True)
-    for name, value in BASELINE.items():
-        if name != "chunk":
-            setattr(chunkwise_fwd, name, value)
+    for name in SETTINGS:
+        setattr(chunkwise_fwd, name, baseline[name])
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (Triton interpreter)"
     header = [
         "# Triton mLSTM launch-setting sweep",

@@ -374,13 +374,13 @@ def launch_bwd(q, k, v, dh, g, C_all, n_all, m_all, m_row, rz, dden, cq, cn, u, 
     prec = dot_precision(q.dtype)
     scale = DK**-0.5
 
-    def nan(*shape):
+    def f32_output(*shape):
         return new_output(shape, torch.float32, dev)
 
-    dC_out, dn_out = nan(B, H, NC, DK, DV), nan(B, H, NC, DK)
-    dC0, dn0 = nan(B, H, DK, DV), nan(B, H, DK)
+    dC_out, dn_out = f32_output(B, H, NC, DK, DV), f32_output(B, H, NC, DK)
+    dC0, dn0 = f32_output(B, H, DK, DV), f32_output(B, H, DK)
     nsk, nsv = triton.cdiv(DK, SK), triton.cdiv(DV, SV)
-    e_part = nan(B, H, NC, nsk * nsv)
+    e_part = f32_output(B, H, NC, nsk * nsv)
     _bwd_state_kernel[(nsk, nsv, B * H)](
         q, dh, g["cs"], g["seg"], cq, cn, C_all, n_all, m_all, dC_T, dn_T, dC_out, dn_out, dC0, dn0, e_part,
         T, H, NC, DK, DV, L=chunk_size, BK=SK, BV=SV, LOWP=state_dot_lowp(q.dtype),
@@ -388,7 +388,7 @@ def launch_bwd(q, k, v, dh, g, C_all, n_all, m_all, m_row, rz, dden, cq, cn, u, 
     )  # fmt: skip
 
     nblocks = NC * (chunk_size // block_l)
-    dq, dk, dv = nan(B, H, T, DK), nan(B, H, T, DK), nan(B, H, T, DV)
+    dq, dk, dv = f32_output(B, H, T, DK), f32_output(B, H, T, DK), f32_output(B, H, T, DV)
     meta = {"L": chunk_size, "BL": block_l, "BK": BK, "BV": BV, "DOT_PREC": prec, "GRAD_FP32": fwd.GRAD_DOT_FP32}
     meta.update(num_warps=fwd.CHUNK_WARPS, num_stages=fwd.CHUNK_STAGES)
     _bwd_dq_kernel[(nblocks, nkb, B * H)](

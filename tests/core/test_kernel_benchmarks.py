@@ -37,10 +37,12 @@ def test_a_failing_call_becomes_an_error_text():
 
 def test_report_table_speedups_and_incomplete_marker(tmp_path):
     report = KernelReport("t", "cmd", CPU, tmp_path / "r.md")
-    report.add(Row("S1", "ours", "fwd+bwd", Measurement(median_ms=2.0, peak_mib=10)))
-    report.add(Row("S1", "theirs", "fwd+bwd", Measurement(median_ms=5.0)))
-    report.add(Row("S1", "theirs", "fwd", Measurement(error="boom")))
-    report.add(Row("S2", "ours", "fwd+bwd", Measurement(median_ms=1.0)))
+    report.rows += [  # single passes too: a table cell without a row prints "-"
+        Row("S1", "ours", "fwd+bwd", Measurement(median_ms=2.0, peak_mib=10)),
+        Row("S1", "theirs", "fwd+bwd", Measurement(median_ms=5.0)),
+        Row("S1", "theirs", "fwd", Measurement(error="boom")),
+        Row("S2", "ours", "fwd+bwd", Measurement(median_ms=1.0)),
+    ]
     assert report.speedups("ours", "theirs") == {"S1": 2.5}  # S2 has no "theirs" row
     text = report.write(complete=False)
     assert "**Incomplete" in text and (tmp_path / "r.md").read_text() == text
@@ -90,6 +92,11 @@ def test_the_recorded_command_parses_back(tmp_path):
     words = shlex.split(recorded.split("`")[1])
     assert words[:3] == ["xlstm-seq", "kernels", "bench"]
     assert vars(build_parser().parse_args(words[1:])) == vars(build_parser().parse_args(argv))
+
+
+def test_unknown_mlstm_provider_is_named(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown provider\(s\) \['tfla'\]; valid: ours,reference,sdpa"):
+        main(["kernels", "bench", "--op", "mlstm", "--device", "cpu", "--providers", "ours,tfla", "--no-track"])
 
 
 def test_gpu_ops_on_a_machine_without_cuda_and_core_on_cuda_are_refused():

@@ -1,7 +1,8 @@
 """The report shared by the GPU kernel benchmarks (``kernels bench --op mlstm|slstm``): rows, markdown, MLflow.
 
-A row is one (shape, provider, pass) measurement. The markdown is rewritten after every shape, so a run stopped
-part-way (a lease that ends, a provider that hangs) leaves the rows it finished, marked incomplete.
+A row is one (shape, provider, pass) measurement. The benchmarks rewrite the markdown after every provider, so a run
+stopped part-way (a lease that ends, a provider that hangs or aborts) leaves the rows it finished, marked
+incomplete.
 """
 
 from __future__ import annotations
@@ -66,13 +67,12 @@ class KernelReport:
     rows: list[Row] = field(default_factory=list)
     started: str = field(default_factory=lambda: _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"))
 
-    def add(self, row: Row) -> None:
-        self.rows.append(row)
+    def add_passes(self, shape: str, provider: str, fwd: Measurement, fwd_bwd: Measurement) -> None:
+        """The forward and forward+backward rows of one provider at one shape."""
+        self.rows += [Row(shape, provider, "fwd", fwd), Row(shape, provider, "fwd+bwd", fwd_bwd)]
 
     def header(self) -> list[str]:
-        versions = ", ".join(
-            f"{name} {_version(name)}" for name in ("torch", "triton", *self.baselines) if name != "torch"
-        )
+        versions = ", ".join(f"{name} {_version(name)}" for name in ("triton", *self.baselines))
         return [
             f"# {self.title}",
             "",

@@ -26,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from xlstm_seq.benchmarking.device_timing import Measurement, measure_passes
-from xlstm_seq.benchmarking.kernel_report import KernelReport, Row
+from xlstm_seq.benchmarking.kernel_report import KernelReport
 
 __all__ = ["MLSTMShape", "run_mlstm_benchmark"]
 
@@ -150,6 +150,9 @@ def run_mlstm_benchmark(
     providers: tuple[str, ...] = PROVIDER_KEYS,
 ) -> str:
     """Measures every provider at every shape and writes ``out``; returns the markdown."""
+    unknown = sorted(set(providers) - set(PROVIDER_KEYS))
+    if unknown:
+        raise ValueError(f"kernels bench --op mlstm: unknown provider(s) {unknown}; valid: {','.join(PROVIDER_KEYS)}")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"kernels bench --op mlstm --device {device}: torch sees no CUDA device here")
@@ -191,19 +194,15 @@ def run_mlstm_benchmark(
         for label, run, why in chosen:
             bar.set_postfix_str(label)
             if run is None:
-                for passes in ("fwd", "fwd+bwd"):
-                    report.add(Row(shape.label(), label, passes, Measurement(error=why)))
+                report.add_passes(shape.label(), label, Measurement(error=why), Measurement(error=why))
                 continue
-            fwd, fwd_bwd = _measure_provider(run, inputs, dev)
-            report.add(Row(shape.label(), label, "fwd", fwd))
-            report.add(Row(shape.label(), label, "fwd+bwd", fwd_bwd))
+            report.add_passes(shape.label(), label, *_measure_provider(run, inputs, dev))
             report.write(complete=False)  # a provider that crashes the process leaves the rows before it
         del inputs
         if "sdpa" in providers:
             sdpa, make = _sdpa(shape)
-            fwd, fwd_bwd = _measure_provider(sdpa, make(dev, dtype), dev)
-            report.add(Row(shape.label(), "torch SDPA flash (32 heads x 128, causal)", "fwd", fwd))
-            report.add(Row(shape.label(), "torch SDPA flash (32 heads x 128, causal)", "fwd+bwd", fwd_bwd))
+            label = "torch SDPA flash (32 heads x 128, causal)"
+            report.add_passes(shape.label(), label, *_measure_provider(sdpa, make(dev, dtype), dev))
             report.write(complete=False)
     text = report.write(complete=True, extra=_summary(report, chunk_sizes))
     if track:

@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from xlstm_seq.benchmarking.device_timing import Measurement, measure_passes
-from xlstm_seq.benchmarking.kernel_report import KernelReport, Row
+from xlstm_seq.benchmarking.kernel_report import KernelReport
 
 __all__ = ["run_slstm_benchmark"]
 
@@ -144,8 +144,7 @@ def run_slstm_benchmark(
                 except Exception as err:  # noqa: BLE001 - a baseline that cannot build must not end the run
                     msg = f"{type(err).__name__}: {str(err).strip()[:120]}"
                     results = (Measurement(error=msg), Measurement(error=msg))
-            report.add(Row(label, name, "fwd", results[0]))
-            report.add(Row(label, name, "fwd+bwd", results[1]))
+            report.add_passes(label, name, *results)
             report.write(complete=False)  # a provider that hangs or crashes the process leaves the rows before it
     text = report.write(complete=True, extra=_summary(report))
     if track:

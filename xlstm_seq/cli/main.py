@@ -162,7 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
         "their peers (benchmarks/mlstm_gpu.md, benchmarks/slstm_gpu.md)",
     )
     bench.add_argument("--device", default="cpu", help="device to benchmark (default: cpu; cuda for --op mlstm/slstm)")
-    bench.add_argument("--out", help="markdown file to write (default: benchmarks/<op>_<device>.md)")
+    bench.add_argument(
+        "--out", help="markdown file to write (default: benchmarks/core_cpu.md, mlstm_gpu.md or slstm_gpu.md)"
+    )
     bench.add_argument(
         "--providers",
         help="--op mlstm: comma-separated subset of ours,reference,sdpa,xl_chunk_siging,limit_chunk,xl_chunk",
