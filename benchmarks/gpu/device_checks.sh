@@ -57,7 +57,7 @@ for stage in $STAGES; do
     mlstm_bench)
       stamp mlstm bench
       timeout "$T_MLSTM_BENCH" python3 -m xlstm_seq.cli.main kernels bench --op mlstm --device cuda --no-track \
-        --providers ours,reference,sdpa --out "$OUT/mlstm_gpu.md" 2>&1 | tee -a "$OUT/bench.log" | tail -5 ;;
+        --providers "${MLSTM_BENCH_PROVIDERS:-ours,reference,sdpa}" --out "$OUT/mlstm_gpu.md" 2>&1 | tee -a "$OUT/bench.log" | tail -5 ;;
     mlstm_tfla)  # its own process: Triton 3.6's LLVM aborted on compiling triton_xl_chunk once (2026-12-04)
       stamp mlstm bench, mlstm_kernels
       timeout "$T_MLSTM_TFLA" python3 -m xlstm_seq.cli.main kernels bench --op mlstm --device cuda --no-track \

@@ -23,7 +23,7 @@ import triton
 import triton.language as tl
 
 from . import chunkwise_fwd as fwd  # launch settings read at call time, so a tuning sweep can set them
-from .chunkwise_fwd import _block, dot_precision, new_output, state_dot_lowp
+from .chunkwise_fwd import _block, dot_precision, new_output
 from .tiles import rows_dot_state_t, rows_gram
 
 __all__ = ["launch_bwd"]
@@ -368,7 +368,8 @@ def launch_bwd(q, k, v, dh, g, C_all, n_all, m_all, m_row, rz, dden, cq, cn, u, 
     DV = v.shape[-1]
     NC = g["NC"]
     dev = q.device
-    SK, SV = _block(DK, fwd.STATE_BLOCK), _block(DV, fwd.STATE_BLOCK)
+    state_cap, state_stages, state_lowp = fwd.state_tiles(q.dtype)
+    SK, SV = _block(DK, state_cap), _block(DV, state_cap)
     BK, BV = _block(DK, fwd.CHUNK_BLOCK), _block(DV, fwd.CHUNK_BLOCK)
     nkb, nvb = triton.cdiv(DK, BK), triton.cdiv(DV, BV)
     prec = dot_precision(q.dtype)
@@ -383,8 +384,8 @@ def launch_bwd(q, k, v, dh, g, C_all, n_all, m_all, m_row, rz, dden, cq, cn, u, 
     e_part = f32_output(B, H, NC, nsk * nsv)
     _bwd_state_kernel[(nsk, nsv, B * H)](
         q, dh, g["cs"], g["seg"], cq, cn, C_all, n_all, m_all, dC_T, dn_T, dC_out, dn_out, dC0, dn0, e_part,
-        T, H, NC, DK, DV, L=chunk_size, BK=SK, BV=SV, LOWP=state_dot_lowp(q.dtype),
-        num_warps=fwd.STATE_WARPS, num_stages=fwd.STATE_STAGES,
+        T, H, NC, DK, DV, L=chunk_size, BK=SK, BV=SV, LOWP=state_lowp,
+        num_warps=fwd.STATE_WARPS, num_stages=state_stages,
     )  # fmt: skip
 
     nblocks = NC * (chunk_size // block_l)

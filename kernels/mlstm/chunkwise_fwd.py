@@ -28,16 +28,16 @@ __all__ = ["launch_fwd_out", "launch_fwd_state", "new_output"]
 #: Test hook: True makes every kernel output start as NaN, so that an element a kernel never writes fails a test.
 #: Off outside tests: filling the fp32 chunk states costs a full extra write (2 GiB at TFLA's T = 8,192 shape).
 POISON_OUTPUTS = False
-#: 16-bit inputs: True runs the state recurrences' k^T v (and q^T dh) products on tensor cores with the operands in
-#: the input dtype (fp32 accumulation); False (default, the setting verified on a GPU) keeps fp32 IEEE dots on the
-#: CUDA cores. A tuning switch for benchmarks/gpu/mlstm_sweep.py until a GPU run decides it.
-STATE_DOT_LOWP = False
-#: 16-bit inputs: True keeps the score gradients dS and the weights P in fp32 (tf32 dots) in the backward's dq, dk,
-#: dv products instead of rounding them to the input dtype first (rounding is flash-attention's choice and our default).
-#: The H200 run found the exponential gate's bf16 di/df up to 1.5x over the 2x-reference-error bound; rounding dS
-#: to bf16 (7 mantissa bits) is the suspect, and this the candidate fix, for the sweep to weigh against its cost.
-#: Under the interpreter in fp16 it lowers the gradients' norm error by 0-20% and fixes nothing there.
-GRAD_DOT_FP32 = False
+#: 16-bit inputs: True (default) runs the state recurrences' k^T v (and q^T dh) products on tensor cores with the
+#: operands in the input dtype (fp32 accumulation); False keeps fp32 IEEE dots on the CUDA cores. H200, bf16, TFLA's
+#: T = 8,192 shape (benchmarks/mlstm_gpu_sweep_1.md): the forward state kernel 8.6 -> 3.0 ms, and with 64-wide tiles
+#: 1.4 ms; worst gradient error 1.65x the bf16 reference's (norm), within the tests' 2x.
+STATE_DOT_LOWP = True
+#: 16-bit inputs: True (default) keeps the score gradients dS and the weights P in fp32 (tf32 dots) in the backward's
+#: dq, dk, dv products instead of rounding them to the input dtype first (flash-attention's choice). The first H200
+#: run found the exponential gate's bf16 di/df over the tests' 2x-reference-error bound with rounding; in the sweep
+#: (benchmarks/mlstm_gpu_sweep_1.md) keeping fp32 lowered di's norm error from 1.59x to under 1.39x for 2% more time.
+GRAD_DOT_FP32 = True
 
 
 def new_output(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -246,12 +246,21 @@ def _block(d: int, cap: int) -> int:
     return min(cap, max(16, triton.next_power_of_2(d)))
 
 
-# Launch settings, chosen so that ptxas reports no (or little) register spilling for sm_90 at DK=128, DV=256 in
-# bf16/fp16/fp32 (checked by compiling for the target without a GPU); NOT timed on a GPU yet (no autotuning: the
-# interpreter cannot benchmark configs). State kernels: small head-dim tiles (more programs for the sequential walk
-# over chunks); chunk kernels: 8 warps for the 64 x 64 fp32 tiles.
-STATE_BLOCK, STATE_WARPS, STATE_STAGES = 32, 4, 1
-CHUNK_BLOCK, CHUNK_WARPS, CHUNK_STAGES = 64, 8, 2
+# Launch settings, timed on an H200 in bf16 at TFLA's T = 8,192 shape (benchmarks/mlstm_gpu_sweep_1.md; no
+# autotuning: the interpreter cannot benchmark configs). State kernels: 64-wide head-dim tiles with a two-stage
+# prefetch of the next chunk's k and v (with tensor-core dots 1.4 ms against 3.0 ms for 32-wide single-stage tiles;
+# 64-wide tiles with fp32 IEEE dots spill and take 56 ms, so they go with STATE_DOT_LOWP only: see state_block);
+# chunk kernels: 4 warps for the 64 x 64 tiles (output kernel 6.6 -> 4.7 ms against 8 warps).
+STATE_BLOCK, STATE_WARPS, STATE_STAGES = 64, 4, 2
+STATE_BLOCK_IEEE, STATE_STAGES_IEEE = 32, 1  # the state kernels' tiles when their dots run in fp32 IEEE
+CHUNK_BLOCK, CHUNK_WARPS, CHUNK_STAGES = 64, 4, 2
+
+
+def state_tiles(dtype: torch.dtype) -> tuple[int, int, bool]:
+    """(tile cap, pipeline stages, tensor-core dots) of the state kernels for inputs of this dtype."""
+    if state_dot_lowp(dtype):
+        return STATE_BLOCK, STATE_STAGES, True
+    return STATE_BLOCK_IEEE, STATE_STAGES_IEEE, False
 
 
 def dot_precision(dtype: torch.dtype) -> str:
@@ -271,11 +280,12 @@ def launch_fwd_state(k, v, cs, logi, seg, mloc, C0, n0, m0, chunk_size: int):
     C_all = new_output((B, H, NC + 1, DK, DV), torch.float32, k.device)
     n_all = new_output((B, H, NC + 1, DK), torch.float32, k.device)
     m_all = new_output((B, H, NC + 1), torch.float32, k.device)
-    BK, BV = _block(DK, STATE_BLOCK), _block(DV, STATE_BLOCK)
+    cap, stages, lowp = state_tiles(k.dtype)
+    BK, BV = _block(DK, cap), _block(DV, cap)
     grid = (triton.cdiv(DK, BK), triton.cdiv(DV, BV), B * H)
     _fwd_state_kernel[grid](
         k, v, cs, logi, seg, mloc, C0, n0, m0, C_all, n_all, m_all, T, H, NC, DK, DV,
-        L=chunk_size, BK=BK, BV=BV, LOWP=state_dot_lowp(k.dtype), num_warps=STATE_WARPS, num_stages=STATE_STAGES,
+        L=chunk_size, BK=BK, BV=BV, LOWP=lowp, num_warps=STATE_WARPS, num_stages=stages,
     )  # fmt: skip
     return C_all, n_all, m_all
 

@@ -428,18 +428,31 @@ def test_gpu_bf16_real_shapes_within_twice_the_reference_error(T, DK, DV, L, gat
 
 @gpu
 @needs_cuda
-def test_gpu_bf16_state_passing_equals_one_pass():
+def test_gpu_bf16_state_passing_within_twice_the_reference_error():
+    """A split inside a chunk (1,500 of 4,096, chunk 64) carried through the state is as accurate as one bf16 pass
+    of the reference: h and the final state within twice its error against float64. (Compared with our own one pass
+    at bf16 tolerance, 72 of 8.4M outputs differed on an H200: the two runs round different chunk layouts.)"""
     x = _bf16_case(2, 4, 4096, 128, 256)
+    cuda = torch.device("cuda")
+
+    def one_pass(fn, dtype):
+        state_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+        state = tuple(s.to(cuda, state_dtype) for s in x["initial_state"])
+        with torch.no_grad():
+            h, final = fn(*(x[name].to(cuda, dtype) for name in "qkvif"), state, x["resets"].cuda(), chunk_size=64)
+        return dict(zip(OUTPUTS, (h, *final), strict=True))
+
+    exact, ref_low = one_pass(mlstm_chunkwise, torch.float64), one_pass(mlstm_chunkwise, torch.bfloat16)
     q, k, v, i, f = (x[name].cuda().bfloat16() for name in "qkvif")
-    state, resets = tuple(s.cuda() for s in x["initial_state"]), x["resets"].cuda()
-    h_full, state_full = _triton(q, k, v, i, f, state, resets, chunk_size=64)
+    state, resets = tuple(s.cuda().float() for s in x["initial_state"]), x["resets"].cuda()
     hs = []
     for sl in (slice(0, 1500), slice(1500, None)):
-        h, state = _triton(*(t[:, :, sl] for t in (q, k, v, i, f)), state, resets[:, sl], chunk_size=64)
+        with torch.no_grad():
+            h, state = _triton(*(t[:, :, sl] for t in (q, k, v, i, f)), state, resets[:, sl], chunk_size=64)
         hs.append(h)
-    assert_close(torch.cat(hs, dim=2).float(), h_full.float(), torch.bfloat16, msg="h")
-    for name, s, s_full in zip("Cnm", state, state_full, strict=True):
-        assert_close(s, s_full, torch.float32, msg=name)
+    split = dict(zip(OUTPUTS, (torch.cat(hs, dim=2), *state), strict=True))
+    for name in OUTPUTS:
+        assert_within_reference_error(split[name], ref_low[name], exact[name], msg=name)
 
 
 @gpu
