@@ -24,7 +24,7 @@ import triton.language as tl
 
 from . import chunkwise_fwd as fwd  # launch settings read at call time, so a tuning sweep can set them
 from .chunkwise_fwd import _block, dot_precision, new_output
-from .tiles import rows_dot_state_t, rows_gram
+from .tiles import rows_dot_state_t, rows_gram, split_dot
 
 __all__ = ["launch_bwd"]
 
@@ -58,7 +58,7 @@ def _bwd_state_kernel(
     L: tl.constexpr,
     BK: tl.constexpr,
     BV: tl.constexpr,
-    LOWP: tl.constexpr,
+    SPLITS: tl.constexpr,
 ):
     pid_k = tl.program_id(0)
     pid_v = tl.program_id(1)
@@ -102,8 +102,8 @@ def _bwd_state_kernel(
         qt = tl.load(Q + bh * T * DK + t[:, None] * DK + offs_k[None, :], mask=mask_t[:, None] & mask_k[None, :])
         dht = tl.load(DH + bh * T * DV + t[:, None] * DV + offs_v[None, :], mask=mask_t[:, None] & mask_v[None, :])
         qt = qt.to(tl.float32)
-        if LOWP:  # tensor cores: operands in the input dtype, fp32 accumulation
-            dC = a * dC + tl.dot(tl.trans((qt * cq[:, None]).to(dht.dtype)), dht, out_dtype=tl.float32)
+        if SPLITS > 0:  # tensor cores: q * cq as SPLITS input-dtype terms, fp32 accumulation
+            dC = a * dC + split_dot(tl.trans(qt * cq[:, None]), dht, SPLITS)
         else:
             dC = a * dC + tl.dot(tl.trans(qt * cq[:, None]), dht.to(tl.float32), input_precision="ieee")
         dn = a * dn + tl.sum(qt * cn[:, None], axis=0)
@@ -368,7 +368,7 @@ def launch_bwd(q, k, v, dh, g, C_all, n_all, m_all, m_row, rz, dden, cq, cn, u, 
     DV = v.shape[-1]
     NC = g["NC"]
     dev = q.device
-    state_cap, state_stages, state_lowp = fwd.state_tiles(q.dtype)
+    state_cap, state_stages, state_splits = fwd.state_tiles(q.dtype)
     SK, SV = _block(DK, state_cap), _block(DV, state_cap)
     BK, BV = _block(DK, fwd.CHUNK_BLOCK), _block(DV, fwd.CHUNK_BLOCK)
     nkb, nvb = triton.cdiv(DK, BK), triton.cdiv(DV, BV)
@@ -384,7 +384,7 @@ def launch_bwd(q, k, v, dh, g, C_all, n_all, m_all, m_row, rz, dden, cq, cn, u, 
     e_part = f32_output(B, H, NC, nsk * nsv)
     _bwd_state_kernel[(nsk, nsv, B * H)](
         q, dh, g["cs"], g["seg"], cq, cn, C_all, n_all, m_all, dC_T, dn_T, dC_out, dn_out, dC0, dn0, e_part,
-        T, H, NC, DK, DV, L=chunk_size, BK=SK, BV=SV, LOWP=state_lowp,
+        T, H, NC, DK, DV, L=chunk_size, BK=SK, BV=SV, SPLITS=state_splits,
         num_warps=fwd.STATE_WARPS, num_stages=state_stages,
     )  # fmt: skip
 

@@ -21,18 +21,21 @@ import torch
 import triton
 import triton.language as tl
 
-from .tiles import rows_gram
+from .tiles import rows_gram, split_dot
 
 __all__ = ["launch_fwd_out", "launch_fwd_state", "new_output"]
 
 #: Test hook: True makes every kernel output start as NaN, so that an element a kernel never writes fails a test.
 #: Off outside tests: filling the fp32 chunk states costs a full extra write (2 GiB at TFLA's T = 8,192 shape).
 POISON_OUTPUTS = False
-#: 16-bit inputs: True (default) runs the state recurrences' k^T v (and q^T dh) products on tensor cores with the
-#: operands in the input dtype (fp32 accumulation); False keeps fp32 IEEE dots on the CUDA cores. H200, bf16, TFLA's
-#: T = 8,192 shape (benchmarks/mlstm_gpu_sweep_1.md): the forward state kernel 8.6 -> 3.0 ms, and with 64-wide tiles
-#: 1.4 ms; worst gradient error 1.65x the bf16 reference's (norm), within the tests' 2x.
-STATE_DOT_LOWP = True
+#: 16-bit inputs: how the state recurrences' k^T v (and q^T dh) products run. 0: fp32 IEEE dots on the CUDA cores.
+#: n >= 1: tensor-core dots, the fp32 left operand (k scaled by its gate weight) split into n input-dtype terms
+#: (hi + mid + lo: 3 x 8 bits cover bf16's 24-bit fp32 mantissa), fp32 accumulation; v and dh are exact in the
+#: input dtype. H200, bf16, TFLA's T = 8,192 shape (benchmarks/mlstm_gpu_sweep_1.md, _2.md): the forward state
+#: kernel takes 8.6 ms with IEEE dots, 1.4 ms with one term; but one term leaves the returned C with bf16's
+#: rounding (max error 0.02-0.03 against 2.5e-6 to 9e-6 for the reference, which accumulates in fp32), so the
+#: default takes three.
+STATE_DOT_SPLITS = 3
 #: 16-bit inputs: True (default) keeps the score gradients dS and the weights P in fp32 (tf32 dots) in the backward's
 #: dq, dk, dv products instead of rounding them to the input dtype first (flash-attention's choice). The first H200
 #: run found the exponential gate's bf16 di/df over the tests' 2x-reference-error bound with rounding; in the sweep
@@ -47,8 +50,9 @@ def new_output(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device)
     return torch.empty(shape, dtype=dtype, device=device)
 
 
-def state_dot_lowp(dtype: torch.dtype) -> bool:
-    return STATE_DOT_LOWP and dtype in (torch.float16, torch.bfloat16)
+def state_dot_splits(dtype: torch.dtype) -> int:
+    """Input-dtype terms per state-recurrence product (0: fp32 IEEE dots); fp32 inputs always take IEEE dots."""
+    return STATE_DOT_SPLITS if dtype in (torch.float16, torch.bfloat16) else 0
 
 
 @triton.jit(do_not_specialize=["T", "NC"])
@@ -76,7 +80,7 @@ def _fwd_state_kernel(
     L: tl.constexpr,
     BK: tl.constexpr,
     BV: tl.constexpr,
-    LOWP: tl.constexpr,
+    SPLITS: tl.constexpr,
 ):
     pid_k = tl.program_id(0)
     pid_v = tl.program_id(1)
@@ -120,8 +124,8 @@ def _fwd_state_kernel(
         kt = tl.load(K + bh * T * DK + t[:, None] * DK + offs_k[None, :], mask=mask_t[:, None] & mask_k[None, :])
         vt = tl.load(V + bh * T * DV + t[:, None] * DV + offs_v[None, :], mask=mask_t[:, None] & mask_v[None, :])
         ku = kt.to(tl.float32) * u[:, None]  # (L, BK)
-        if LOWP:  # tensor cores: operands in the input dtype, fp32 accumulation
-            C = a * C + tl.dot(tl.trans(ku.to(kt.dtype)), vt, out_dtype=tl.float32)
+        if SPLITS > 0:  # tensor cores: ku as SPLITS input-dtype terms, fp32 accumulation
+            C = a * C + split_dot(tl.trans(ku), vt, SPLITS)
         else:
             C = a * C + tl.dot(tl.trans(ku), vt.to(tl.float32), input_precision="ieee")
         n = a * n + tl.sum(ku, axis=0)
@@ -249,18 +253,20 @@ def _block(d: int, cap: int) -> int:
 # Launch settings, timed on an H200 in bf16 at TFLA's T = 8,192 shape (benchmarks/mlstm_gpu_sweep_1.md; no
 # autotuning: the interpreter cannot benchmark configs). State kernels: 64-wide head-dim tiles with a two-stage
 # prefetch of the next chunk's k and v (with tensor-core dots 1.4 ms against 3.0 ms for 32-wide single-stage tiles;
-# 64-wide tiles with fp32 IEEE dots spill and take 56 ms, so they go with STATE_DOT_LOWP only: see state_block);
-# chunk kernels: 4 warps for the 64 x 64 tiles (output kernel 6.6 -> 4.7 ms against 8 warps).
+# 64-wide tiles with fp32 IEEE dots spill and take 56 ms, so they go with tensor-core dots only: see state_tiles);
+# chunk kernels: 4 warps for the 64 x 64 tiles, one stage (output kernel 6.6 ms with 8 warps and 2 stages, 4.7 ms
+# with 4 and 2, 2.9 ms with 4 and 1; fwd+bwd 21.8 -> 19.1 ms from the stages).
 STATE_BLOCK, STATE_WARPS, STATE_STAGES = 64, 4, 2
 STATE_BLOCK_IEEE, STATE_STAGES_IEEE = 32, 1  # the state kernels' tiles when their dots run in fp32 IEEE
-CHUNK_BLOCK, CHUNK_WARPS, CHUNK_STAGES = 64, 4, 2
+CHUNK_BLOCK, CHUNK_WARPS, CHUNK_STAGES = 64, 4, 1
 
 
-def state_tiles(dtype: torch.dtype) -> tuple[int, int, bool]:
-    """(tile cap, pipeline stages, tensor-core dots) of the state kernels for inputs of this dtype."""
-    if state_dot_lowp(dtype):
-        return STATE_BLOCK, STATE_STAGES, True
-    return STATE_BLOCK_IEEE, STATE_STAGES_IEEE, False
+def state_tiles(dtype: torch.dtype) -> tuple[int, int, int]:
+    """(tile cap, pipeline stages, dot splits) of the state kernels for inputs of this dtype."""
+    splits = state_dot_splits(dtype)
+    if splits:
+        return STATE_BLOCK, STATE_STAGES, splits
+    return STATE_BLOCK_IEEE, STATE_STAGES_IEEE, 0
 
 
 def dot_precision(dtype: torch.dtype) -> str:
@@ -280,12 +286,12 @@ def launch_fwd_state(k, v, cs, logi, seg, mloc, C0, n0, m0, chunk_size: int):
     C_all = new_output((B, H, NC + 1, DK, DV), torch.float32, k.device)
     n_all = new_output((B, H, NC + 1, DK), torch.float32, k.device)
     m_all = new_output((B, H, NC + 1), torch.float32, k.device)
-    cap, stages, lowp = state_tiles(k.dtype)
+    cap, stages, splits = state_tiles(k.dtype)
     BK, BV = _block(DK, cap), _block(DV, cap)
     grid = (triton.cdiv(DK, BK), triton.cdiv(DV, BV), B * H)
     _fwd_state_kernel[grid](
         k, v, cs, logi, seg, mloc, C0, n0, m0, C_all, n_all, m_all, T, H, NC, DK, DV,
-        L=chunk_size, BK=BK, BV=BV, LOWP=lowp, num_warps=STATE_WARPS, num_stages=stages,
+        L=chunk_size, BK=BK, BV=BV, SPLITS=splits, num_warps=STATE_WARPS, num_stages=stages,
     )  # fmt: skip
     return C_all, n_all, m_all
 

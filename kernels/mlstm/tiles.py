@@ -46,3 +46,17 @@ def rows_dot_state_t(
         st = tl.load(S + offs_k[:, None] * DV + e0 + offs_e[None, :], mask=mask_k[:, None] & mask_e[None, :], other=0.0)
         acc += tl.dot(xt.to(tl.float32), tl.trans(st), input_precision=DOT_PREC)
     return acc
+
+
+@triton.jit
+def split_dot(a, b, SPLITS: tl.constexpr):
+    """``a @ b`` in fp32 on tensor cores for fp32 ``a`` and 16-bit ``b``: ``a`` is split into SPLITS terms in b's
+    dtype (each the rounding of what the earlier terms left), so three bf16 terms carry a's full 24-bit mantissa."""
+    rest = a
+    part = rest.to(b.dtype)
+    acc = tl.dot(part, b, out_dtype=tl.float32)
+    for _ in tl.static_range(SPLITS - 1):
+        rest = rest - part.to(tl.float32)
+        part = rest.to(b.dtype)
+        acc = tl.dot(part, b, acc=acc, out_dtype=tl.float32)
+    return acc
