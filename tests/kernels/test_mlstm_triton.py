@@ -358,12 +358,17 @@ dt, prec = sys.argv[1], ("ieee" if sys.argv[1] == "fp32" else "tf32")
 f32 = {n: "*fp32" for n in "CS LOGI LOGIM MLOC M_ROW RZ DDEN CQ CN U C0 N0 M0 C_ALL N_ALL M_ALL DEN_ROW DC_T DN_T "
        "DC_OUT DN_OUT DC0 DN0 E_PART DQ DK_OUT DV_OUT C N M C_NEW N_NEW M_NEW".split()}
 ptrs = {**f32, "SEG": "*i32", **{n: "*" + dt for n in "Q K V I F DH H_OUT".split()}}
-state = {"L": 64, "BK": 32, "BV": 32}
-chunk = {"L": 128, "BL": 64, "BK": 64, "BV": 64, "DOT_PREC": prec}
-kernels = [(fw._fwd_state_kernel, state, 4, 1), (fw._fwd_out_kernel, chunk, 8, 2), (bw._bwd_state_kernel, state, 4, 1),
-           (bw._bwd_dq_kernel, chunk, 8, 2), (bw._bwd_dk_kernel, chunk, 8, 2), (bw._bwd_dv_kernel, chunk, 8, 2),
+import torch
+# The launch settings the kernels run with (chunkwise_fwd's), at DK = 128, DV = 256.
+cap, state_stages, splits = fw.state_tiles(torch.float32 if dt == "fp32" else torch.bfloat16)
+state = ({"L": 64, "BK": min(cap, 128), "BV": cap, "SPLITS": splits}, fw.STATE_WARPS, state_stages)
+chunk = {"L": 128, "BL": 64, "BK": fw.CHUNK_BLOCK, "BV": fw.CHUNK_BLOCK, "DOT_PREC": prec}
+chunk = ({**chunk, "GRAD_FP32": fw.GRAD_DOT_FP32}, fw.CHUNK_WARPS, fw.CHUNK_STAGES)
+kernels = [(fw._fwd_state_kernel, *state), (fw._fwd_out_kernel, *chunk), (bw._bwd_state_kernel, *state),
+           (bw._bwd_dq_kernel, *chunk), (bw._bwd_dk_kernel, *chunk), (bw._bwd_dv_kernel, *chunk),
            (step._kernel(), {"EXP_GATE": True, "BK": 64, "BV": 128}, 4, 3)]
 for fn, consts, warps, stages in kernels:
+    consts = {n: value for n, value in consts.items() if n in fn.arg_names}
     sig = {n: "constexpr" if n in consts else ptrs.get(n, "fp32" if n == "scale" else "i32") for n in fn.arg_names}
     src = ASTSource(fn, sig, consts)
     compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": warps, "num_stages": stages})
