@@ -50,7 +50,7 @@ for stage in $STAGES; do
       cat "$OUT/prewarm.log"
       stamp slstm tests
       timeout "$T_SLSTM_TESTS" "${PYTEST[@]}" -m gpu "$REPO/tests/kernels/test_slstm_cuda.py" 2>&1 | tee -a "$OUT/tests.log" | tail -40 ;;
-    forecast_gpu)  # the forecaster on CUDA (mLSTM and sLSTM backbones, CPU-loaded predictions equal); never run yet
+    forecast_gpu)  # the forecaster on CUDA (mLSTM and sLSTM backbones, CPU-loaded predictions equal); 2 passed on an H200, 2026-12-04
       stamp forecaster gpu tests
       timeout "${T_FORECAST_GPU:-120}" "${PYTEST[@]}" -m gpu "$REPO/tests/forecasting/test_forecaster_device.py" 2>&1 \
         | tee -a "$OUT/tests.log" | tail -20 ;;
