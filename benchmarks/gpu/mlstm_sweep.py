@@ -138,6 +138,32 @@ def _kernel_times(x, leaves, dh, chunk, device, time_ms) -> list[float]:
     return [time_ms(fn) for fn in (state, out, forward, forward_backward)]
 
 
+def _profile_lines(x, leaves, dh, chunk, device, top: int = 12) -> list[str]:
+    """Per-kernel table of one forward+backward under the committed settings (torch.profiler; device time on CUDA,
+    CPU time under the interpreter): where the time goes, the backward's kernels included."""
+    from torch.profiler import ProfilerActivity, profile
+    from xlstm_seq.kernels.mlstm import mlstm
+
+    def forward_backward():
+        h = mlstm(*(leaves[n] for n in "qkvif"), backend="triton", chunk_size=chunk)[0]
+        h.backward(dh)
+        for t in leaves.values():
+            t.grad = None
+
+    forward_backward()  # compiled and warm before it is profiled
+    cuda = device.type == "cuda"
+    with profile(activities=[ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU]) as prof:
+        forward_backward()
+        if cuda:
+            torch.cuda.synchronize()
+    key = "device_time_total" if cuda else "cpu_time_total"
+    events = sorted(prof.key_averages(), key=lambda e: getattr(e, key), reverse=True)
+    events = [e for e in events if getattr(e, key) > 0 and not e.key.startswith("ProfilerStep")][:top]
+    lines = ["| kernel (one forward+backward, committed settings) | calls | ms |", "|---|---|---|"]
+    lines += [f"| `{e.key[:90]}` | {e.count} | {getattr(e, key) / 1e3:.2f} |" for e in events]
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny shapes (a smoke run of the script)")
@@ -163,6 +189,8 @@ def main() -> int:
         " norm | the same, max-abs |",
         "|---|---|---|---|---|---|---|",
     ]
+    profile_lines = _profile_lines(x, leaves, dh, baseline["chunk"], device)
+    print("\n".join(profile_lines), flush=True)
     for change in variants:
         setting = {**baseline, **change}
         chunk = setting.pop("chunk")
@@ -190,7 +218,7 @@ def main() -> int:
         f" accuracy shape {acc_shape} against float64 (h and every gradient; 2.0 is the tests' bound)",
         "",
     ]
-    text = "\n".join(header + lines) + "\n"
+    text = "\n".join(header + profile_lines + [""] + lines) + "\n"
     print(text)
     if args.out:
         args.out.write_text(text, encoding="utf-8")
