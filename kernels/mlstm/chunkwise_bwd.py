@@ -368,7 +368,7 @@ def launch_bwd(q, k, v, dh, g, C_all, n_all, m_all, m_row, rz, dden, cq, cn, u, 
     DV = v.shape[-1]
     NC = g["NC"]
     dev = q.device
-    state_cap, state_stages, state_splits = fwd.state_tiles(q.dtype)
+    state_cap, state_stages, state_splits = fwd.state_tiles(q.dtype, backward=True)
     SK, SV = _block(DK, state_cap), _block(DV, state_cap)
     BK, BV = _block(DK, fwd.CHUNK_BLOCK), _block(DV, fwd.CHUNK_BLOCK)
     nkb, nvb = triton.cdiv(DK, BK), triton.cdiv(DV, BV)

@@ -115,6 +115,25 @@ def test_forward_and_backward_match_naive_fp32(T, DK, DV, L, gate, state, resets
 FP16_CASES = [(33, 16, 32, 16, "exp", True, True), (200, 32, 16, 32, "sigmoid", False, True)]
 
 
+def test_split_dot_carries_an_fp32_operand_in_three_16_bit_terms():
+    """split_dot (the state recurrences' tensor-core product): one fp16 term rounds the fp32 operand to 11 bits,
+    three carry all of its 24, so the product then errs no more than an fp32 matmul's accumulation."""
+    from split_dot_probe import split_dot_product
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(32, 32, generator=g) * torch.logspace(-3, 3, 32)  # (S, S) fp32, six decades
+    b = torch.randn(32, 32, generator=g).half()  # (S, S), exact in fp16
+    exact = a.double() @ b.double()
+    errors = {}
+    for splits in (1, 3):
+        out = torch.empty(32, 32, device=DEVICE)
+        split_dot_product[(1,)](a.to(DEVICE), b.to(DEVICE), out, SPLITS=splits, S=32)
+        errors[splits] = ((out.cpu().double() - exact).norm() / exact.norm()).item()
+    fp32_error = (((a @ b.float()).double() - exact).norm() / exact.norm()).item()
+    assert errors[1] > 1e-4, errors  # fp16's unit roundoff is 4.9e-4: one term really rounds
+    assert errors[3] < 4 * fp32_error + 1e-7, (errors, fp32_error)
+
+
 @pytest.mark.parametrize("setting", ["default", "state_ieee", "one_split", "grad_rounded"])
 @pytest.mark.parametrize(
     ("T", "DK", "DV", "L", "gate", "state", "resets"), FP16_CASES, ids=[_case_id(*c) for c in FP16_CASES]
@@ -360,11 +379,14 @@ f32 = {n: "*fp32" for n in "CS LOGI LOGIM MLOC M_ROW RZ DDEN CQ CN U C0 N0 M0 C_
 ptrs = {**f32, "SEG": "*i32", **{n: "*" + dt for n in "Q K V I F DH H_OUT".split()}}
 import torch
 # The launch settings the kernels run with (chunkwise_fwd's), at DK = 128, DV = 256.
-cap, state_stages, splits = fw.state_tiles(torch.float32 if dt == "fp32" else torch.bfloat16)
-state = ({"L": 64, "BK": min(cap, 128), "BV": cap, "SPLITS": splits}, fw.STATE_WARPS, state_stages)
+
+def state(backward):
+    cap, stages, splits = fw.state_tiles(torch.float32 if dt == "fp32" else torch.bfloat16, backward=backward)
+    return {"L": 64, "BK": cap, "BV": cap, "SPLITS": splits}, fw.STATE_WARPS, stages
+
 chunk = {"L": 128, "BL": 64, "BK": fw.CHUNK_BLOCK, "BV": fw.CHUNK_BLOCK, "DOT_PREC": prec}
 chunk = ({**chunk, "GRAD_FP32": fw.GRAD_DOT_FP32}, fw.CHUNK_WARPS, fw.CHUNK_STAGES)
-kernels = [(fw._fwd_state_kernel, *state), (fw._fwd_out_kernel, *chunk), (bw._bwd_state_kernel, *state),
+kernels = [(fw._fwd_state_kernel, *state(False)), (fw._fwd_out_kernel, *chunk), (bw._bwd_state_kernel, *state(True)),
            (bw._bwd_dq_kernel, *chunk), (bw._bwd_dk_kernel, *chunk), (bw._bwd_dv_kernel, *chunk),
            (step._kernel(), {"EXP_GATE": True, "BK": 64, "BV": 128}, 4, 3)]
 for fn, consts, warps, stages in kernels:
@@ -377,7 +399,7 @@ print("compiled", len(kernels))
 """
 
 
-@pytest.mark.parametrize("dtype", ["bf16", "fp32"])
+@pytest.mark.parametrize("dtype", ["bf16", "fp16", "fp32"])
 def test_kernels_compile_for_an_h100_without_a_gpu(dtype):
     import os
     import subprocess
