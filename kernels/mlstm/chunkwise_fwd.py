@@ -31,10 +31,10 @@ POISON_OUTPUTS = False
 #: 16-bit inputs: how the state recurrences' k^T v (and q^T dh) products run. 0: fp32 IEEE dots on the CUDA cores.
 #: n >= 1: tensor-core dots, the fp32 left operand (k scaled by its gate weight) split into n input-dtype terms
 #: (hi + mid + lo: 3 x 8 bits cover bf16's 24-bit fp32 mantissa), fp32 accumulation; v and dh are exact in the
-#: input dtype. H200, bf16, TFLA's T = 8,192 shape (benchmarks/mlstm_gpu_sweep_1.md, _2.md): the forward state
-#: kernel takes 8.6 ms with IEEE dots, 1.4 ms with one term; but one term leaves the returned C with bf16's
-#: rounding (max error 0.02-0.03 against 2.5e-6 to 9e-6 for the reference, which accumulates in fp32), so the
-#: default takes three.
+#: input dtype. H200, bf16, TFLA's T = 8,192 shape (benchmarks/mlstm_gpu_sweep_1.md to _3.md): the forward state
+#: kernel takes 8.6 ms with IEEE dots, 1.4 ms with one term and 1.8 ms with three; one term leaves the returned C
+#: with bf16's rounding (max error 0.02-0.03 against 2.5e-6 to 9e-6 for the reference, which accumulates in fp32;
+#: benchmarks/gpu_tests.md), so the default takes three.
 STATE_DOT_SPLITS = 3
 #: 16-bit inputs: True (default) keeps the score gradients dS and the weights P in fp32 (tf32 dots) in the backward's
 #: dq, dk, dv products instead of rounding them to the input dtype first (flash-attention's choice). The first H200
