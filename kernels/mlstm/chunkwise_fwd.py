@@ -50,17 +50,6 @@ def new_output(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device)
     return torch.empty(shape, dtype=dtype, device=device)
 
 
-def state_dot_splits(dtype: torch.dtype, *, backward: bool = False) -> int:
-    """Input-dtype terms per state-recurrence product (0: fp32 IEEE dots); fp32 inputs always take IEEE dots.
-
-    The forward's left operand k*u is bounded by |k| (u <= 1 under the stabiliser), so it fits any 16-bit dtype; the
-    backward's q*cq is not (cq = w / |den| grows as exp(m) where den nears its floor exp(-m)), so fp16, whose range
-    ends at 65,504, keeps IEEE dots there and only bf16 (fp32's range) splits."""
-    if dtype == torch.bfloat16 or (dtype == torch.float16 and not backward):
-        return STATE_DOT_SPLITS
-    return 0
-
-
 @triton.jit(do_not_specialize=["T", "NC"])
 def _fwd_state_kernel(
     # pointers
@@ -268,8 +257,13 @@ CHUNK_BLOCK, CHUNK_WARPS, CHUNK_STAGES = 64, 4, 1
 
 
 def state_tiles(dtype: torch.dtype, *, backward: bool = False) -> tuple[int, int, int]:
-    """(tile cap, pipeline stages, dot splits) of the forward's or the backward's state kernel for this dtype."""
-    splits = state_dot_splits(dtype, backward=backward)
+    """(tile cap, pipeline stages, dot splits) of the forward's or the backward's state kernel for this dtype.
+
+    16-bit inputs split their state products (STATE_DOT_SPLITS terms; 0 means fp32 IEEE dots), fp32 inputs never.
+    The forward's left operand k*u is bounded by |k| (u <= 1 under the stabiliser), so it fits any 16-bit dtype; the
+    backward's q*cq is not (cq = w / |den| grows as exp(m) where den nears its floor exp(-m)), so fp16, whose range
+    ends at 65,504, keeps IEEE dots there and only bf16 (fp32's range) splits."""
+    splits = STATE_DOT_SPLITS if dtype == torch.bfloat16 or (dtype == torch.float16 and not backward) else 0
     if splits:
         return STATE_BLOCK, STATE_STAGES, splits
     return STATE_BLOCK_IEEE, STATE_STAGES_IEEE, 0
