@@ -105,6 +105,19 @@ def _accuracy(device, dtype, chunk, shape):
     return f"{norm_ratios[worst_norm]:.2f} ({worst_norm})", f"{max_ratios[worst_max]:.2f} ({worst_max})"
 
 
+def _forward_backward(leaves, dh, chunk):
+    """One forward+backward of the Triton op on the leaves (gradients dropped after, so calls do not accumulate)."""
+    from xlstm_seq.kernels.mlstm import mlstm
+
+    def run():
+        h = mlstm(*(leaves[n] for n in "qkvif"), backend="triton", chunk_size=chunk)[0]
+        h.backward(dh)
+        for t in leaves.values():
+            t.grad = None
+
+    return run
+
+
 def _kernel_times(x, leaves, dh, chunk, device, time_ms) -> list[float]:
     """ms of the state kernel alone, the output kernel alone, the forward and the forward+backward."""
     from xlstm_seq.kernels.mlstm import chunkwise, chunkwise_fwd, mlstm
@@ -129,27 +142,15 @@ def _kernel_times(x, leaves, dh, chunk, device, time_ms) -> list[float]:
         with torch.no_grad():
             mlstm(*(x[n] for n in "qkvif"), backend="triton", chunk_size=chunk)
 
-    def forward_backward():
-        h = mlstm(*(leaves[n] for n in "qkvif"), backend="triton", chunk_size=chunk)[0]
-        h.backward(dh)
-        for t in leaves.values():
-            t.grad = None
-
-    return [time_ms(fn) for fn in (state, out, forward, forward_backward)]
+    return [time_ms(fn) for fn in (state, out, forward, _forward_backward(leaves, dh, chunk))]
 
 
 def _profile_lines(x, leaves, dh, chunk, device, top: int = 12) -> list[str]:
     """Per-kernel table of one forward+backward under the committed settings (torch.profiler; device time on CUDA,
     CPU time under the interpreter): where the time goes, the backward's kernels included."""
     from torch.profiler import ProfilerActivity, profile
-    from xlstm_seq.kernels.mlstm import mlstm
 
-    def forward_backward():
-        h = mlstm(*(leaves[n] for n in "qkvif"), backend="triton", chunk_size=chunk)[0]
-        h.backward(dh)
-        for t in leaves.values():
-            t.grad = None
-
+    forward_backward = _forward_backward(leaves, dh, chunk)
     forward_backward()  # compiled and warm before it is profiled
     cuda = device.type == "cuda"
     with profile(activities=[ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU]) as prof:
