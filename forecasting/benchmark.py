@@ -572,29 +572,54 @@ def run_benchmark(
     return cells
 
 
+ROLE_LABELS = {
+    "xlstm": "xLSTM (ours)",
+    "dlinear": "DLinear (ours)",
+    "nf_patchtst": "neuralforecast PatchTST",
+    "nf_dlinear": "neuralforecast DLinear",
+    "seasonal_naive": "seasonal naive",
+}
+"""Legend name of each kind of cell; the full model label of each cell stays in the markdown table."""
+
+
+def summary_bars(config: LongHorizonConfig, cells: list[Cell]) -> dict[str, dict[str, dict[int, float]]]:
+    """Test MSE (mean over seeds) as data set -> bar name -> horizon -> MSE, with the published PatchTST/64 MSE."""
+    bars: dict[str, dict[str, dict[int, float]]] = {}
+    for c in cells:
+        per_role = bars.setdefault(c.dataset, {})
+        per_role.setdefault(ROLE_LABELS.get(c.role, c.role), {})[c.horizon] = float(np.mean(c.mse))
+        published = _published(config, "PatchTST/64", c.dataset, c.horizon)
+        if published:
+            per_role.setdefault("PatchTST/64 (published)", {})[c.horizon] = published[0]
+    return bars
+
+
 def summary_figure(config: LongHorizonConfig, cells: list[Cell]):
-    """Grouped bars: test MSE of every model per data set and horizon, with the published PatchTST/64 MSE."""
+    """One panel per data set (each on its own scale): a bar per model kind at every horizon, lower is better."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = list(dict.fromkeys((c.dataset, c.horizon) for c in cells))
-    models = list(dict.fromkeys(c.model for c in cells))
-    series = {m: [np.nan] * len(keys) for m in [*models, "PatchTST/64 (published)"]}
-    for c in cells:
-        series[c.model][keys.index((c.dataset, c.horizon))] = float(np.mean(c.mse))
-    for i, (name, h) in enumerate(keys):
-        published = _published(config, "PatchTST/64", name, h)
-        series["PatchTST/64 (published)"][i] = published[0] if published else np.nan
-    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(keys)), 4))
-    width = 0.8 / len(series)
-    for j, (label, values) in enumerate(series.items()):
-        ax.bar(np.arange(len(keys)) + j * width - 0.4 + width / 2, values, width, label=label)
-    ax.set_xticks(np.arange(len(keys)), [f"{n}\nh={h}" for n, h in keys])
-    ax.set(ylabel="test MSE (standardised)", title="Long-horizon benchmark (lower is better)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
+    bars = summary_bars(config, cells)
+    names = [*ROLE_LABELS.values(), "PatchTST/64 (published)"]
+    colours = dict(zip(names, ["tab:blue", "tab:orange", "tab:green", "tab:olive", "tab:gray", "tab:red"], strict=True))
+    fig, axes = plt.subplots(1, len(bars), figsize=(3.2 * len(bars), 3.6), squeeze=False)
+    for ax, (dataset, per_name) in zip(axes[0], bars.items(), strict=True):
+        horizons = sorted({h for values in per_name.values() for h in values})
+        shown = [n for n in names if n in per_name]
+        width = 0.8 / len(shown)
+        for j, name in enumerate(shown):
+            x = np.arange(len(horizons)) + j * width - 0.4 + width / 2
+            heights = [per_name[name].get(h, np.nan) for h in horizons]
+            ax.bar(x, heights, width, label=name, color=colours[name])
+        ax.set_xticks(np.arange(len(horizons)), [str(h) for h in horizons])
+        ax.set(title=dataset, xlabel="horizon")
+    axes[0][0].set_ylabel("test MSE (standardised)")
+    handles = {label: h for ax in axes[0] for h, label in zip(*ax.get_legend_handles_labels(), strict=True)}
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+    fig.suptitle("Long-horizon benchmark: test MSE, lower is better")
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     plt.close(fig)
     return fig
 

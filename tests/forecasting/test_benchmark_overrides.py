@@ -17,6 +17,8 @@ from xlstm_seq.forecasting.benchmark import (
     benchmark_markdown,
     left_out_windows,
     run_benchmark,
+    summary_bars,
+    summary_figure,
 )
 
 ROOT = Path(os.environ.get("XLSTM_SEQ_DATA", "/nonexistent"))
@@ -120,6 +122,33 @@ def test_markdown_met_column_compares_with_patchtst():
     rows = [line for line in text.splitlines() if line.startswith("| etth1")]
     assert rows[0].endswith("| yes | 0.351 | yes |") and rows[1].endswith("| no | 0.413 | yes |")
     assert "1 of 2 cells in this table" in text and "(like for like): 2 of 2 cells" in text
+
+
+def test_summary_figure_has_a_panel_per_data_set_and_a_bar_per_model_kind(tmp_path):
+    config = LongHorizonConfig(datasets=["etth1", "ili"], horizons=[96], ili_horizons=[24])
+    cells = [
+        Cell("etth1", 96, "xlstm_time mlstm, mean of 5 seeds", [0.36, 0.38], [0.4], [1.0], [10], "xlstm", 512),
+        Cell("etth1", 96, "DLinear (ours)", [0.39], [0.41], [1.0], [10], "dlinear", 512),
+        Cell("ili", 24, "xlstm_mixer slstm", [1.7], [0.8], [1.0], [10], "xlstm", 104),
+        Cell("ili", 24, "seasonal naive (52)", [2.5], [1.0], [0.0], [0], "seasonal_naive", 104),
+    ]
+    bars = summary_bars(config, cells)
+    # Model kinds, not the per-cell labels, name the bars, so a kind keeps one colour across panels.
+    assert bars["etth1"] == {
+        "xLSTM (ours)": {96: pytest.approx(0.37)},
+        "PatchTST/64 (published)": {96: 0.37},
+        "DLinear (ours)": {96: 0.39},
+    }
+    assert bars["ili"] == {
+        "xLSTM (ours)": {24: 1.7},
+        "PatchTST/64 (published)": {24: 1.319},
+        "seasonal naive": {24: 2.5},
+    }
+    figure = summary_figure(config, cells)
+    assert [ax.get_title() for ax in figure.axes] == ["etth1", "ili"]
+    assert len(figure.axes[1].patches) == 3
+    figure.savefig(tmp_path / "summary.png")
+    assert (tmp_path / "summary.png").stat().st_size > 1000
 
 
 @pytest.mark.skipif(not (ROOT / "ett/ETTh1.csv").is_file(), reason="ETTh1 not in the data root")
