@@ -32,7 +32,7 @@ fc = XLSTMForecaster(
 )
 fc.fit(train)
 forecast = fc.predict(level=[80, 95])
-print(forecast.round(1).to_string(index=False))
+print(forecast.to_string(index=False, float_format="%.1f"))
 
 naive = seasonal_naive(train["y"].to_numpy(), 12, 12)
 print(f"MAE {mae(test['y'], forecast['xLSTMTime']):.1f} vs seasonal naive {mae(test['y'], naive):.1f}")
@@ -43,8 +43,12 @@ print(f"the 80 % interval holds {inside.sum()} of the {len(y)} held-out months")
 fig, ax = plt.subplots(figsize=(9, 4))
 ax.plot(df["ds"], df["y"], color="k", lw=1, label="actual")
 ax.plot(forecast["ds"], forecast["xLSTMTime"], color="tab:blue", label="xLSTMTime")
-ax.fill_between(forecast["ds"], forecast["xLSTMTime-lo-95"], forecast["xLSTMTime-hi-95"], alpha=0.2, label="95 %")
-ax.fill_between(forecast["ds"], forecast["xLSTMTime-lo-80"], forecast["xLSTMTime-hi-80"], alpha=0.3, label="80 %")
+ax.fill_between(
+    forecast["ds"], forecast["xLSTMTime-lo-95"], forecast["xLSTMTime-hi-95"], color="tab:blue", alpha=0.15, label="95 %"
+)
+ax.fill_between(
+    forecast["ds"], forecast["xLSTMTime-lo-80"], forecast["xLSTMTime-hi-80"], color="tab:blue", alpha=0.3, label="80 %"
+)
 ax.set(title="AirPassengers: last year held out", ylabel="passengers (thousands)")
 ax.legend()
 fig.savefig("forecast_quickstart.png", dpi=120, bbox_inches="tight")
