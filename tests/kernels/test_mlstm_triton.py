@@ -369,19 +369,20 @@ def test_custom_ops_pass_opcheck():
 # Compiles every kernel through Triton's NVIDIA pipeline (down to a cubin via the wheel's ptxas) for an H100 target,
 # without a GPU: catches what the interpreter lets through (layouts, dtypes of tl.dot, register allocation).
 _AOT_SCRIPT = """
-import sys, triton
+import sys, torch, triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from xlstm_seq.kernels.mlstm import chunkwise_fwd as fw, chunkwise_bwd as bw, step
-dt, prec = sys.argv[1], ("ieee" if sys.argv[1] == "fp32" else "tf32")
+dt = sys.argv[1]
+dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dt]
+prec = fw.dot_precision(dtype)
 f32 = {n: "*fp32" for n in "CS LOGI LOGIM MLOC M_ROW RZ DDEN CQ CN U C0 N0 M0 C_ALL N_ALL M_ALL DEN_ROW DC_T DN_T "
        "DC_OUT DN_OUT DC0 DN0 E_PART DQ DK_OUT DV_OUT C N M C_NEW N_NEW M_NEW".split()}
 ptrs = {**f32, "SEG": "*i32", **{n: "*" + dt for n in "Q K V I F DH H_OUT".split()}}
-import torch
 # The launch settings the kernels run with (chunkwise_fwd's), at DK = 128, DV = 256.
 
 def state(backward):
-    cap, stages, splits = fw.state_tiles(torch.float32 if dt == "fp32" else torch.bfloat16, backward=backward)
+    cap, stages, splits = fw.state_tiles(dtype, backward=backward)
     return {"L": 64, "BK": cap, "BV": cap, "SPLITS": splits}, fw.STATE_WARPS, stages
 
 chunk = {"L": 128, "BL": 64, "BK": fw.CHUNK_BLOCK, "BV": fw.CHUNK_BLOCK, "DOT_PREC": prec}
