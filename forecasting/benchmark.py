@@ -94,6 +94,8 @@ class ModelSettings(ConfigMixin):
     weight_decay: float = 0.05
     val_check_steps: int = 100
     early_stop_patience_steps: int = 3
+    freq_loss_weight: float = 0.0
+    """Weight of the frequency-domain loss term (FreDF); 0: none."""
     ema_decay: float | None = None
     """Check, keep and forecast with a moving average of the weights (decay per step); None: the raw weights."""
     ensemble: int = 1
@@ -639,8 +641,9 @@ def _model_label(label: str, s: ModelSettings) -> str:
     valid = f" early-stopped on {s.valid_loss}" if s.valid_loss not in (None, s.loss) else ""
     trend = f" MA{s.moving_avg}" if s.moving_avg != ModelSettings.moving_avg and uses_moving_average(s.model) else ""
     ema = f" EMA{s.ema_decay}" if s.ema_decay is not None else ""
-    return (f"{s.model} {s.backbone} {s.mixing}{patch} E{s.embedding_dim}x{s.num_blocks}{trend}{last}{ema}{valid}"
-            f"{ensemble}")  # fmt: skip
+    fredf = f" FreDF{s.freq_loss_weight}" if s.freq_loss_weight > 0 else ""
+    return (f"{s.model} {s.backbone} {s.mixing}{patch} E{s.embedding_dim}x{s.num_blocks}{trend}{last}{ema}{fredf}"
+            f"{valid}{ensemble}")  # fmt: skip
 
 
 def _record(

@@ -73,6 +73,11 @@ class XLSTMForecaster(BaseEstimator):
             is set or the loss is "quantile". "quantile": the raw quantile heads (loss="quantile" only).
         calibration_size: Steps at the end of each series held out to calibrate conformal intervals when fit has
             no validation split (default 2 * h); the final model is then refitted on all rows.
+        freq_loss_weight: Weight alpha in [0, 1] of a frequency-domain term in the training loss (FreDF, Wang et al.,
+            ICLR 2025): (1 - alpha) * loss + alpha * mean |rFFT over the horizon of (forecast - target)| (orthonormal
+            FFT, so both terms are on the data's scale). Errors at neighbouring steps are correlated; the FFT's
+            components are not, which is the term's point. Point losses only; early stopping follows the plain
+            validation loss. 0: no frequency term.
         scale_loss: Divide each window's errors by the std of its look-back (as RevIN does) before the loss, so that
             series on different scales weigh alike in one global model (M4); False: errors on the data scale.
         hist_exog_list, futr_exog_list, stat_exog_list: Historic, future-known and static exogenous columns.
@@ -114,6 +119,7 @@ class XLSTMForecaster(BaseEstimator):
         level: Sequence[float] | None = None,
         intervals: str = "conformal",
         calibration_size: int | None = None,
+        freq_loss_weight: float = 0.0,
         scale_loss: bool = False,
         hist_exog_list: Sequence[str] | None = None,
         futr_exog_list: Sequence[str] | None = None,
@@ -153,6 +159,7 @@ class XLSTMForecaster(BaseEstimator):
         self.level = level
         self.intervals = intervals
         self.calibration_size = calibration_size
+        self.freq_loss_weight = freq_loss_weight
         self.scale_loss = scale_loss
         self.hist_exog_list = hist_exog_list
         self.futr_exog_list = futr_exog_list
@@ -202,6 +209,11 @@ class XLSTMForecaster(BaseEstimator):
             raise ValueError(f"valid_loss must be None or one of {LOSSES}, got {self.valid_loss!r}")
         if self.valid_loss == "quantile" and self.loss != "quantile":
             raise ValueError(f"valid_loss='quantile' needs loss='quantile' (quantile heads), got loss={self.loss!r}")
+        alpha = self.freq_loss_weight
+        if not (isinstance(alpha, (float, int, np.floating, np.integer)) and 0 <= alpha <= 1):
+            raise ValueError(f"freq_loss_weight must be a number in [0, 1], got {alpha!r}")
+        if alpha > 0 and self.loss == "quantile":
+            raise ValueError("freq_loss_weight > 0 needs a point loss ('mae' or 'mse'), got loss='quantile'")
         decay = self.ema_decay
         if decay is not None and not (isinstance(decay, (float, int, np.floating)) and 0 < decay < 1):
             raise ValueError(f"ema_decay must be None or a number in (0, 1), got {self.ema_decay!r}")
@@ -361,7 +373,7 @@ class XLSTMForecaster(BaseEstimator):
             net.train()
             batch = self._batch(panels, rng.choice(train_starts, self.batch_size))
             target = batch.pop("target")
-            loss = self._loss(net(batch), target, batch["y"])
+            loss = self._loss(net(batch), target, batch["y"], frequency_weight=self.freq_loss_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -392,11 +404,17 @@ class XLSTMForecaster(BaseEstimator):
         return {"train": losses, "val": val_losses, "best_val": best}
 
     def _loss(
-        self, prediction: torch.Tensor, target: torch.Tensor, inputs: torch.Tensor, loss: str | None = None
+        self,
+        prediction: torch.Tensor,
+        target: torch.Tensor,
+        inputs: torch.Tensor,
+        loss: str | None = None,
+        frequency_weight: float = 0.0,
     ) -> torch.Tensor:
         """Loss ``loss`` (default: the training loss) of prediction (B, h, C, Q) against target (B, h, C); with
         scale_loss both are divided by the std of the look-back inputs (B, L, C) of their window (1 where that
-        std is 0). A point loss of a quantile model scores its median."""
+        std is 0). A point loss of a quantile model scores its median. frequency_weight mixes in the
+        frequency-domain term (see freq_loss_weight)."""
         loss = loss or self.loss
         if loss != "quantile" and prediction.shape[-1] > 1:
             # The median as predict() serves it: from the sorted quantile heads.
@@ -405,7 +423,7 @@ class XLSTMForecaster(BaseEstimator):
             std = inputs.std(dim=1, unbiased=False)  # (B, C)
             std = torch.where(std > 0, std, torch.ones_like(std))[:, None, :]  # (B, 1, C)
             prediction, target = prediction / std.unsqueeze(-1), target / std
-        return forecast_loss(loss, prediction, target, self.quantiles_)
+        return forecast_loss(loss, prediction, target, self.quantiles_, frequency_weight)
 
     def _batch(self, panels: Panels, starts: np.ndarray) -> dict[str, torch.Tensor]:
         """The tensors of the windows at ``starts`` (see window_batch) on the model's device."""

@@ -1,0 +1,54 @@
+"""Training losses: the point and pinball losses and the frequency-domain term (FreDF)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from xlstm_seq.forecasting import XLSTMForecaster
+from xlstm_seq.forecasting.losses import forecast_loss, frequency_loss
+
+
+def test_frequency_loss_of_a_constant_error_is_its_dc_component():
+    # A constant error e over h steps has one non-zero orthonormal FFT component, e * sqrt(h), at frequency 0.
+    h, e = 8, 0.5
+    target = torch.zeros(2, h, 3)  # (B, h, C)
+    loss = frequency_loss(target + e, target)
+    assert loss.item() == pytest.approx(e * math.sqrt(h) / (h // 2 + 1))
+
+
+def test_frequency_loss_follows_parseval():
+    # Orthonormal FFT keeps the error's energy: with the one-sided spectrum, bins other than 0 and h/2 count twice.
+    error = torch.randn(4, 16, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    spectrum = torch.fft.rfft(error, dim=1, norm="ortho").abs() ** 2  # (4, 9, 2)
+    energy = spectrum[:, 0] + spectrum[:, -1] + 2 * spectrum[:, 1:-1].sum(dim=1)  # (4, 2)
+    torch.testing.assert_close(energy, (error**2).sum(dim=1))
+    assert frequency_loss(error, torch.zeros_like(error)).item() == pytest.approx(spectrum.sqrt().mean().item())
+
+
+def test_frequency_weight_mixes_the_two_terms():
+    g = torch.Generator().manual_seed(1)
+    prediction, target = torch.randn(3, 12, 2, 1, generator=g), torch.randn(3, 12, 2, generator=g)  # (B, h, C, 1)
+    mae = forecast_loss("mae", prediction, target, [0.5])
+    spectral = frequency_loss(prediction[..., 0], target)
+    assert forecast_loss("mae", prediction, target, [0.5], 0.0).item() == pytest.approx(mae.item())
+    assert forecast_loss("mae", prediction, target, [0.5], 1.0).item() == pytest.approx(spectral.item())
+    mixed = forecast_loss("mae", prediction, target, [0.5], 0.25)
+    assert mixed.item() == pytest.approx(0.75 * mae.item() + 0.25 * spectral.item())
+    with pytest.raises(ValueError, match="needs a point loss"):
+        forecast_loss("quantile", prediction, target, [0.5], 0.5)
+
+
+def test_forecaster_checks_and_trains_with_the_frequency_term(frame):
+    tiny = dict(h=6, input_size=24, patch_len=6, embedding_dim=8, num_blocks=1, num_heads=2, max_steps=30,
+                batch_size=8, progress=False, track=False)  # fmt: skip
+    for bad in (-0.1, 1.5, "0.5"):
+        with pytest.raises(ValueError, match="freq_loss_weight must be a number in"):
+            XLSTMForecaster(**tiny, freq_loss_weight=bad).fit(frame(length=80))
+    with pytest.raises(ValueError, match="freq_loss_weight > 0 needs a point loss"):
+        XLSTMForecaster(**tiny, loss="quantile", freq_loss_weight=0.5).fit(frame(length=80))
+    fc = XLSTMForecaster(**tiny, freq_loss_weight=0.8).fit(frame(length=80), val_size=12)
+    assert fc.steps_trained_ == 30
+    assert fc.best_val_loss_ is not None and math.isfinite(fc.best_val_loss_)
+    assert fc.predict()["xLSTMTime"].notna().all()
