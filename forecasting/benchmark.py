@@ -34,7 +34,9 @@ from xlstm_seq.tracking import create_tracker
 log = logging.getLogger(__name__)
 
 BASELINES = ("seasonal_naive", "dlinear", "nf_patchtst", "nf_dlinear")
-SPLITS = ("test", "val")
+SPLITS = ("test", "val", "val_backtest")
+# The part of the split whose windows each eval_split scores.
+_SCORED_PART = {"test": "test", "val": "val", "val_backtest": "val"}
 OVERRIDE_KEYS = ("input_size", "xlstm", "dlinear", "neuralforecast", "by_horizon")
 """Keys of one ``per_dataset`` entry; ``by_horizon`` maps a horizon to its own ``xlstm``/``dlinear`` changes."""
 
@@ -199,8 +201,11 @@ class LongHorizonConfig(ConfigMixin):
     batch (``drop_last=True``), so the published numbers leave out the last ``n_windows % batch`` windows; the
     table adds our MSE on exactly the windows they kept, beside the MSE on every window (which met? uses)."""
     eval_split: str = "test"
-    """Where the windows are scored: "test" (the reported numbers) or "val" (the validation split, for choosing
-    settings without looking at the test split; the models still train on the training rows only)."""
+    """Where the windows are scored: "test" (the reported numbers); "val" (the validation split, for choosing
+    settings without looking at the test split; the models still train on the training rows only, and early
+    stopping picks their checkpoint on the same validation windows that are scored); or "val_backtest" (the test
+    protocol moved back by one validation length: train on the training rows before their last validation-length
+    stretch, early-stop on that stretch, score the validation windows, which no training or early stopping saw)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.xlstm, dict):
@@ -352,11 +357,12 @@ def _published_windows(config: LongHorizonConfig, name: str, n_windows: int) -> 
 
 
 def _test_windows(data: LongHorizonData, h: int, limit: int | None, split: str = "test") -> tuple[int, int, int]:
-    """(end row of the last scored window, number of windows, step between them) on ``split`` ("test"/"val").
+    """(end row of the last scored window, number of windows, step between them) on ``split``
+    ("test", "val" or "val_backtest", which scores the validation windows).
 
     The first window's targets start at the first row of the split; with ``limit`` the windows are spread evenly.
     """
-    start, end = data.borders[split]
+    start, end = data.borders[_SCORED_PART[split]]
     n = end - start - h + 1
     if limit is None or n <= limit:
         return end, n, 1
@@ -371,8 +377,10 @@ def _fit_ours(data, h, L, settings: ModelSettings, seed, config, track):
     end, n_windows, step = _test_windows(data, h, config.max_test_windows, config.eval_split)
     df = data.to_long(end, integer_ds=True)
     val_size = data.borders["val"][1] - data.borders["val"][0]
-    # Train on rows before the test part; validate on the validation part (early stopping).
-    train = df[df["ds"] < data.borders["test"][0]]
+    # Train on rows before the test part; validate on the validation part (early stopping). The backtest moves
+    # both back by one validation length: its early stopping takes the last val_size rows of the training part.
+    cut = data.borders["val" if config.eval_split == "val_backtest" else "test"][0]
+    train = df[df["ds"] < cut]
     members = []
     for j, kwargs in enumerate(settings.members()):
         fc = XLSTMForecaster(
@@ -400,7 +408,7 @@ def _fit_ours(data, h, L, settings: ModelSettings, seed, config, track):
 def _seasonal_naive(data: LongHorizonData, h: int, L: int, limit: int | None, split: str = "test"):
     """(MSE, MAE) of repeating the last season, on the same windows as the trained models."""
     _, n_windows, step = _test_windows(data, h, limit, split)
-    origins = data.borders[split][0] + step * np.arange(n_windows)  # first forecast row of each window
+    origins = data.borders[_SCORED_PART[split]][0] + step * np.arange(n_windows)  # first forecast row of each window
     idx = origins[:, None] + np.arange(-L, 0)  # (n, L)
     history = data.values[idx].transpose(0, 2, 1)  # (n, N, L)
     forecast = seasonal_naive(history, h, min(data.season, L))  # (n, N, h)

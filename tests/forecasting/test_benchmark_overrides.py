@@ -170,6 +170,37 @@ def test_validation_split_scores_other_windows_than_test(tmp_path):
 
 
 @pytest.mark.skipif(not (ROOT / "ett/ETTh1.csv").is_file(), reason="ETTh1 not in the data root")
+def test_validation_backtest_moves_training_and_early_stopping_back_one_validation_length(tmp_path, monkeypatch):
+    from xlstm_seq.forecasting.datasets import load_long_horizon
+    from xlstm_seq.forecasting.forecaster import XLSTMForecaster
+
+    seen = []  # (last training row, val_size) of every fit
+    fit = XLSTMForecaster.fit
+
+    def recording_fit(self, df, *args, val_size=0, **kwargs):
+        seen.append((int(df["ds"].max()), val_size))
+        return fit(self, df, *args, val_size=val_size, **kwargs)
+
+    monkeypatch.setattr(XLSTMForecaster, "fit", recording_fit)
+    tiny = ModelSettings(embedding_dim=8, num_heads=2, max_steps=2, batch_size=4, val_check_steps=2)
+    config = LongHorizonConfig(
+        datasets=["etth1"], horizons=[24], input_size=36, max_test_windows=3, num_threads=1, xlstm=tiny,
+        baselines=["seasonal_naive"], out=str(tmp_path / "fc.md"), eval_split="val",
+    )  # fmt: skip
+    val_cells = run_benchmark(config, track=False, out=lambda line: None)
+    backtest_cells = run_benchmark(config.replace(eval_split="val_backtest"), track=False, out=lambda line: None)
+    borders = load_long_horizon("etth1").borders
+    val_size = borders["val"][1] - borders["val"][0]
+    # "val" trains up to the test part and early-stops on the validation part; the backtest stops a part earlier.
+    assert seen == [(borders["test"][0] - 1, val_size), (borders["val"][0] - 1, val_size)]
+    # Both score the same validation windows: the seasonal naive, which trains on nothing, agrees to the digit.
+    assert backtest_cells[1].mse == val_cells[1].mse
+    assert backtest_cells[0].mse != val_cells[0].mse
+    with pytest.raises(ValueError, match="eval_split must be one of"):
+        config.replace(eval_split="backtest")
+
+
+@pytest.mark.skipif(not (ROOT / "ett/ETTh1.csv").is_file(), reason="ETTh1 not in the data root")
 def test_an_ensemble_cell_trains_every_member_and_says_so(tmp_path):
     tiny = ModelSettings(embedding_dim=8, num_heads=2, max_steps=2, batch_size=4, val_check_steps=2)
     config = LongHorizonConfig(
