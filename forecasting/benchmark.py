@@ -41,7 +41,7 @@ OVERRIDE_KEYS = ("input_size", "xlstm", "dlinear", "neuralforecast", "by_horizon
 """Keys of one ``per_dataset`` entry; ``by_horizon`` maps a horizon to its own ``xlstm``/``dlinear`` changes."""
 
 
-def _published() -> dict[str, dict[str, dict[int, list[float]]]]:
+def _published_tables() -> dict[str, dict[str, dict[int, list[float]]]]:
     # PatchTST/64 (look-back 512): Nie et al., ICLR 2023, arXiv 2211.14730, Table 3 (numbers as quoted in issue 5).
     # DLinear (look-back 336): Zeng et al., AAAI 2023, as repeated in PatchTST's Table 3. First transcribed from
     # memory; on 2026-11-23 all 20 cells were cross-checked against two secondary transcriptions of that table
@@ -190,7 +190,7 @@ class LongHorizonConfig(ConfigMixin):
     """Markdown file written at the end."""
     experiment: str = "xlstm-seq-forecasting-benchmark"
     """MLflow experiment."""
-    published: dict[str, Any] = field(default_factory=_published)
+    published: dict[str, Any] = field(default_factory=_published_tables)
     """Published MSE/MAE per model, data set and horizon (see the sources in forecasting/benchmark.py)."""
     per_dataset: dict[str, Any] = field(default_factory=dict)
     """Per-data-set changes on top of the grid-wide settings, e.g. ``{ili: {input_size: 104, xlstm: {dropout: 0.5},
