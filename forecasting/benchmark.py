@@ -98,6 +98,8 @@ class ModelSettings(ConfigMixin):
     early_stop_patience_steps: int = 3
     freq_loss_weight: float = 0.0
     """Weight of the frequency-domain loss term (FreDF); 0: none."""
+    augment_freq_mask: float = 0.0
+    """Rate of the FreqMask copies appended to every training batch (FrAug); 0: no augmentation."""
     ema_decay: float | None = None
     """Check, keep and forecast with a moving average of the weights (decay per step); None: the raw weights."""
     ensemble: int = 1
@@ -650,8 +652,9 @@ def _model_label(label: str, s: ModelSettings) -> str:
     trend = f" MA{s.moving_avg}" if s.moving_avg != ModelSettings.moving_avg and uses_moving_average(s.model) else ""
     ema = f" EMA{s.ema_decay}" if s.ema_decay is not None else ""
     fredf = f" FreDF{s.freq_loss_weight}" if s.freq_loss_weight > 0 else ""
+    fraug = f" FreqMask{s.augment_freq_mask}" if s.augment_freq_mask > 0 else ""
     return (f"{s.model} {s.backbone} {s.mixing}{patch} E{s.embedding_dim}x{s.num_blocks}{trend}{last}{ema}{fredf}"
-            f"{valid}{ensemble}")  # fmt: skip
+            f"{fraug}{valid}{ensemble}")  # fmt: skip
 
 
 def _record(

@@ -25,6 +25,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import NotFittedError
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
+from xlstm_seq.forecasting.augment import augmented_batch
 from xlstm_seq.forecasting.intervals import check_method, conformal_quantile, conformal_scores, level_name, window_scale
 from xlstm_seq.forecasting.losses import LOSSES, forecast_loss, output_size, quantiles_for_levels
 from xlstm_seq.forecasting.models import ALIASES, NetSpec, build_model, patch_layout, patch_len_for
@@ -78,6 +79,9 @@ class XLSTMForecaster(BaseEstimator):
             FFT, so both terms are on the data's scale). Errors at neighbouring steps are correlated; the FFT's
             components are not, which is the term's point. Point losses only; early stopping follows the plain
             validation loss. 0: no frequency term.
+        augment_freq_mask: Append to every training batch a copy of its windows with each rFFT component of look-back
+            plus horizon zeroed with this probability (FreqMask of FrAug, Chen et al., 2023): data augmentation for
+            small data sets. It doubles the windows per step. 0: no augmentation.
         scale_loss: Divide each window's errors by the std of its look-back (as RevIN does) before the loss, so that
             series on different scales weigh alike in one global model (M4); False: errors on the data scale.
         hist_exog_list, futr_exog_list, stat_exog_list: Historic, future-known and static exogenous columns.
@@ -120,6 +124,7 @@ class XLSTMForecaster(BaseEstimator):
         intervals: str = "conformal",
         calibration_size: int | None = None,
         freq_loss_weight: float = 0.0,
+        augment_freq_mask: float = 0.0,
         scale_loss: bool = False,
         hist_exog_list: Sequence[str] | None = None,
         futr_exog_list: Sequence[str] | None = None,
@@ -160,6 +165,7 @@ class XLSTMForecaster(BaseEstimator):
         self.intervals = intervals
         self.calibration_size = calibration_size
         self.freq_loss_weight = freq_loss_weight
+        self.augment_freq_mask = augment_freq_mask
         self.scale_loss = scale_loss
         self.hist_exog_list = hist_exog_list
         self.futr_exog_list = futr_exog_list
@@ -214,6 +220,9 @@ class XLSTMForecaster(BaseEstimator):
             raise ValueError(f"freq_loss_weight must be a number in [0, 1], got {alpha!r}")
         if alpha > 0 and self.loss == "quantile":
             raise ValueError("freq_loss_weight > 0 needs a point loss ('mae' or 'mse'), got loss='quantile'")
+        rate = self.augment_freq_mask
+        if not (isinstance(rate, (float, int, np.floating, np.integer)) and 0 <= rate < 1):
+            raise ValueError(f"augment_freq_mask must be a number in [0, 1), got {rate!r}")
         decay = self.ema_decay
         if decay is not None and not (isinstance(decay, (float, int, np.floating)) and 0 < decay < 1):
             raise ValueError(f"ema_decay must be None or a number in (0, 1), got {self.ema_decay!r}")
@@ -373,6 +382,8 @@ class XLSTMForecaster(BaseEstimator):
             net.train()
             batch = self._batch(panels, rng.choice(train_starts, self.batch_size))
             target = batch.pop("target")
+            if self.augment_freq_mask > 0:
+                batch, target = augmented_batch(batch, target, self.augment_freq_mask, rng)
             loss = self._loss(net(batch), target, batch["y"], frequency_weight=self.freq_loss_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
