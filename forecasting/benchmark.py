@@ -107,7 +107,9 @@ class ModelSettings(ConfigMixin):
     time is their sum). 1: a single model."""
     ensemble_variants: list[dict[str, Any]] = field(default_factory=list)
     """Changes per ensemble member, taken in turn: member j uses ``ensemble_variants[j % len]`` on top of these
-    settings (e.g. ``[{}, {backbone: slstm}]``: mLSTM and sLSTM members alternate). Empty: every member alike."""
+    settings (e.g. ``[{}, {backbone: slstm}]``: mLSTM and sLSTM members alternate). Empty: every member alike.
+    ``input_size`` may change too (a member that reads only the last ``input_size`` steps of the cell's look-back,
+    e.g. ``[{}, {input_size: 336}]``), never beyond the cell's look-back."""
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "batch_size", "val_check_steps", "embedding_dim", "num_blocks", "ensemble"):
@@ -119,19 +121,28 @@ class ModelSettings(ConfigMixin):
         for variant in self.ensemble_variants:
             if not isinstance(variant, dict):
                 raise TypeError(f"ensemble_variants holds mappings of setting -> value, got {variant!r}")
-            bad = sorted(set(variant) - (set(self.__dataclass_fields__) - set(_SHARED_BY_MEMBERS)))
+            bad = sorted(set(variant) - (set(self.__dataclass_fields__) - set(_SHARED_BY_MEMBERS)) - {"input_size"})
             if bad:
                 raise ValueError(
                     f"ensemble_variants: {bad} cannot change between members (the members of an ensemble share "
                     f"{list(_SHARED_BY_MEMBERS)}; the other settings may change)"
                 )
-            self.replace(**variant, ensemble_variants=[])  # a bad value is named here, as for the settings
+            look_back = variant.get("input_size", 1)
+            if not isinstance(look_back, int) or look_back < 1:
+                raise ValueError(f"ensemble_variants: input_size must be an int >= 1, got {look_back!r}")
+            settings = {k: v for k, v in variant.items() if k != "input_size"}
+            self.replace(**settings, ensemble_variants=[])  # a bad value is named here, as for the settings
 
-    def members(self) -> list[dict[str, Any]]:
-        """Keyword arguments of each of the ``ensemble`` forecasters (without the ensemble fields)."""
+    def members(self, input_size: int) -> list[dict[str, Any]]:
+        """Keyword arguments of each of the ``ensemble`` forecasters (without the ensemble fields) in a cell of
+        look-back ``input_size``; raises ValueError for a member variant that would read further back."""
         base = {k: v for k, v in self.to_dict().items() if k not in ("ensemble", "ensemble_variants")}
         variants = self.ensemble_variants or [{}]
-        return [{**base, **variants[j % len(variants)]} for j in range(self.ensemble)]
+        members = [{"input_size": input_size, **base, **variants[j % len(variants)]} for j in range(self.ensemble)]
+        longer = sorted({m["input_size"] for m in members if m["input_size"] > input_size})
+        if longer:
+            raise ValueError(f"ensemble_variants: input_size {longer} is longer than the look-back {input_size}")
+        return members
 
 
 _SHARED_BY_MEMBERS = ("mixing", "ensemble", "ensemble_variants")
@@ -384,10 +395,9 @@ def _fit_ours(data, h, L, settings: ModelSettings, seed, config, track):
     cut = data.borders["val" if config.eval_split == "val_backtest" else "test"][0]
     train = df[df["ds"] < cut]
     members = []
-    for j, kwargs in enumerate(settings.members()):
+    for j, kwargs in enumerate(settings.members(L)):
         fc = XLSTMForecaster(
             h=h,
-            input_size=L,
             random_seed=seed * settings.ensemble + j,
             device=config.device,
             progress=False,
@@ -495,9 +505,9 @@ def fit_time_comparison(config: LongHorizonConfig, *, track: bool = True) -> lis
     steps = config.fit_time_steps
     windows = _univariate_windows(config.xlstm, data)
     started = time.perf_counter()
-    for j, settings in enumerate(config.xlstm.members()):  # an ensemble's fit time is that of all its members
+    for j, settings in enumerate(config.xlstm.members(L)):  # an ensemble's fit time is that of all its members
         settings.update(max_steps=steps, early_stop_patience_steps=-1)
-        fc = XLSTMForecaster(h=h, input_size=L, random_seed=j, device=config.device, progress=False, track=track,
+        fc = XLSTMForecaster(h=h, random_seed=j, device=config.device, progress=False, track=track,
                              experiment=config.experiment, **settings)  # fmt: skip
         fc.fit(train)
     rows = [(f"xLSTM ({_model_label('xlstm', config.xlstm)})", time.perf_counter() - started)]

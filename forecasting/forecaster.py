@@ -744,22 +744,28 @@ class XLSTMForecaster(BaseEstimator):
         """MSE and MAE of the point forecast over the same windows as :meth:`forecast_windows`, computed in
         chunks so that long horizons over many windows and series fit in memory.
 
-        ``ensemble_with``: other fitted forecasters of the same shape (h, input_size, mixing, columns, e.g. the
-        same settings under other seeds); then the scored forecast is the mean of all their point forecasts.
+        ``ensemble_with``: other fitted forecasters of the same h, mixing, series and exogenous columns (e.g. the
+        same settings under other seeds, or other look-backs); then the scored forecast is the mean of all their
+        point forecasts. Windows are anchored at the series ends, so members with different ``input_size`` forecast
+        the same targets, each from its own look-back.
         """
         for other in ensemble_with:
             other._check_fitted()
-            same = (other.h, other.input_size, other.mixing, other.series_) == (
-                self.h, self.input_size, self.mixing, self.series_)  # fmt: skip
+            same = (other.h, other.mixing, other.series_) == (self.h, self.mixing, self.series_)
             if not same or other._lists() != self._lists():
-                raise ValueError("ensemble_with: every forecaster needs the same h, input_size, mixing, series "
-                                 "and exogenous columns as this one")  # fmt: skip
+                raise ValueError("ensemble_with: every forecaster needs the same h, mixing, series and exogenous "
+                                 "columns as this one")  # fmt: skip
         members = [self, *ensemble_with]
-        panels, starts = self._windows(df, n_windows, step_size, static_df)
+        # The longest look-back's windows (its length check covers every member); each member's starts (n,) put
+        # the end of its look-back at the same cutoff.
+        longest = max(members, key=lambda m: m.input_size)
+        panels, starts = longest._windows(df, n_windows, step_size, static_df)
+        member_starts = [starts + longest.input_size - m.input_size for m in members]
         sq, ab, count = 0.0, 0.0, 0
-        for chunk in np.array_split(starts, max(1, -(-len(starts) // 512))):
-            fut = chunk[:, None] + self.input_size + np.arange(self.h)  # (n, h)
-            point = np.mean([m._forward_windows(panels, chunk)[..., m._point_index()] for m in members], axis=0)
+        for rows in np.array_split(np.arange(len(starts)), max(1, -(-len(starts) // 512))):
+            fut = starts[rows, None] + longest.input_size + np.arange(self.h)  # (n, h)
+            forecasts = [m._forward_windows(panels, s[rows]) for m, s in zip(members, member_starts, strict=True)]
+            point = np.mean([f[..., m._point_index()] for f, m in zip(forecasts, members, strict=True)], axis=0)
             error = point.astype(np.float64) - panels.y[fut]  # (n, h, C)
             sq, ab, count = sq + float((error**2).sum()), ab + float(np.abs(error).sum()), count + error.size
         return {"mse": sq / count, "mae": ab / count}

@@ -244,17 +244,25 @@ def test_published_windows_column_scores_the_windows_a_drop_last_loader_keeps(tm
 
 def test_ensemble_variants_alternate_between_members_and_bad_ones_are_named():
     settings = ModelSettings(ensemble=5, ensemble_variants=[{}, {"backbone": "slstm", "patch_len": 8}])
-    members = settings.members()
+    members = settings.members(512)
     assert [m["backbone"] for m in members] == ["mlstm", "slstm", "mlstm", "slstm", "mlstm"]
     assert [m["patch_len"] for m in members] == [None, 8, None, 8, None]
     assert all("ensemble" not in m and "ensemble_variants" not in m for m in members)
-    assert ModelSettings(ensemble=2).members() == [ModelSettings().members()[0]] * 2
+    assert ModelSettings(ensemble=2).members(512) == [ModelSettings().members(512)[0]] * 2
+    assert all(m["input_size"] == 512 for m in members)
     label = _model_label("xlstm", settings)
     assert label.endswith("mean of 5 seeds taking in turn: as is / backbone slstm, patch_len 8")
     # Through a per-data-set change, as the YAML writes it.
     config = LongHorizonConfig(per_dataset={"ili": {"xlstm": {"ensemble": 2, "ensemble_variants": [{"dropout": 0.1}]}}})
     _, xlstm, _ = config.settings_for("ili", 24)
-    assert [m["dropout"] for m in xlstm.members()] == [0.1, 0.1]
+    assert [m["dropout"] for m in xlstm.members(104)] == [0.1, 0.1]
+    # Members may read a shorter look-back than the cell's, never a longer one.
+    looks = ModelSettings(ensemble=3, ensemble_variants=[{}, {"input_size": 336}])
+    assert [m["input_size"] for m in looks.members(512)] == [512, 336, 512]
+    with pytest.raises(ValueError, match=r"input_size \[336\] is longer than the look-back 104"):
+        looks.members(104)
+    with pytest.raises(ValueError, match="ensemble_variants: input_size must be an int >= 1"):
+        ModelSettings(ensemble_variants=[{"input_size": 0}])
     with pytest.raises(ValueError, match=r"ensemble_variants: \['mixing'\] cannot change between members"):
         ModelSettings(ensemble_variants=[{"mixing": "independent"}])
     with pytest.raises(ValueError, match="embedding_dim must be >= 1"):

@@ -260,3 +260,21 @@ def test_window_scores_of_an_ensemble_average_the_members_point_forecasts(frame)
     other_horizon = _forecaster("xlstm_time", "mlstm", "independent", h=H + 1).fit(df)
     with pytest.raises(ValueError, match="ensemble_with: every forecaster needs the same h"):
         a.score_windows(df, n_windows=3, ensemble_with=[other_horizon])
+
+
+def test_an_ensemble_of_two_look_backs_forecasts_the_same_targets(frame):
+    df = frame(n_series=2, length=60)
+    short = _forecaster("xlstm_time", "mlstm", "independent", input_size=16, random_seed=0).fit(df)
+    long = _forecaster("xlstm_time", "mlstm", "independent", random_seed=1).fit(df)
+    assert short.input_size != long.input_size
+    y, y_hat_short = short.forecast_windows(df, n_windows=3, step_size=4)
+    y_long, y_hat_long = long.forecast_windows(df, n_windows=3, step_size=4)
+    np.testing.assert_array_equal(y, y_long)  # windows are anchored at the series ends: the same targets
+    mean = (y_hat_short[..., 0] + y_hat_long[..., 0]) / 2  # (n, h, C)
+    for first, other in ((short, long), (long, short)):
+        scores = first.score_windows(df, n_windows=3, step_size=4, ensemble_with=[other])
+        assert scores["mse"] == pytest.approx(float(((y - mean) ** 2).mean()), rel=1e-5)
+        assert scores["mae"] == pytest.approx(float(np.abs(y - mean).mean()), rel=1e-5)
+    short.score_windows(df, n_windows=35)  # 35 windows fit the short look-back alone, not the longer one
+    with pytest.raises(ValueError, match=r"has 60 rows; 35 windows of step 1 need input_size \+ 40 = 64"):
+        short.score_windows(df, n_windows=35, ensemble_with=[long])
