@@ -56,6 +56,13 @@ def static():
     return make_static
 
 
+@pytest.fixture
+def tiny_fit() -> dict:
+    """Settings of a forecaster small enough to fit in about a second (h=6, look-back 24, 30 steps)."""
+    return dict(h=6, input_size=24, patch_len=6, embedding_dim=8, num_blocks=1, num_heads=2, max_steps=30,
+                batch_size=8, progress=False, track=False)  # fmt: skip
+
+
 def make_net_batch(B: int = 3, L: int = 32, C: int = 4, h: int = 8, X: int = 0, F: int = 0, S: int = 0) -> dict:
     """One random batch in the networks' contract (forecasting/models.py): y (B, L, C), x_hist (B, L, C, X),
     x_futr (B, h, C, F), x_stat (B, C, S)."""

@@ -56,16 +56,14 @@ def test_augmented_batch_appends_copies_and_repeats_the_exogenous_inputs():
     assert not torch.allclose(doubled["y"][4:], history)
 
 
-def test_forecaster_checks_and_trains_with_the_augmentation(frame):
-    tiny = dict(h=6, input_size=24, patch_len=6, embedding_dim=8, num_blocks=1, num_heads=2, max_steps=30,
-                batch_size=8, progress=False, track=False)  # fmt: skip
+def test_forecaster_checks_and_trains_with_the_augmentation(frame, tiny_fit):
     for bad in (-0.1, 1.0, "0.5"):
         with pytest.raises(ValueError, match="augment_freq_mask must be a number in"):
-            XLSTMForecaster(**tiny, augment_freq_mask=bad).fit(frame(length=80))
-    fits = [XLSTMForecaster(**tiny, augment_freq_mask=0.2).fit(frame(length=80), val_size=12) for _ in range(2)]
+            XLSTMForecaster(**tiny_fit, augment_freq_mask=bad).fit(frame(length=80))
+    fits = [XLSTMForecaster(**tiny_fit, augment_freq_mask=0.2).fit(frame(length=80), val_size=12) for _ in range(2)]
     assert fits[0].steps_trained_ == 30
     assert fits[0].best_val_loss_ is not None and math.isfinite(fits[0].best_val_loss_)
     # Seeded: the masks come from the fit's generator, so two fits agree.
     assert fits[0].best_val_loss_ == fits[1].best_val_loss_
-    plain = XLSTMForecaster(**tiny).fit(frame(length=80), val_size=12)
+    plain = XLSTMForecaster(**tiny_fit).fit(frame(length=80), val_size=12)
     assert plain.best_val_loss_ != fits[0].best_val_loss_

@@ -40,15 +40,13 @@ def test_frequency_weight_mixes_the_two_terms():
         forecast_loss("quantile", prediction, target, [0.5], 0.5)
 
 
-def test_forecaster_checks_and_trains_with_the_frequency_term(frame):
-    tiny = dict(h=6, input_size=24, patch_len=6, embedding_dim=8, num_blocks=1, num_heads=2, max_steps=30,
-                batch_size=8, progress=False, track=False)  # fmt: skip
+def test_forecaster_checks_and_trains_with_the_frequency_term(frame, tiny_fit):
     for bad in (-0.1, 1.5, "0.5"):
         with pytest.raises(ValueError, match="freq_loss_weight must be a number in"):
-            XLSTMForecaster(**tiny, freq_loss_weight=bad).fit(frame(length=80))
+            XLSTMForecaster(**tiny_fit, freq_loss_weight=bad).fit(frame(length=80))
     with pytest.raises(ValueError, match="freq_loss_weight > 0 needs a point loss"):
-        XLSTMForecaster(**tiny, loss="quantile", freq_loss_weight=0.5).fit(frame(length=80))
-    fc = XLSTMForecaster(**tiny, freq_loss_weight=0.8).fit(frame(length=80), val_size=12)
+        XLSTMForecaster(**tiny_fit, loss="quantile", freq_loss_weight=0.5).fit(frame(length=80))
+    fc = XLSTMForecaster(**tiny_fit, freq_loss_weight=0.8).fit(frame(length=80), val_size=12)
     assert fc.steps_trained_ == 30
     assert fc.best_val_loss_ is not None and math.isfinite(fc.best_val_loss_)
     assert fc.predict()["xLSTMTime"].notna().all()
