@@ -39,6 +39,10 @@ from xlstm_seq.tracking import create_tracker
 FORMAT_VERSION = 1
 
 
+_REAL_TYPES = (float, int, np.floating, np.integer)
+"""Types a numeric setting may have (Python's or NumPy's; bool counts as int)."""
+
+
 class XLSTMForecaster(BaseEstimator):
     """xLSTM forecaster with Nixtla's verbs. Every constructor argument is a scikit-learn parameter.
 
@@ -216,15 +220,15 @@ class XLSTMForecaster(BaseEstimator):
         if self.valid_loss == "quantile" and self.loss != "quantile":
             raise ValueError(f"valid_loss='quantile' needs loss='quantile' (quantile heads), got loss={self.loss!r}")
         alpha = self.freq_loss_weight
-        if not (isinstance(alpha, (float, int, np.floating, np.integer)) and 0 <= alpha <= 1):
+        if not (isinstance(alpha, _REAL_TYPES) and 0 <= alpha <= 1):
             raise ValueError(f"freq_loss_weight must be a number in [0, 1], got {alpha!r}")
         if alpha > 0 and self.loss == "quantile":
             raise ValueError("freq_loss_weight > 0 needs a point loss ('mae' or 'mse'), got loss='quantile'")
         rate = self.augment_freq_mask
-        if not (isinstance(rate, (float, int, np.floating, np.integer)) and 0 <= rate < 1):
+        if not (isinstance(rate, _REAL_TYPES) and 0 <= rate < 1):
             raise ValueError(f"augment_freq_mask must be a number in [0, 1), got {rate!r}")
         decay = self.ema_decay
-        if decay is not None and not (isinstance(decay, (float, int, np.floating)) and 0 < decay < 1):
+        if decay is not None and not (isinstance(decay, _REAL_TYPES) and 0 < decay < 1):
             raise ValueError(f"ema_decay must be None or a number in (0, 1), got {self.ema_decay!r}")
         check_method(self.intervals)
         resolve_device(self.device)  # raises on a bad name or a device this machine does not have
