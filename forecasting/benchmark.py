@@ -98,6 +98,8 @@ class ModelSettings(ConfigMixin):
     early_stop_patience_steps: int = 3
     freq_loss_weight: float = 0.0
     """Weight of the frequency-domain loss term (FreDF); 0: none."""
+    horizon_loss_decay: float = 0.0
+    """Training error at forecast step t weighed by t^-p (CARD's signal-decay loss); 0: every step alike."""
     augment_freq_mask: float = 0.0
     """Rate of the FreqMask copies appended to every training batch (FrAug); 0: no augmentation."""
     ema_decay: float | None = None
@@ -663,8 +665,9 @@ def _model_label(label: str, s: ModelSettings) -> str:
     ema = f" EMA{s.ema_decay}" if s.ema_decay is not None else ""
     fredf = f" FreDF{s.freq_loss_weight}" if s.freq_loss_weight > 0 else ""
     fraug = f" FreqMask{s.augment_freq_mask}" if s.augment_freq_mask > 0 else ""
+    decay = f" step-decay{s.horizon_loss_decay}" if s.horizon_loss_decay > 0 else ""
     return (f"{s.model} {s.backbone} {s.mixing}{patch} E{s.embedding_dim}x{s.num_blocks}{trend}{last}{ema}{fredf}"
-            f"{fraug}{valid}{ensemble}")  # fmt: skip
+            f"{decay}{fraug}{valid}{ensemble}")  # fmt: skip
 
 
 def _record(

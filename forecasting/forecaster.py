@@ -83,6 +83,9 @@ class XLSTMForecaster(BaseEstimator):
             FFT, so both terms are on the data's scale). Errors at neighbouring steps are correlated; the FFT's
             components are not, which is the term's point. Point losses only; early stopping follows the plain
             validation loss. 0: no frequency term.
+        horizon_loss_decay: Weigh the training error at forecast step t by t^-p (normalised to mean 1): far steps
+            are noisier, so their gradient is damped (the signal-decay loss of CARD, Wang et al., ICLR 2024, uses
+            p = 0.5). Early stopping follows the plain validation loss. 0: every step alike.
         augment_freq_mask: Append to every training batch a copy of its windows with each rFFT component of look-back
             plus horizon zeroed with this probability (FreqMask of FrAug, Chen et al., 2023): data augmentation for
             small data sets. It doubles the windows per step. 0: no augmentation.
@@ -128,6 +131,7 @@ class XLSTMForecaster(BaseEstimator):
         intervals: str = "conformal",
         calibration_size: int | None = None,
         freq_loss_weight: float = 0.0,
+        horizon_loss_decay: float = 0.0,
         augment_freq_mask: float = 0.0,
         scale_loss: bool = False,
         hist_exog_list: Sequence[str] | None = None,
@@ -169,6 +173,7 @@ class XLSTMForecaster(BaseEstimator):
         self.intervals = intervals
         self.calibration_size = calibration_size
         self.freq_loss_weight = freq_loss_weight
+        self.horizon_loss_decay = horizon_loss_decay
         self.augment_freq_mask = augment_freq_mask
         self.scale_loss = scale_loss
         self.hist_exog_list = hist_exog_list
@@ -224,6 +229,11 @@ class XLSTMForecaster(BaseEstimator):
             raise ValueError(f"freq_loss_weight must be a number in [0, 1], got {alpha!r}")
         if alpha > 0 and self.loss == "quantile":
             raise ValueError("freq_loss_weight > 0 needs a point loss ('mae' or 'mse'), got loss='quantile'")
+        step_decay = self.horizon_loss_decay
+        if not (isinstance(step_decay, _REAL_TYPES) and 0 <= step_decay <= 4):
+            raise ValueError(f"horizon_loss_decay must be a number in [0, 4], got {step_decay!r}")
+        if step_decay > 0 and alpha == 1:
+            raise ValueError("horizon_loss_decay weighs the temporal loss, which freq_loss_weight=1 leaves out")
         rate = self.augment_freq_mask
         if not (isinstance(rate, _REAL_TYPES) and 0 <= rate < 1):
             raise ValueError(f"augment_freq_mask must be a number in [0, 1), got {rate!r}")
@@ -388,7 +398,13 @@ class XLSTMForecaster(BaseEstimator):
             target = batch.pop("target")
             if self.augment_freq_mask > 0:
                 batch, target = augmented_batch(batch, target, self.augment_freq_mask, rng)
-            loss = self._loss(net(batch), target, batch["y"], frequency_weight=self.freq_loss_weight)
+            loss = self._loss(
+                net(batch),
+                target,
+                batch["y"],
+                frequency_weight=self.freq_loss_weight,
+                step_decay=self.horizon_loss_decay,
+            )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -425,11 +441,12 @@ class XLSTMForecaster(BaseEstimator):
         inputs: torch.Tensor,
         loss: str | None = None,
         frequency_weight: float = 0.0,
+        step_decay: float = 0.0,
     ) -> torch.Tensor:
         """Loss ``loss`` (default: the training loss) of prediction (B, h, C, Q) against target (B, h, C); with
         scale_loss both are divided by the std of the look-back inputs (B, L, C) of their window (1 where that
         std is 0). A point loss of a quantile model scores its median. frequency_weight mixes in the
-        frequency-domain term (see freq_loss_weight)."""
+        frequency-domain term (see freq_loss_weight); step_decay weighs the steps (see horizon_loss_decay)."""
         loss = loss or self.loss
         if loss != "quantile" and prediction.shape[-1] > 1:
             # The median as predict() serves it: from the sorted quantile heads.
@@ -438,7 +455,7 @@ class XLSTMForecaster(BaseEstimator):
             std = inputs.std(dim=1, unbiased=False)  # (B, C)
             std = torch.where(std > 0, std, torch.ones_like(std))[:, None, :]  # (B, 1, C)
             prediction, target = prediction / std.unsqueeze(-1), target / std
-        return forecast_loss(loss, prediction, target, self.quantiles_, frequency_weight)
+        return forecast_loss(loss, prediction, target, self.quantiles_, frequency_weight, step_decay)
 
     def _batch(self, panels: Panels, starts: np.ndarray) -> dict[str, torch.Tensor]:
         """The tensors of the windows at ``starts`` (see window_batch) on the model's device."""

@@ -29,28 +29,50 @@ def output_size(loss: str, levels: Sequence[float]) -> int:
 
 
 def forecast_loss(
-    loss: str, prediction: Tensor, target: Tensor, quantiles: Sequence[float], frequency_weight: float = 0.0
+    loss: str,
+    prediction: Tensor,
+    target: Tensor,
+    quantiles: Sequence[float],
+    frequency_weight: float = 0.0,
+    step_decay: float = 0.0,
 ) -> Tensor:
     """Mean loss of prediction (B, h, C, Q) against target (B, h, C).
 
     ``quantile`` is the pinball loss averaged over the quantiles: for an error e = y - yhat at quantile q it is
     max(q * e, (q - 1) * e). With ``frequency_weight`` alpha > 0 (point losses only) the result is
-    (1 - alpha) * loss + alpha * frequency_loss (FreDF).
+    (1 - alpha) * loss + alpha * frequency_loss (FreDF). With ``step_decay`` p > 0 the error at forecast step t
+    weighs in proportion to t^-p (see horizon_step_weights).
     """
     if frequency_weight > 0:
         if loss == "quantile":
             raise ValueError("the frequency-domain term needs a point loss ('mae' or 'mse'), got 'quantile'")
-        temporal = forecast_loss(loss, prediction, target, quantiles) if frequency_weight < 1 else 0.0
+        temporal = forecast_loss(loss, prediction, target, quantiles, 0.0, step_decay) if frequency_weight < 1 else 0
         return (1 - frequency_weight) * temporal + frequency_weight * frequency_loss(prediction[..., 0], target)
     if loss == "mae":
-        return (prediction[..., 0] - target).abs().mean()
-    if loss == "mse":
-        return ((prediction[..., 0] - target) ** 2).mean()
-    if loss == "quantile":
+        per_step = (prediction[..., 0] - target).abs()  # (B, h, C)
+    elif loss == "mse":
+        per_step = (prediction[..., 0] - target) ** 2  # (B, h, C)
+    elif loss == "quantile":
         q = torch.tensor(quantiles, dtype=prediction.dtype, device=prediction.device)  # (Q,)
         error = target.unsqueeze(-1) - prediction  # (B, h, C, Q)
-        return torch.maximum(q * error, (q - 1) * error).mean()
-    raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+        per_step = torch.maximum(q * error, (q - 1) * error).mean(dim=-1)  # (B, h, C)
+    else:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    if step_decay > 0:
+        weights = horizon_step_weights(target.shape[1], step_decay, prediction)  # (h,)
+        per_step = per_step * weights[:, None]
+    return per_step.mean()
+
+
+def horizon_step_weights(h: int, decay: float, like: Tensor) -> Tensor:
+    """Weights (h,) of forecast steps 1..h proportional to t^-decay, with mean 1 (so the loss keeps its scale).
+
+    Far steps are noisier, so weighing them less lowers the variance of the gradient (the signal-decay loss of
+    CARD, Wang et al., ICLR 2024, uses decay 0.5). 0 weighs every step alike.
+    """
+    steps = torch.arange(1, h + 1, dtype=like.dtype, device=like.device)
+    weights = steps.pow(-decay)
+    return weights / weights.mean()
 
 
 def frequency_loss(prediction: Tensor, target: Tensor) -> Tensor:

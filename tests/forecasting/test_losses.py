@@ -1,4 +1,4 @@
-"""Training losses: the point and pinball losses and the frequency-domain term (FreDF)."""
+"""Training losses: the point and pinball losses, the frequency-domain term (FreDF) and the step weights."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 from xlstm_seq.forecasting import XLSTMForecaster
-from xlstm_seq.forecasting.losses import forecast_loss, frequency_loss
+from xlstm_seq.forecasting.losses import forecast_loss, frequency_loss, horizon_step_weights
 
 
 def test_frequency_loss_of_a_constant_error_is_its_dc_component():
@@ -50,3 +50,49 @@ def test_forecaster_checks_and_trains_with_the_frequency_term(frame, tiny_fit):
     assert fc.steps_trained_ == 30
     assert fc.best_val_loss_ is not None and math.isfinite(fc.best_val_loss_)
     assert fc.predict()["xLSTMTime"].notna().all()
+
+
+def test_step_weights_fall_as_t_to_the_minus_decay_with_mean_one():
+    like = torch.zeros(1)
+    weights = horizon_step_weights(4, 0.5, like)
+    raw = torch.tensor([1.0, 2.0, 3.0, 4.0]) ** -0.5
+    torch.testing.assert_close(weights, raw / raw.mean())
+    assert weights.mean().item() == pytest.approx(1.0)
+    torch.testing.assert_close(horizon_step_weights(5, 0.0, like), torch.ones(5))
+
+
+@pytest.mark.parametrize("loss", ["mae", "mse", "quantile"])
+def test_step_decay_weighs_each_step_of_every_loss(loss):
+    # An error only at the last step counts w_h / h of the unweighted per-step loss; one at step 1 counts w_1 / h.
+    h, quantiles = 4, [0.1, 0.5, 0.9]
+    weights = horizon_step_weights(h, 1.0, torch.zeros(1))
+    target = torch.zeros(2, h, 3)  # (B, h, C)
+    for step in (0, h - 1):
+        prediction = torch.zeros(2, h, 3, 3)  # (B, h, C, Q)
+        prediction[:, step] = 2.0
+        plain = forecast_loss(loss, prediction, target, quantiles)
+        weighted = forecast_loss(loss, prediction, target, quantiles, step_decay=1.0)
+        assert weighted.item() == pytest.approx(plain.item() * weights[step].item())
+
+
+def test_step_decay_applies_to_the_temporal_part_of_fredf_only():
+    g = torch.Generator().manual_seed(2)
+    prediction, target = torch.randn(3, 12, 2, 1, generator=g), torch.randn(3, 12, 2, generator=g)  # (B, h, C, 1)
+    weighted = forecast_loss("mse", prediction, target, [0.5], step_decay=0.5)
+    spectral = frequency_loss(prediction[..., 0], target)
+    mixed = forecast_loss("mse", prediction, target, [0.5], 0.5, step_decay=0.5)
+    assert mixed.item() == pytest.approx(0.5 * weighted.item() + 0.5 * spectral.item())
+
+
+def test_forecaster_checks_and_trains_with_step_decay(frame, tiny_fit):
+    for bad in (-0.5, 5.0, "0.5", None):
+        with pytest.raises(ValueError, match="horizon_loss_decay must be a number in"):
+            XLSTMForecaster(**tiny_fit, horizon_loss_decay=bad).fit(frame(length=80))
+    with pytest.raises(ValueError, match="which freq_loss_weight=1 leaves out"):
+        XLSTMForecaster(**tiny_fit, horizon_loss_decay=0.5, freq_loss_weight=1.0).fit(frame(length=80))
+    plain = XLSTMForecaster(**tiny_fit).fit(frame(length=80), val_size=12)
+    decayed = XLSTMForecaster(**tiny_fit, horizon_loss_decay=0.5).fit(frame(length=80), val_size=12)
+    assert decayed.steps_trained_ == 30 and math.isfinite(decayed.best_val_loss_)
+    # Same seed and windows, other weights on the steps: a different fit.
+    assert plain.best_val_loss_ != decayed.best_val_loss_
+    assert decayed.predict()["xLSTMTime"].notna().all()
