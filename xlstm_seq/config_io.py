@@ -73,11 +73,21 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         dotted, raw = item.split("=", 1)
         keys = dotted.strip().split(".")
         node = data
-        for depth, key in enumerate(keys[:-1]):
+        for depth, name in enumerate(keys[:-1]):
+            key = _existing_key(node, name)
             if not isinstance(node.get(key), dict):
                 raise ValueError(f"override {item!r}: {'.'.join(keys[: depth + 1])} is not a section of the config")
             node = node[key]
-        if keys[-1] not in node:
-            raise ValueError(f"override {item!r}: unknown key {keys[-1]!r}; valid keys here: {sorted(node)}")
-        node[keys[-1]] = yaml.safe_load(raw)
+        key = _existing_key(node, keys[-1])
+        if key not in node:
+            raise ValueError(f"override {item!r}: unknown key {keys[-1]!r}; valid keys here: {sorted(map(str, node))}")
+        node[key] = yaml.safe_load(raw)
     return data
+
+
+def _existing_key(node: dict[Any, Any], name: str) -> Any:
+    """The key of ``node`` that the dotted part ``name`` means: YAML reads ``336:`` as the integer 336, which a
+    dotted override spells as the text "336"."""
+    if name not in node and name.lstrip("-").isdigit() and int(name) in node:
+        return int(name)
+    return name

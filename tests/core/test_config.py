@@ -75,6 +75,17 @@ def test_dotted_overrides():
         apply_overrides(DemoConfig().to_dict(), ["model.num_layer=4"])
 
 
+def test_dotted_overrides_reach_integer_keys():
+    # YAML reads "336:" as an integer key (the forecasting benchmark's by_horizon); the override spells it as text.
+    data = {"by_horizon": {336: {"loss": "mse"}, 96: {"loss": "mae"}}}
+    apply_overrides(data, ["by_horizon.336.loss=mae", "by_horizon.96=null"])
+    assert data == {"by_horizon": {336: {"loss": "mae"}, 96: None}}
+    with pytest.raises(ValueError, match="by_horizon.720 is not a section"):
+        apply_overrides(data, ["by_horizon.720.loss=mse"])
+    with pytest.raises(ValueError, match=r"unknown key '720'; valid keys here: \['336', '96'\]"):
+        apply_overrides(data, ["by_horizon.720=1"])
+
+
 def test_configs_folder_is_not_empty():
     assert ALL_YAML, "configs/ holds no YAML"
 
