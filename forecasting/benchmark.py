@@ -129,8 +129,8 @@ class ModelSettings(ConfigMixin):
                     f"ensemble_variants: {bad} cannot change between members (the members of an ensemble share "
                     f"{list(_SHARED_BY_MEMBERS)}; the other settings may change)"
                 )
-            look_back = variant.get("input_size", 1)
-            if not isinstance(look_back, int) or look_back < 1:
+            look_back = variant.get("input_size")
+            if "input_size" in variant and not (isinstance(look_back, int) and look_back >= 1):
                 raise ValueError(f"ensemble_variants: input_size must be an int >= 1, got {look_back!r}")
             settings = {k: v for k, v in variant.items() if k != "input_size"}
             self.replace(**settings, ensemble_variants=[])  # a bad value is named here, as for the settings

@@ -63,7 +63,7 @@ def test_step_weights_fall_as_t_to_the_minus_decay_with_mean_one():
 
 @pytest.mark.parametrize("loss", ["mae", "mse", "quantile"])
 def test_step_decay_weighs_each_step_of_every_loss(loss):
-    # An error only at the last step counts w_h / h of the unweighted per-step loss; one at step 1 counts w_1 / h.
+    # With the error at one step only, the weighted loss is the plain one times that step's weight (first and last).
     h, quantiles = 4, [0.1, 0.5, 0.9]
     weights = horizon_step_weights(h, 1.0, torch.zeros(1))
     target = torch.zeros(2, h, 3)  # (B, h, C)
