@@ -66,23 +66,45 @@ def load_yaml(path_or_text: str | Path) -> dict[str, Any]:
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Applies ``key.sub=value`` overrides (values parsed as YAML) to a nested dict, in place; returns it."""
+    """Applies ``key.sub=value`` overrides (values parsed as YAML) to a nested dict, in place; returns it.
+
+    A plain override may only change a key the config already has, so a typo fails here. ``+key.sub=value`` (Hydra's
+    spelling) adds a key the config lacks, and the sections on its way, e.g. a setting for one data set that
+    ``per_dataset`` does not name yet; the config class still checks the result.
+    """
     for item in overrides:
         if "=" not in item:
             raise ValueError(f"override {item!r} must look like key.sub=value")
         dotted, raw = item.split("=", 1)
-        keys = dotted.strip().split(".")
+        dotted = dotted.strip()
+        adding = dotted.startswith("+")
+        keys = dotted.removeprefix("+").split(".")
         node = data
         for depth, name in enumerate(keys[:-1]):
             key = _existing_key(node, name)
+            if adding and key not in node:
+                node[_new_key(name)] = {}
+                key = _new_key(name)
             if not isinstance(node.get(key), dict):
                 raise ValueError(f"override {item!r}: {'.'.join(keys[: depth + 1])} is not a section of the config")
             node = node[key]
         key = _existing_key(node, keys[-1])
-        if key not in node:
-            raise ValueError(f"override {item!r}: unknown key {keys[-1]!r}; valid keys here: {sorted(map(str, node))}")
+        if adding:
+            if key in node:
+                raise ValueError(f"override {item!r}: {keys[-1]!r} is already set here; drop the '+' to change it")
+            key = _new_key(keys[-1])
+        elif key not in node:
+            raise ValueError(
+                f"override {item!r}: unknown key {keys[-1]!r}; valid keys here: {sorted(map(str, node))} "
+                f"(prefix the override with '+' to add a key)"
+            )
         node[key] = yaml.safe_load(raw)
     return data
+
+
+def _new_key(name: str) -> Any:
+    """The key a YAML file would have written for the dotted part ``name``: digits as an integer, as ``336:`` reads."""
+    return int(name) if name.lstrip("-").isdigit() else name
 
 
 def _existing_key(node: dict[Any, Any], name: str) -> Any:

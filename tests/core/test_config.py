@@ -86,6 +86,22 @@ def test_dotted_overrides_reach_integer_keys():
         apply_overrides(data, ["by_horizon.720=1"])
 
 
+def test_plus_override_adds_missing_keys_and_sections():
+    data = {"per_dataset": {"etth1": {"xlstm": {"dropout": 0.5}}}}
+    apply_overrides(data, ["+per_dataset.etth1.xlstm.num_heads=2", "+per_dataset.etth1.by_horizon.336.xlstm.loss=mse"])
+    assert data == {
+        "per_dataset": {
+            "etth1": {"xlstm": {"dropout": 0.5, "num_heads": 2}, "by_horizon": {336: {"xlstm": {"loss": "mse"}}}}
+        }
+    }
+    with pytest.raises(ValueError, match="'dropout' is already set here; drop the '\\+'"):
+        apply_overrides(data, ["+per_dataset.etth1.xlstm.dropout=0.3"])
+    with pytest.raises(ValueError, match="unknown key 'ema_decay'.*prefix the override with '\\+'"):
+        apply_overrides(data, ["per_dataset.etth1.xlstm.ema_decay=0.99"])
+    with pytest.raises(ValueError, match="per_dataset.etth1.xlstm.dropout is not a section"):
+        apply_overrides(data, ["+per_dataset.etth1.xlstm.dropout.rate=0.3"])
+
+
 def test_configs_folder_is_not_empty():
     assert ALL_YAML, "configs/ holds no YAML"
 

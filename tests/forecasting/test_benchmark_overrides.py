@@ -21,6 +21,8 @@ from xlstm_seq.forecasting.benchmark import (
     summary_figure,
 )
 
+from xlstm_seq.config_io import apply_overrides, load_yaml
+
 ROOT = Path(os.environ.get("XLSTM_SEQ_DATA", "/nonexistent"))
 CONFIG = Path(__file__).parents[2] / "configs/forecasting/long_horizon.yaml"
 
@@ -100,6 +102,18 @@ def test_committed_config_loads_with_its_overrides():
         for h in config.ili_horizons if name == "ili" else config.horizons:
             L, xlstm, _ = config.settings_for(name, h)
             assert L >= 1 and isinstance(xlstm, ModelSettings)
+
+
+def test_plus_override_adds_a_per_dataset_setting_to_the_committed_config():
+    # How a validation trial changes one data set's setting that its per_dataset section does not name yet.
+    data = apply_overrides(load_yaml(CONFIG), ["+per_dataset.etth1.xlstm.num_heads=2"])
+    config = LongHorizonConfig.from_dict(data)
+    assert config.settings_for("etth1", 336)[1].num_heads == 2
+    assert config.settings_for("etth2", 336)[1].num_heads == config.xlstm.num_heads
+    # A misspelt setting still fails, with the key named.
+    typo = apply_overrides(load_yaml(CONFIG), ["+per_dataset.etth1.xlstm.num_head=2"])
+    with pytest.raises(ValueError, match="num_head"):
+        LongHorizonConfig.from_dict(typo)
 
 
 def test_markdown_met_column_compares_with_patchtst():
