@@ -83,8 +83,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         for depth, name in enumerate(keys[:-1]):
             key = _existing_key(node, name)
             if adding and key not in node:
-                node[_new_key(name)] = {}
                 key = _new_key(name)
+                node[key] = {}
             if not isinstance(node.get(key), dict):
                 raise ValueError(f"override {item!r}: {'.'.join(keys[: depth + 1])} is not a section of the config")
             node = node[key]
