@@ -110,6 +110,6 @@ def _new_key(name: str) -> Any:
 def _existing_key(node: dict[Any, Any], name: str) -> Any:
     """The key of ``node`` that the dotted part ``name`` means: YAML reads ``336:`` as the integer 336, which a
     dotted override spells as the text "336"."""
-    if name not in node and name.lstrip("-").isdigit() and int(name) in node:
-        return int(name)
+    if name not in node and _new_key(name) in node:
+        return _new_key(name)
     return name
