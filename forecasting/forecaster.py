@@ -12,7 +12,6 @@ scaling live here once; the networks in ``forecasting.models`` only implement ``
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from collections.abc import Sequence
@@ -30,14 +29,22 @@ from xlstm_seq.forecasting.intervals import check_method, conformal_quantile, co
 from xlstm_seq.forecasting.losses import LOSSES, forecast_loss, output_size, quantiles_for_levels
 from xlstm_seq.forecasting.models import ALIASES, NetSpec, build_model, patch_layout, patch_len_for
 from xlstm_seq.forecasting.panels import Panels, build_panels, window_batch, window_starts
+from xlstm_seq.forecasting.persistence import load_forecaster, save_forecaster
 from xlstm_seq.forecasting.plots import forecast_figure
-from xlstm_seq.forecasting.validation import DS, ID, Y, check_long_frame, check_numeric, future_dates, require_frame
+from xlstm_seq.forecasting.validation import (
+    DS,
+    ID,
+    Y,
+    check_long_frame,
+    check_numeric,
+    check_static,
+    future_dates,
+    normalise_freq,
+    require_frame,
+)
 
 from xlstm_seq.devices import resolve_device
 from xlstm_seq.tracking import create_tracker
-
-FORMAT_VERSION = 1
-
 
 _REAL_TYPES = (float, int, np.floating, np.integer)
 """Types a numeric setting may have (Python's or NumPy's; bool counts as int)."""
@@ -211,6 +218,7 @@ class XLSTMForecaster(BaseEstimator):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        normalise_freq(self.freq)  # raises on a freq that is neither None, an alias nor an integer step
         if self.patch_len is not None and (not isinstance(self.patch_len, (int, np.integer)) or self.patch_len < 1):
             raise ValueError(f"patch_len must be a positive integer or None, got {self.patch_len!r}")
         for name in ("revin", "revin_subtract_last"):
@@ -218,6 +226,7 @@ class XLSTMForecaster(BaseEstimator):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.patch_stride is not None and not isinstance(self.patch_stride, (int, np.integer)):
             raise ValueError(f"patch_stride must be None or an integer, got {self.patch_stride!r}")
+        _check_level_list(self.level, "the level setting")
         patch_layout(self.input_size, self._patch_len(), self.patch_stride)  # raises on a stride outside 1..patch_len
         output_size(self.loss, self._levels())
         if self.valid_loss is not None and self.valid_loss not in LOSSES:
@@ -299,11 +308,8 @@ class XLSTMForecaster(BaseEstimator):
         if stat:
             if static_df is None:
                 raise ValueError(f"stat_exog_list is {stat} but no static_df was given to fit")
-            require_frame(static_df, "static_df", [ID] + stat)
-            check_numeric(static_df, "static_df", stat)
-        if val_size < 0 or (0 < val_size < self.h):
-            raise ValueError(f"val_size must be 0 or at least h={self.h}, got {val_size}")
-        held = val_size or (self._calibration_steps() if self._wants_calibration() else 0)
+            check_static(static_df, stat)
+        held = self._held_out_steps(val_size)
         need = self.input_size + self.h + held
         sizes = df.groupby(ID, sort=False).size()
         short = sizes[sizes < need]
@@ -349,6 +355,14 @@ class XLSTMForecaster(BaseEstimator):
         self._keep_history(df, static_df)
         self._log_fit(panels, history)
         return self
+
+    def _held_out_steps(self, val_size: object) -> int:
+        """Checks ``val_size``; returns the steps fit holds out of each series (validation or calibration)."""
+        if isinstance(val_size, bool) or not isinstance(val_size, (int, np.integer)):
+            raise ValueError(f"val_size must be an integer number of steps, got {val_size!r}")
+        if val_size < 0 or (0 < val_size < self.h):
+            raise ValueError(f"val_size must be 0 or at least h={self.h}, got {val_size}")
+        return int(val_size) or (self._calibration_steps() if self._wants_calibration() else 0)
 
     def _wants_calibration(self) -> bool:
         return self.intervals == "conformal" and (self.level is not None or self.loss == "quantile")
@@ -524,6 +538,7 @@ class XLSTMForecaster(BaseEstimator):
 
     def _check_level(self, level: Sequence[float] | None) -> None:
         """Raises before any work when ``level`` cannot be served by this fitted forecaster."""
+        _check_level_list(level, "level")
         if not level:
             return
         if self.intervals == "quantile":
@@ -597,7 +612,7 @@ class XLSTMForecaster(BaseEstimator):
         if static_df is None:
             static_df = self.static_
         elif stat:
-            require_frame(static_df, "static_df", [ID] + stat)
+            check_static(static_df, stat)
         tails = df.groupby(ID, sort=False).tail(self.input_size)
         sizes = tails.groupby(ID, sort=False).size()
         short = sizes[sizes < self.input_size]
@@ -630,6 +645,11 @@ class XLSTMForecaster(BaseEstimator):
         if futr_df is None:
             raise ValueError(f"futr_exog_list is {futr}: predict needs futr_df with their future values")
         require_frame(futr_df, "futr_df", [ID, DS] + futr)
+        check_numeric(futr_df, "futr_df", futr, finite=False)  # values are checked below, on the rows predict uses
+        dup = futr_df.duplicated([ID, DS]).to_numpy()
+        if dup.any():
+            row = futr_df.loc[dup].iloc[0]
+            raise ValueError(f"futr_df has duplicate (unique_id, ds) rows, first in series {row[ID]!r} at ds={row[DS]}")
         merged = future.merge(futr_df[[ID, DS] + futr], on=[ID, DS], how="left", indicator=True)
         absent = merged["_merge"] == "left_only"
         if absent.any():
@@ -639,10 +659,13 @@ class XLSTMForecaster(BaseEstimator):
                 f"it needs h={self.h} rows per series after the end of df"
             )
         for col in futr:
-            bad = merged[col].isna()
+            bad = ~np.isfinite(merged[col].to_numpy(np.float64))
             if bad.any():
                 row = merged.loc[bad].iloc[0]
-                raise ValueError(f"futr_df column {col!r} is missing a value for series {row[ID]!r} at ds={row[DS]}")
+                raise ValueError(
+                    f"futr_df column {col!r} is missing a value for series {row[ID]!r} at ds={row[DS]} "
+                    f"(NaN or infinite)"
+                )
         return merged.drop(columns="_merge")
 
     def _check_same_exog(self, df: pd.DataFrame) -> None:
@@ -714,7 +737,12 @@ class XLSTMForecaster(BaseEstimator):
             raise ValueError(
                 f"refit must be True, False or an integer >= 1 (refit every that many windows), got {refit!r}"
             )
-        step = step_size or self.h
+        if step_size is None:
+            step = self.h
+        elif isinstance(step_size, bool) or not isinstance(step_size, (int, np.integer)) or step_size < 1:
+            raise ValueError(f"step_size must be None (h) or an integer >= 1, got {step_size!r}")
+        else:
+            step = int(step_size)
         self._check_settings()
         if level and self.intervals == "conformal" and not self._wants_calibration():
             raise ValueError(
@@ -724,6 +752,14 @@ class XLSTMForecaster(BaseEstimator):
         hist, futr, stat = self._lists()
         check_long_frame(df, "df", hist + futr, freq=self.freq)
         sizes = df.groupby(ID, sort=False).size()
+        need = self.input_size + self.h + self._held_out_steps(val_size) + (n_windows - 1) * step + self.h
+        short = sizes[sizes < need]
+        if len(short):
+            raise ValueError(
+                f"series {short.index[0]!r} has {int(short.iloc[0])} rows but cross_validation needs {need}: "
+                f"input_size + h (+ val_size or calibration_size) before the first cutoff, then "
+                f"(n_windows - 1) * step_size + h ({len(short)} series too short)"
+            )
         pos = df.groupby(ID, sort=False).cumcount().to_numpy()
         all_starts, parts, panels = [], [], None
         for first in range(0, n_windows, every):
@@ -821,93 +857,28 @@ class XLSTMForecaster(BaseEstimator):
     def save(self, path: str | Path) -> Path:
         """Writes ``config.json`` (parameters and fitted metadata), ``model.safetensors``, the kept history
         (``history.csv``, ``static.csv``) and, when calibrated, ``calibration.safetensors`` (conformal scores)
-        into the folder ``path``. Nothing is pickled."""
-        from safetensors.torch import save_file
-
+        into the folder ``path``. Nothing is pickled. An earlier save at ``path`` is replaced whole and only once
+        the new one is complete; a folder holding other files is refused (ValueError)."""
         self._check_fitted()
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        meta = {
-            "format_version": FORMAT_VERSION,
-            "params": self.get_params(),
-            "fitted": {
-                "freq": self.freq_,
-                "exog_columns": self.exog_columns_,
-                "ds_kind": self.ds_kind_,
-                "exog_scale": [a.tolist() for a in self.exog_scale_],
-                "series": [_jsonable(s) for s in self.series_],
-                "n_channels": self.n_channels_,
-                "quantiles": self.quantiles_,
-                "fit_seconds": self.fit_seconds_,
-                "steps_trained": self.steps_trained_,
-            },
-        }
-        (path / "config.json").write_text(json.dumps(meta, indent=2))
-        weights = {k: v.detach().cpu().contiguous() for k, v in self.net_.state_dict().items()}
-        save_file(weights, str(path / "model.safetensors"))
-        self.history_.to_csv(path / "history.csv", index=False)
-        if self.static_ is not None:
-            self.static_.to_csv(path / "static.csv", index=False)
-        if getattr(self, "conformal_scores_", None) is not None:
-            save_file({"scores": torch.from_numpy(np.ascontiguousarray(self.conformal_scores_))},
-                      str(path / "calibration.safetensors"))  # fmt: skip
-        return path
+        return save_forecaster(self, path)
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None) -> XLSTMForecaster:
         """Restores a forecaster written by :meth:`save`, on ``device`` (None: the saved ``device`` setting; a model
-        saved with device="cuda" loads on a machine without CUDA with device="cpu")."""
-        from safetensors.torch import load_file
-
-        path = Path(path)
-        meta = json.loads((path / "config.json").read_text())
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{path}/config.json has format_version {meta.get('format_version')}, expected 1")
-        params = dict(meta["params"])
-        # Saved before conformal intervals existed: keep serving its quantile heads as it did then.
-        params.setdefault("intervals", "quantile")
-        if device is not None:
-            params["device"] = device
-        self = cls(**params)
-        try:
-            self.device_ = resolve_device(self.device)
-        except ValueError as err:
-            if device is not None:
-                raise
-            hint = "pass load(path, device='cpu') to load it here"
-            raise ValueError(f"{path} was saved with device={self.device!r}: {err}; {hint}") from err
-        fitted = meta["fitted"]
-        self.freq_ = fitted["freq"]
-        self.exog_columns_ = fitted["exog_columns"]
-        self.ds_kind_ = fitted["ds_kind"]
-        self.exog_scale_ = tuple(np.asarray(a, dtype=np.float64) for a in fitted["exog_scale"])
-        self.series_ = fitted["series"]
-        self.n_channels_ = fitted["n_channels"]
-        self.quantiles_ = fitted["quantiles"]
-        self.fit_seconds_ = fitted["fit_seconds"]
-        self.steps_trained_ = fitted["steps_trained"]
-        by_text = {str(s): s for s in self.series_}
-        history = pd.read_csv(path / "history.csv", dtype={ID: str})
-        history[ID] = history[ID].map(by_text)
-        if self.ds_kind_ == "datetime":
-            history[DS] = pd.to_datetime(history[DS])
-        self.history_ = history
-        static_path = path / "static.csv"
-        self.static_ = None
-        if static_path.is_file():
-            static = pd.read_csv(static_path, dtype={ID: str})
-            static[ID] = static[ID].map(by_text)
-            self.static_ = static
-        calibration = path / "calibration.safetensors"
-        self.conformal_scores_ = load_file(str(calibration))["scores"].numpy() if calibration.is_file() else None
-        self.net_ = build_model(self.model, self._spec(self.n_channels_)).to(self.device_)
-        self.net_.load_state_dict(load_file(str(path / "model.safetensors"), device=str(self.device_)))
-        self.net_.eval()
-        return self
+        saved with device="cuda" loads on a machine without CUDA with device="cpu"). A missing file raises
+        FileNotFoundError, an edited or mismatched one ValueError, each naming the file."""
+        return load_forecaster(cls, path, device)
 
 
-def _jsonable(value):
-    return value.item() if isinstance(value, np.generic) else value
+def _check_level_list(level: object, name: str) -> None:
+    """``level`` is None or a list of numbers (percentages are checked where they are used)."""
+    if level is None:
+        return
+    if isinstance(level, (str, bytes)) or not isinstance(level, Sequence | np.ndarray):
+        raise ValueError(f"{name} must be a list of percentages such as [80, 95], got {level!r}")
+    for lv in level:
+        if isinstance(lv, bool) or not isinstance(lv, _REAL_TYPES):
+            raise ValueError(f"{name} must be a list of percentages such as [80, 95], got {list(level)!r}")
 
 
 def _exog_scale(

@@ -27,18 +27,48 @@ def require_frame(df: object, name: str, columns: Sequence[str]) -> pd.DataFrame
     return df
 
 
-def check_numeric(df: pd.DataFrame, name: str, columns: Sequence[str]) -> None:
-    """Each column must be numeric (bool counts) and free of NaN; the error names the column and the series."""
+def check_numeric(df: pd.DataFrame, name: str, columns: Sequence[str], *, finite: bool = True) -> None:
+    """Each column must be numeric (bool counts) and, with ``finite``, free of NaN and infinite values (one inf
+    would turn the shared weights, and so every series' forecast, into NaN); the error names column and series."""
     for col in columns:
         if not (pd.api.types.is_numeric_dtype(df[col]) or pd.api.types.is_bool_dtype(df[col])):
             raise ValueError(f"{name} column {col!r} must be numeric, got dtype {df[col].dtype}")
-        bad = df[col].isna().to_numpy()
-        if bad.any():
-            first = df.loc[bad].iloc[0]
-            where = f" at ds={first[DS]}" if DS in first.index else ""
-            raise ValueError(
-                f"{name} column {col!r} has {int(bad.sum())} NaN value(s), first in series {first[ID]!r}{where}"
-            )
+        if not finite:
+            continue
+        values = df[col].to_numpy(np.float64)
+        for kind, bad in (("NaN", np.isnan(values)), ("infinite", np.isinf(values))):
+            if bad.any():
+                first = df.loc[bad].iloc[0]
+                where = f" at ds={first[DS]}" if DS in first.index else ""
+                raise ValueError(
+                    f"{name} column {col!r} has {int(bad.sum())} {kind} value(s), first in series {first[ID]!r}{where}"
+                )
+
+
+def check_static(static_df: object, stat: Sequence[str]) -> pd.DataFrame:
+    """A static frame holds one row per series with finite numeric ``stat`` columns; returns it."""
+    require_frame(static_df, "static_df", [ID, *stat])
+    if static_df[ID].isna().any():
+        raise ValueError("static_df has a row whose unique_id is missing (NaN/None)")
+    dup = static_df[ID].duplicated().to_numpy()
+    if dup.any():
+        raise ValueError(f"static_df has more than one row for series {static_df.loc[dup, ID].iloc[0]!r}")
+    check_numeric(static_df, "static_df", stat)
+    return static_df
+
+
+def normalise_freq(freq: object) -> str | int | None:
+    """A ``freq`` setting as this module uses it: None, an int step or an offset alias (numpy ints and pandas
+    offsets are converted, so they also survive a JSON save)."""
+    if freq is None or isinstance(freq, str):
+        return freq
+    if isinstance(freq, (int, np.integer)) and not isinstance(freq, (bool, np.bool_)):
+        if freq < 1:
+            raise ValueError(f"an integer freq must be a step >= 1, got {freq!r}")
+        return int(freq)
+    if isinstance(freq, pd.offsets.BaseOffset):
+        return freq.freqstr
+    raise ValueError(f"freq must be None, an offset alias such as 'h' or an integer step, got {freq!r}")
 
 
 def infer_freq(ds: pd.Series, series_id: object) -> str | int:
@@ -94,8 +124,18 @@ def check_long_frame(
     require_frame(df, name, cols)
     require_frame(df, name, exog)
     check_numeric(df, name, ([Y] if need_y else []) + list(exog))
-    if not (pd.api.types.is_datetime64_any_dtype(df[DS]) or pd.api.types.is_integer_dtype(df[DS])):
+    for col in (ID, DS):
+        missing = df[col].isna().to_numpy()
+        if missing.any():
+            raise ValueError(f"{name} column {col!r} is missing (NaN/None) in {int(missing.sum())} row(s), first at "
+                             f"row {df.index[missing][0]!r}")  # fmt: skip
+    integer_ds = pd.api.types.is_integer_dtype(df[DS])
+    if not (pd.api.types.is_datetime64_any_dtype(df[DS]) or integer_ds):
         raise ValueError(f"{name} column 'ds' must hold datetimes or integers, got dtype {df[DS].dtype}")
+    freq = normalise_freq(freq)
+    if freq is not None and integer_ds != isinstance(freq, int):
+        kind = "integers, so freq must be an integer step" if integer_ds else "datetimes, so freq must be an alias"
+        raise ValueError(f"{name} column 'ds' holds {kind}; got freq={freq!r}")
     dup = df.duplicated([ID, DS]).to_numpy()
     if dup.any():
         row = df.loc[dup].iloc[0]

@@ -140,3 +140,74 @@ def test_static_df_problems_name_the_series(frame, static):
     holes.loc[1, "size"] = np.nan
     with pytest.raises(ValueError, match="static_df column 'size' has 1 NaN value.*series 's1'"):
         _fc(stat_exog_list=["size"]).fit(df, static_df=holes)
+
+
+def test_infinite_y_or_exogenous_value_is_named(frame):
+    # One inf poisons the shared weights: every series' forecast would come out NaN.
+    df = frame(n_series=2, length=30, exog=True)
+    df.loc[df.index[df.unique_id == "s1"][5], "y"] = np.inf
+    with pytest.raises(ValueError, match="'y' has 1 infinite value.*series 's1'"):
+        _fc().fit(df)
+    df = frame(n_series=2, length=30, exog=True)
+    df.loc[df.index[df.unique_id == "s0"][3], "hist_x"] = -np.inf
+    with pytest.raises(ValueError, match="'hist_x' has 1 infinite value.*series 's0'"):
+        _fc(hist_exog_list=["hist_x"]).fit(df)
+
+
+@pytest.mark.parametrize("column", ["unique_id", "ds"])
+def test_missing_id_or_timestamp_is_named(frame, column):
+    df = frame(n_series=2, length=30)
+    df[column] = df[column].astype(object)
+    df.loc[df.index[df.unique_id == "s1"], column] = None
+    with pytest.raises(ValueError, match=f"column '{column}' is missing .* in 30 row"):
+        _fc().fit(df)
+
+
+def test_futr_df_duplicates_and_text_are_refused(frame):
+    fc, train, futr = _exog_model(frame)
+    # A repeated future row used to shift the look-back of its series by one step, silently.
+    with pytest.raises(ValueError, match="futr_df has duplicate .* series 's0'"):
+        fc.predict(futr_df=pd.concat([futr, futr.iloc[[1]]]))
+    with pytest.raises(ValueError, match="futr_df column 'futr_x' must be numeric"):
+        fc.predict(futr_df=futr.assign(futr_x="a"))
+
+
+def test_static_df_at_predict_is_checked(frame, static):
+    df = frame(n_series=2, length=30)
+    fc = _fc(stat_exog_list=["size"]).fit(df, static_df=static(2))
+    holes = static(2)
+    holes.loc[0, "size"] = np.nan
+    with pytest.raises(ValueError, match="static_df column 'size' has 1 NaN value.*series 's0'"):
+        fc.predict(static_df=holes)
+    with pytest.raises(ValueError, match="static_df column 'size' must be numeric"):
+        fc.predict(static_df=static(2).assign(size="big"))
+    with pytest.raises(ValueError, match="static_df has more than one row for series 's1'"):
+        fc.predict(static_df=pd.concat([static(2), static(2).iloc[[1]]]))
+
+
+def test_bad_val_size_level_and_freq_types(frame):
+    df = frame(length=30)
+    with pytest.raises(ValueError, match="val_size must be an integer number of steps, got 8.0"):
+        _fc().fit(df, val_size=8.0)
+    fc = _fc(level=[80]).fit(df)
+    with pytest.raises(ValueError, match=r"level must be a list of percentages such as \[80, 95\], got 80"):
+        fc.predict(level=80)
+    with pytest.raises(ValueError, match="the level setting must be a list of percentages"):
+        _fc(level=80).fit(df)
+    with pytest.raises(ValueError, match="holds datetimes, so freq must be an alias; got freq=5"):
+        _fc(freq=5).fit(df)
+    ints = df.assign(ds=np.arange(30))
+    with pytest.raises(ValueError, match="holds integers, so freq must be an integer step; got freq='h'"):
+        _fc(freq="h").fit(ints)
+    # numpy integers and pandas offsets are what users pass as often as plain ones
+    assert _fc(freq=np.int64(1)).fit(ints).freq_ == 1
+    assert _fc(freq=pd.offsets.Hour()).fit(df).freq_ == "h"
+
+
+def test_bad_cross_validation_arguments(frame):
+    df = frame(n_series=2, length=40)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="step_size must be None"):
+            _fc().cross_validation(df, n_windows=2, step_size=bad)
+    with pytest.raises(ValueError, match=r"series 's0' has 40 rows but cross_validation needs 48"):
+        _fc().cross_validation(df, n_windows=8, step_size=4)
