@@ -3,7 +3,9 @@
     from xlstm_seq.forecasting import XLSTMForecaster, load_long_horizon, load_air_passengers
 
 ``XLSTMForecaster`` follows Nixtla's long frame (``unique_id``, ``ds``, ``y``) and verbs (fit, predict,
-cross_validation); the models are chosen by name (``xlstm_time``, ``xlstm_encoder``, ``dlinear``).
+cross_validation, save/load); the models are chosen by name (``MODELS``: ``xlstm_time``, ``xlstm_time_linear``,
+``xlstm_mixer``, ``xlstm_encoder``, ``dlinear``). The long-horizon sets load by name (``LONG_HORIZON``), with the
+papers' splits and train-statistics scaling.
 """
 
 from xlstm_seq.forecasting.datasets import LONG_HORIZON, load_air_passengers, load_long_horizon, load_m4

@@ -578,9 +578,12 @@ def run_benchmark(
                     cells.append(cell)
             if "seasonal_naive" in config.baselines:
                 m, a = _seasonal_naive(data, h, L, config.max_test_windows, config.eval_split)
-                cells.append(
-                    Cell(name, h, f"seasonal naive ({data.season})", [m], [a], [0.0], [0], "seasonal_naive", L)
-                )
+                cell = Cell(name, h, f"seasonal naive ({data.season})", [], [], [], [], "seasonal_naive", L)
+                with create_tracker(config.experiment, run_name=f"{name}-h{h}-seasonal_naive", enabled=track,
+                                    tags={"benchmark": "long_horizon"}) as tracker:  # fmt: skip
+                    params = {"model": "seasonal_naive", "season": data.season}
+                    _record(cell, tracker, (m, a, 0.0, 0, None), params, name, h, L, 0, config.eval_split)
+                cells.append(cell)
             # Written after every horizon so that an interrupted run keeps what it measured.
             Path(config.out).parent.mkdir(parents=True, exist_ok=True)
             Path(config.out).write_text(benchmark_markdown(config, cells, timings, command))
@@ -686,6 +689,15 @@ def _record(
     tracker.log_metrics(metrics)
 
 
+def _load_words(config: LongHorizonConfig) -> str:
+    """The 1-minute load average beside the torch threads, which says whether other jobs shared the cores."""
+    load = os.getloadavg()[0]
+    shared = load > config.num_threads + 0.5  # the benchmark itself keeps about num_threads busy
+    verdict = "other jobs shared the cores, so fit times are under load" if shared else "no other job was busy"
+    threads = config.num_threads
+    return f"1-minute load average when this file was written {load:.1f}, {threads} torch thread(s): {verdict}"
+
+
 def _fmt(values: list[float], digits: int = 3) -> str:
     if len(values) == 1:
         return f"{values[0]:.{digits}f}"
@@ -778,9 +790,7 @@ def benchmark_markdown(
         f"named below). MSE/MAE on the standardised scale (training-split statistics), every {split} window of the",
         "standard split unless `max_test_windows` says otherwise.",
         "",
-        f"- date: {date}; git {env['git']}; device: {_device_words(config, env)}; the cores were shared with other "
-        f"jobs, so fit times are under load (1-minute load average when this file was written: "
-        f"{os.getloadavg()[0]:.1f})",
+        f"- date: {date}; git {env['git']}; device: {_device_words(config, env)}; {_load_words(config)}",
         *([f"- command: `{command}`"] if command else []),
         f"- torch {env['torch']}, pandas {env['pandas']}, python {env['python']}",
         f"- scored on the {split} split; look-back {config.input_size} (ILI {config.ili_input_size}) unless the "
@@ -809,6 +819,10 @@ def benchmark_markdown(
             f"{judged_published.count('yes')} of {len(judged_published)} cells"
         )
     lines += [
+        "",
+        "fit s: our models' fit (training with its validation checks; an ensemble's members summed); "
+        "neuralforecast's whole cross_validation call (its fit, then forecasting the scored windows); seasonal "
+        "naive has nothing to fit.",
         "",
         "| data | h | L | model | MSE | MAE | fit s | steps | published PatchTST/64 MSE / MAE "
         "| published DLinear MSE / MAE | met? | MSE, published windows | met, published windows |",

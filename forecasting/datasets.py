@@ -21,7 +21,8 @@ from xlstm_seq.forecasting.validation import DS, ID, Y
 from xlstm_seq.data import DataFile, data_root, fetch
 
 _ETT_URL = "https://raw.githubusercontent.com/zhouhaoyi/ETDataset/main/ETT-small/{}.csv"
-# The multivariate benchmark files of Lai et al. (LSTNet): no header and no dates (integer time index).
+# The multivariate benchmark files of Lai et al. (LSTNet): no header and no dates. Autoformer's release of the same
+# rows adds a date column (the start and step below) and names the last column OT; read here the same way.
 _LAI_URL = "https://raw.githubusercontent.com/laiguokun/multivariate-time-series-data/master/{0}/{0}.txt.gz"
 
 
@@ -38,6 +39,8 @@ class LongHorizonSpec:
     season: int
     """Seasonal period for the seasonal-naive baseline."""
     horizons: tuple[int, ...] = (96, 192, 336, 720)
+    undated: tuple[str, str] | None = None
+    """(first timestamp, step) given to a download without dates, as Autoformer's release dates its copy."""
 
 
 def _ett(name: str, split: str, season: int) -> LongHorizonSpec:
@@ -50,12 +53,13 @@ def _ett(name: str, split: str, season: int) -> LongHorizonSpec:
     )
 
 
-def _lai(name: str, folder: str, season: int) -> LongHorizonSpec:
+def _lai(name: str, folder: str, season: int, start: str, step: str) -> LongHorizonSpec:
     return LongHorizonSpec(
         (f"{folder}/{folder}.csv.xz", f"{folder}/{folder}.csv", f"{folder}/{folder}.txt.gz"),
         DataFile(f"{folder}/{folder}.txt.gz", _LAI_URL.format(folder), f"{name} (Lai et al. 2018 benchmark copy)"),
         "ratio",
         season,
+        undated=(start, step),
     )
 
 
@@ -77,9 +81,9 @@ LONG_HORIZON: dict[str, LongHorizonSpec] = {
         52,
         horizons=(24, 36, 48, 60),
     ),
-    "exchange": _lai("Exchange", "exchange_rate", 1),
-    "electricity": _lai("Electricity", "electricity", 24),
-    "traffic": _lai("Traffic", "traffic", 24),
+    "exchange": _lai("Exchange", "exchange_rate", 1, "1990-01-01", "D"),
+    "electricity": _lai("Electricity", "electricity", 24, "2016-07-01 02:00", "h"),
+    "traffic": _lai("Traffic", "traffic", 24, "2016-07-01 02:00", "h"),
 }
 
 
@@ -120,7 +124,13 @@ def _locate(spec: LongHorizonSpec, download: bool) -> str:
     for rel in spec.candidates:
         if (root / rel).is_file():
             return str(root / rel)
-    return str(fetch(spec.download, download=download))
+    try:
+        return str(fetch(spec.download, download=download))
+    except FileNotFoundError as err:
+        others = [str(root / rel) for rel in spec.candidates if rel != spec.download.relpath]
+        if not others:
+            raise
+        raise FileNotFoundError(f"{err} (or a CSV copy with a date column first: {' or '.join(others)})") from None
 
 
 def split_borders(split: str, n: int) -> dict[str, tuple[int, int]]:
@@ -152,8 +162,9 @@ def load_long_horizon(name: str, *, download: bool = True) -> LongHorizonData:
     path = _locate(spec, download)
     if path.endswith(".txt.gz"):
         raw = pd.read_csv(path, header=None)
-        dates = np.arange(len(raw))
-        columns = [str(c) for c in raw.columns]
+        start, step = spec.undated
+        dates = pd.date_range(start, periods=len(raw), freq=step).to_numpy()
+        columns = [str(c) for c in range(raw.shape[1] - 1)] + ["OT"]
         values = raw.to_numpy(np.float64)
     else:
         raw = pd.read_csv(path)
@@ -189,7 +200,7 @@ M4_GROUPS = {"hourly": ("Hourly", 48, 24), "weekly": ("Weekly", 13, 1)}
 """M4 groups here: (file prefix, horizon, seasonal period used by MASE in M4)."""
 
 
-def load_m4(group: str, *, download: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, int, int]:
+def load_m4(group: str, *, download: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, int, int]:
     """M4 Hourly or Weekly as long frames with an integer ds per series.
 
     Returns:

@@ -61,26 +61,29 @@ def fetch(name_or_file: str | DataFile, *, download: bool = True, timeout: float
     path = data_root() / entry.relpath
     if path.is_file():
         return path
-    where = f"download it from {entry.url}" if entry.url else "this data set has no public download address"
-    if download and entry.url:
+    expected = f"{entry.description}: expected {path} (data root from ${DATA_ENV}, default ~/.cache/xlstm_seq)"
+    if not entry.url:
+        raise FileNotFoundError(f"{expected}; this data set has no public download address: place a copy there")
+    if download:
         try:
             _download(entry.url, path, timeout)
             return path
         except (urllib.error.URLError, OSError, TimeoutError) as err:
             log.warning("could not download %s: %s", entry.url, err)
-    raise FileNotFoundError(
-        f"{entry.description}: expected {path} (data root from ${DATA_ENV}, default ~/.cache/xlstm_seq); "
-        f"the machine is offline or the download failed: {where} and place it there"
-    )
+    why = "the machine is offline or the download failed" if download else "downloads are off (download=False)"
+    raise FileNotFoundError(f"{expected}; {why}: download it from {entry.url} and place it there")
 
 
 def _download(url: str, path: Path, timeout: float) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     log.info("downloading %s -> %s", url, path)
-    # Download to a temporary file first so an interrupted download never leaves a truncated data file.
-    with (
-        urllib.request.urlopen(url, timeout=timeout) as response,
-        tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as tmp,
-    ):
-        shutil.copyfileobj(response, tmp)
+    # Open the address before creating any folder, so a failed download leaves the data root as it was.
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Download to a temporary file first so an interrupted download never leaves a truncated data file.
+        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as tmp:
+            try:
+                shutil.copyfileobj(response, tmp)
+            except BaseException:
+                Path(tmp.name).unlink(missing_ok=True)
+                raise
     Path(tmp.name).replace(path)

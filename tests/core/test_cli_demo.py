@@ -70,6 +70,10 @@ def test_demo_parts_are_checked_before_anything_runs():
     assert available_demo_parts()[0] == "core"
     with pytest.raises(SystemExit, match=r"unknown part\(s\) \['nope'\]; available: core"):
         main(["demo", "--parts", "core,nope", "--no-track"])
+    with pytest.raises(SystemExit, match=r"set the core step, which --parts forecast leaves out"):
+        main(["demo", "--parts", "forecast", "--no-track", "--steps", "3"])
+    with pytest.raises(SystemExit, match=r"set the core step"):
+        main(["demo", "--parts", "forecast", "--no-track", "bogus.key=1"])
 
 
 def test_the_installed_command_reports_bad_settings_in_one_line(capsys):

@@ -52,10 +52,44 @@ def test_unknown_and_missing_sets(tmp_path, monkeypatch):
     monkeypatch.setenv("XLSTM_SEQ_DATA", str(tmp_path))
     with pytest.raises(ValueError, match="unknown long-horizon data set 'ettx'"):
         load_long_horizon("ettx")
-    with pytest.raises(FileNotFoundError, match=r"traffic/traffic.txt.gz"):
-        load_long_horizon("traffic", download=False)
-    with pytest.raises(FileNotFoundError, match=r"ett/ETTm2.csv"):
+    with pytest.raises(FileNotFoundError, match=r"ett/ETTm2.csv.*downloads are off"):
         load_long_horizon("ettm2", download=False)
+    with pytest.raises(FileNotFoundError, match=r"weather/weather.csv.*no public download address: place a copy"):
+        load_long_horizon("weather")
+
+
+@pytest.mark.parametrize("name,folder", [("exchange", "exchange_rate"), ("electricity", "electricity"),
+                                         ("traffic", "traffic")])  # fmt: skip
+def test_a_failed_download_names_the_files_and_leaves_no_folder(tmp_path, monkeypatch, name, folder):
+    import urllib.error
+    import urllib.request
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no route to host")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    monkeypatch.setenv("XLSTM_SEQ_DATA", str(tmp_path / "root"))
+    with pytest.raises(FileNotFoundError) as err:
+        load_long_horizon(name)
+    message = str(err.value)
+    assert f"{folder}/{folder}.txt.gz" in message and "offline or the download failed" in message
+    assert f"{folder}/{folder}.csv" in message  # the dated copy it also reads
+    assert not (tmp_path / "root").exists()
+
+
+def test_an_undated_download_gets_autoformers_dates_and_ot(tmp_path, monkeypatch):
+    import gzip
+
+    monkeypatch.setenv("XLSTM_SEQ_DATA", str(tmp_path))
+    (tmp_path / "exchange_rate").mkdir()
+    rows = np.random.default_rng(0).normal(size=(100, 8))
+    with gzip.open(tmp_path / "exchange_rate" / "exchange_rate.txt.gz", "wt") as f:
+        f.writelines(",".join(f"{v:.6f}" for v in row) + "\n" for row in rows)
+    data = load_long_horizon("exchange", download=False)
+    assert data.columns == ["0", "1", "2", "3", "4", "5", "6", "OT"]
+    assert str(data.dates[0])[:10] == "1990-01-01" and str(data.dates[1])[:10] == "1990-01-02"
+    assert data.borders == {"train": (0, 70), "val": (70, 80), "test": (80, 100)}
+    np.testing.assert_allclose(data.values[:70].mean(axis=0), 0, atol=1e-5)
 
 
 @needs("air_passengers/AirPassengers.csv")

@@ -45,7 +45,10 @@ def test_tiny_benchmark_writes_markdown_and_tracks(tmp_path, tmp_mlflow):
     assert (tmp_path / "fc.png").stat().st_size > 1000
     client = mlflow.MlflowClient(tracking_uri=tmp_mlflow)
     runs = client.search_runs([client.get_experiment_by_name("bench-test").experiment_id])
-    assert sum("test/mse" in r.data.metrics for r in runs) == 2
+    # one run per scored model: xLSTM, DLinear and the seasonal naive baseline
+    assert sorted(r.data.params["model"] for r in runs if "test/mse" in r.data.metrics) == [
+        "dlinear", "seasonal_naive", "xlstm_time"
+    ]  # fmt: skip
     assert any(r.info.run_name == "summary" for r in runs)
 
 
@@ -69,6 +72,16 @@ def test_forecast_demo_runs_and_reports_metrics():
     assert set(results) == {"mae", "smape", "mase", "seasonal_naive_mae", "coverage_80", "fit_seconds"}
     assert all(np.isfinite(v) for v in results.values())
     assert "AirPassengers" in lines[0]
+
+
+@pytest.mark.skipif(not (ROOT / "air_passengers/AirPassengers.csv").is_file(), reason="AirPassengers not in data root")
+def test_forecast_demo_command_takes_its_overrides(capsys):
+    from xlstm_seq.cli.main import main
+
+    with pytest.raises(ValueError, match="bogus"):
+        main(["forecast", "demo", "--no-track", "bogus=1"])
+    assert main(["forecast", "demo", "--no-track", "max_steps=5"]) == 0
+    assert "AirPassengers" in capsys.readouterr().out
 
 
 @pytest.mark.slow

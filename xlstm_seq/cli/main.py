@@ -76,6 +76,12 @@ def _demo(args: argparse.Namespace) -> int:
     unknown = sorted(set(parts) - set(known))
     if unknown:
         raise SystemExit(f"demo --parts: unknown part(s) {unknown}; available: {','.join(known)}")
+    if "core" not in parts and (args.config or args.steps is not None or args.overrides):
+        # They set the core step alone; silently running the other parts on their defaults would mislead.
+        raise SystemExit(
+            f"demo: --config, --steps and key=value overrides set the core step, which --parts {','.join(parts)} "
+            f"leaves out; the forecasting step takes its own: xlstm-seq forecast demo --config ... key=value"
+        )
     if "core" in parts:
         data = load_yaml(args.config) if args.config else DemoConfig().to_dict()
         config = DemoConfig.from_dict(apply_overrides(data, args.overrides))
