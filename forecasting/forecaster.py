@@ -514,7 +514,10 @@ class XLSTMForecaster(BaseEstimator):
                 widest = max(self._levels())
                 cols = list(self._columns(panels, starts, out, [widest]).values())  # point, lo, hi
                 out = np.stack([cols[1], cols[0], cols[2]], axis=-1)  # (n, h, C, 3)
-            tracker.log_figure(forecast_figure(panels, starts, out, self.input_size, self.h, self.alias_), "forecast")
+            # Without a validation split the last window is one the model trained on: the title says so.
+            what = "forecast of the held-out last window" if history["val"] else "in-sample fit of the last window"
+            figure = forecast_figure(panels, starts, out, self.input_size, self.h, self.alias_, what)
+            tracker.log_figure(figure, "forecast")
             with tempfile.TemporaryDirectory() as tmp:
                 tracker.log_artifact(self.save(Path(tmp) / "model"), "model")
 

@@ -6,8 +6,11 @@ import numpy as np
 from xlstm_seq.forecasting.panels import Panels
 
 
-def forecast_figure(panels: Panels, starts: np.ndarray, out: np.ndarray, input_size: int, h: int, alias: str):
-    """Look-back, actual and forecast of up to four channels.
+def forecast_figure(
+    panels: Panels, starts: np.ndarray, out: np.ndarray, input_size: int, h: int, alias: str, what: str = "forecast"
+):
+    """Look-back, actual and forecast of up to four channels; ``what`` names the window in each title (say
+    whether the model was trained on it).
 
     Args:
         panels: the data the windows come from.
@@ -33,7 +36,7 @@ def forecast_figure(panels: Panels, starts: np.ndarray, out: np.ndarray, input_s
         if out.shape[-1] > 1:
             ax.fill_between(ahead, out[i, :, c, 0], out[i, :, c, -1], color="tab:blue", alpha=0.2, label="interval")
         panel = panels.panel_of(np.array([start]))[0]
-        ax.set_title(f"series {panels.ids[panel][c]}: forecast vs actual", fontsize=9)
+        ax.set_title(f"series {panels.ids[panel][c]}: {what} vs actual", fontsize=9)
         ax.axvline(-0.5, color="0.7", lw=0.8)
     axes[0, 0].legend(fontsize=8, loc="upper left")
     axes[-1, 0].set_xlabel("steps relative to the forecast origin")

@@ -233,6 +233,23 @@ def test_every_fit_logs_a_forecast_png_to_mlflow(tmp_mlflow, frame):
     assert "train/loss" in runs[0].data.metrics and "val/loss" in runs[0].data.metrics
 
 
+def test_the_logged_plot_says_whether_its_window_was_trained_on(frame, monkeypatch):
+    import xlstm_seq.forecasting.forecaster as module
+
+    titles = []
+    real = module.forecast_figure
+    monkeypatch.setattr(module, "forecast_figure", lambda *args: titles.append(args[-1]) or real(*args))
+    _forecaster("xlstm_time", "mlstm", "independent", track=True).fit(frame(length=60), val_size=H)
+    _forecaster("xlstm_time", "mlstm", "independent", track=True).fit(frame(length=60))
+    assert titles == ["forecast of the held-out last window", "in-sample fit of the last window"]
+
+
+def test_progress_bar_counts_the_steps(frame, capsys):
+    _forecaster("xlstm_time", "mlstm", "independent", progress=True).fit(frame(length=60), val_size=H)
+    err = capsys.readouterr().err
+    assert "fit xLSTMTime" in err and f"{TINY['max_steps']}/{TINY['max_steps']}" in err and "val=" in err
+
+
 def test_cross_validation_with_exogenous_and_window_scores(frame, static):
     df = frame(n_series=3, length=60, exog=True)
     fc = _forecaster("xlstm_time", "mlstm", "variates", hist_exog_list=["hist_x"], futr_exog_list=["futr_x"],
