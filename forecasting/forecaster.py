@@ -25,7 +25,14 @@ from sklearn.exceptions import NotFittedError
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 from xlstm_seq.forecasting.augment import augmented_batch
-from xlstm_seq.forecasting.intervals import check_method, conformal_quantile, conformal_scores, level_name, window_scale
+from xlstm_seq.forecasting.intervals import (
+    check_method,
+    conformal_quantile,
+    conformal_scores,
+    cqr_scores,
+    level_name,
+    window_scale,
+)
 from xlstm_seq.forecasting.losses import LOSSES, forecast_loss, output_size, quantiles_for_levels
 from xlstm_seq.forecasting.models import ALIASES, NetSpec, build_model, patch_layout, patch_len_for
 from xlstm_seq.forecasting.panels import Panels, build_panels, window_batch, window_starts
@@ -82,7 +89,11 @@ class XLSTMForecaster(BaseEstimator):
         intervals: How ``predict(level=...)`` builds intervals. "conformal" (default): split-conformal on windows
             the model was not trained on (the validation split when ``fit(val_size=...)`` has one, else a first
             fit without the last ``calibration_size`` steps); works with every loss, calibrated when ``level``
-            is set or the loss is "quantile". "quantile": the raw quantile heads (loss="quantile" only).
+            is set or the loss is "quantile"; intervals are symmetric about the point forecast. "cqr"
+            (loss="quantile" only): conformalized quantile regression on the same windows, the quantile heads'
+            interval widened or narrowed until it covers, so it keeps their asymmetry. "quantile": the raw quantile
+            heads (loss="quantile" only). A quantile model calibrates both tables, so ``set_params(intervals=...)``
+            after fit switches between the three.
         calibration_size: Steps at the end of each series held out to calibrate conformal intervals when fit has
             no validation split (default 2 * h); the final model is then refitted on all rows.
         freq_loss_weight: Weight alpha in [0, 1] of a frequency-domain term in the training loss (FreDF, Wang et al.,
@@ -250,6 +261,10 @@ class XLSTMForecaster(BaseEstimator):
         if decay is not None and not (isinstance(decay, _REAL_TYPES) and 0 < decay < 1):
             raise ValueError(f"ema_decay must be None or a number in (0, 1), got {self.ema_decay!r}")
         check_method(self.intervals)
+        if self.intervals == "cqr" and self.loss != "quantile":
+            raise ValueError(
+                f"intervals='cqr' conformalizes quantile heads: it needs loss='quantile', got {self.loss!r}"
+            )
         resolve_device(self.device)  # raises on a bad name or a device this machine does not have
         if self.calibration_size is not None and (
             not isinstance(self.calibration_size, (int, np.integer)) or self.calibration_size < self.h
@@ -351,7 +366,8 @@ class XLSTMForecaster(BaseEstimator):
             if len(cal_starts) > 4096:
                 cal_starts = cal_starts[np.linspace(0, len(cal_starts) - 1, 4096).astype(int)]
             calibration = self._scores(panels, cal_starts)
-        self.conformal_scores_ = calibration  # (n, h) sorted scaled errors, or None
+        # (n, h) sorted scaled errors and, for a quantile model, (levels, n, h) sorted CQR scores; or None
+        self.conformal_scores_, self.cqr_scores_ = calibration if calibration is not None else (None, None)
         self._keep_history(df, static_df)
         self._log_fit(panels, history)
         return self
@@ -365,7 +381,7 @@ class XLSTMForecaster(BaseEstimator):
         return int(val_size) or (self._calibration_steps() if self._wants_calibration() else 0)
 
     def _wants_calibration(self) -> bool:
-        return self.intervals == "conformal" and (self.level is not None or self.loss == "quantile")
+        return self.intervals != "quantile" and (self.level is not None or self.loss == "quantile")
 
     def _calibration_steps(self) -> int:
         return self.calibration_size or 2 * self.h
@@ -373,14 +389,27 @@ class XLSTMForecaster(BaseEstimator):
     def _point_index(self) -> int:
         return self.quantiles_.index(0.5) if self.loss == "quantile" else 0
 
-    def _scores(self, panels: Panels, starts: np.ndarray) -> np.ndarray:
-        """Sorted conformal scores (n * C, h) of the fitted model on the windows at ``starts``."""
+    def _scores(self, panels: Panels, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Sorted conformal scores (n * C, h) of the fitted model on the windows at ``starts`` and, for a quantile
+        model, its CQR scores (levels, n * C, h) in the order of ``self._trained_levels()``."""
         idx = starts[:, None] + np.arange(self.input_size)  # (n, L)
         fut = starts[:, None] + self.input_size + np.arange(self.h)  # (n, h)
-        point = self._forward_windows(panels, starts)[..., self._point_index()]  # (n, h, C)
-        return conformal_scores(panels.y[fut], point, window_scale(panels.y[idx])).astype(np.float32)
+        out = self._forward_windows(panels, starts)  # (n, h, C, Q)
+        y, scale = panels.y[fut], window_scale(panels.y[idx])  # (n, h, C), (n, C)
+        symmetric = conformal_scores(y, out[..., self._point_index()], scale).astype(np.float32)
+        if self.loss != "quantile":
+            return symmetric, None
+        per_level = [cqr_scores(y, *self._head_bounds(out, lv), scale) for lv in self._trained_levels()]
+        return symmetric, np.stack(per_level).astype(np.float32)
 
-    def _calibrate_by_refit(self, df: pd.DataFrame, static_df: pd.DataFrame | None, sizes: pd.Series) -> np.ndarray:
+    def _head_bounds(self, out: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+        """The quantile heads (n, h, C) bounding the central ``level`` % interval of outputs (n, h, C, Q)."""
+        return (out[..., self.quantiles_.index(round(0.5 - level / 200, 6))],
+                out[..., self.quantiles_.index(round(0.5 + level / 200, 6))])  # fmt: skip
+
+    def _calibrate_by_refit(
+        self, df: pd.DataFrame, static_df: pd.DataFrame | None, sizes: pd.Series
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """Conformal scores without a validation split: a twin fitted without the last calibration_size steps of
         each series forecasts every window whose targets lie in them."""
         steps = self._calibration_steps()
@@ -510,7 +539,7 @@ class XLSTMForecaster(BaseEstimator):
             starts = panels.offsets[1:] - self.input_size - self.h
             starts = starts[:4] if self.mixing == "independent" else starts[:1]
             out = self._forward_windows(panels, starts)  # (n, h, C, Q)
-            if self.conformal_scores_ is not None:  # draw the calibrated band of the widest level instead
+            if self.intervals != "quantile" and self.conformal_scores_ is not None:  # the calibrated band instead
                 widest = max(self._levels())
                 cols = list(self._columns(panels, starts, out, [widest]).values())  # point, lo, hi
                 out = np.stack([cols[1], cols[0], cols[2]], axis=-1)  # (n, h, C, 3)
@@ -544,25 +573,34 @@ class XLSTMForecaster(BaseEstimator):
         _check_level_list(level, "level")
         if not level:
             return
-        if self.intervals == "quantile":
+        for lv in level:
+            if not 0 < float(lv) < 100:
+                raise ValueError(f"each level must be a percentage in (0, 100), got {lv!r}")
+        if self.intervals in ("quantile", "cqr"):
             if self.loss != "quantile":
                 raise ValueError(
-                    f"level={list(level)} with intervals='quantile' needs a model trained with loss='quantile'; "
-                    f"this one used loss={self.loss!r} (intervals='conformal' works with every loss)"
+                    f"level={list(level)} with intervals={self.intervals!r} needs a model trained with "
+                    f"loss='quantile'; this one used loss={self.loss!r} (intervals='conformal' works with every loss)"
                 )
             for lv in level:
                 if round(0.5 - float(lv) / 200, 6) not in self.quantiles_:
                     raise ValueError(
                         f"level {lv} was not trained; trained levels: {self._levels()} (set level= before fit)"
                     )
-        elif getattr(self, "conformal_scores_", None) is None:
+        if self.intervals == "cqr" and getattr(self, "cqr_scores_", None) is None:
+            raise ValueError(
+                f"level={list(level)} with intervals='cqr' needs CQR scores, which fit computes for a quantile "
+                f"model with intervals='conformal' or 'cqr'; this one was fitted without them: refit it"
+            )
+        if self.intervals == "conformal" and getattr(self, "conformal_scores_", None) is None:
             raise ValueError(
                 f"level={list(level)} needs conformal scores, but this forecaster was fitted without level= and "
                 f"with loss={self.loss!r}: set level=[...] (or loss='quantile') before fit"
             )
-        for lv in level:
-            if not 0 < float(lv) < 100:
-                raise ValueError(f"each level must be a percentage in (0, 100), got {lv!r}")
+
+    def _trained_levels(self) -> list[float]:
+        """The central levels of the quantile heads, in the order of the CQR score tables (widest first)."""
+        return [round((0.5 - q) * 200, 6) for q in self.quantiles_ if q < 0.5]
 
     def _columns(
         self, panels: Panels, starts: np.ndarray, out: np.ndarray, level: Sequence[float] | None
@@ -577,14 +615,23 @@ class XLSTMForecaster(BaseEstimator):
         lo, hi = {}, {}
         if self.intervals == "quantile":
             for lv in levels:
-                lo[lv] = out[..., self.quantiles_.index(round(0.5 - lv / 200, 6))]
-                hi[lv] = out[..., self.quantiles_.index(round(0.5 + lv / 200, 6))]
+                lo[lv], hi[lv] = self._head_bounds(out, lv)
         else:
             idx = starts[:, None] + np.arange(self.input_size)  # (n, L)
-            scale = window_scale(panels.y[idx])  # (n, C)
+            scale = window_scale(panels.y[idx])[:, None, :]  # (n, 1, C)
+            trained = self._trained_levels()
             for lv in levels:
-                half = conformal_quantile(self.conformal_scores_, lv)[None, :, None] * scale[:, None, :]  # (n, h, C)
-                lo[lv], hi[lv] = point - half, point + half
+                if self.intervals == "conformal":
+                    half = conformal_quantile(self.conformal_scores_, lv)[None, :, None] * scale  # (n, h, C)
+                    lo[lv], hi[lv] = point - half, point + half
+                    continue
+                table = self.cqr_scores_[trained.index(round(lv, 6))]  # (n_cal, h)
+                shift = conformal_quantile(table, lv)[None, :, None] * scale  # (n, h, C); < 0 narrows the heads
+                head_lo, head_hi = self._head_bounds(out, lv)
+                middle = (head_lo + head_hi) / 2  # a narrowed interval never turns inside out
+                lo[lv], hi[lv] = np.minimum(head_lo - shift, middle), np.maximum(head_hi + shift, middle)
+            for narrow, wide in zip(levels, levels[1:], strict=False):  # each level's own table: keep them nested
+                lo[wide], hi[wide] = np.minimum(lo[wide], lo[narrow]), np.maximum(hi[wide], hi[narrow])
         for lv in reversed(levels):
             columns[f"{alias}-lo-{level_name(lv)}"] = lo[lv]
         for lv in levels:
@@ -747,7 +794,7 @@ class XLSTMForecaster(BaseEstimator):
         else:
             step = int(step_size)
         self._check_settings()
-        if level and self.intervals == "conformal" and not self._wants_calibration():
+        if level and self.intervals != "quantile" and not self._wants_calibration():
             raise ValueError(
                 f"level={list(level)} needs conformal scores: set level=[...] (or loss='quantile') on the forecaster "
                 f"so that each fit calibrates them"

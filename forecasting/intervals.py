@@ -9,6 +9,14 @@ Split-conformal calibration instead measures the errors of the fitted model on w
 
 ``scale`` is the standard deviation of the window's look-back (the statistic RevIN normalises by), so scores of
 series on different levels are comparable and one global model gets one table of scores.
+
+Conformalized quantile regression (CQR, Romano et al., NeurIPS 2019) keeps the quantile heads' shape (asymmetric,
+wider where the model is unsure) and corrects their coverage instead:
+
+    score = max(lo - y, y - hi) / scale     negative inside the heads' interval, positive outside
+    interval = [lo - q_level(score) * scale, hi + q_level(score) * scale]
+
+one table per level, as each level has its own pair of heads.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-INTERVAL_METHODS = ("conformal", "quantile")
+INTERVAL_METHODS = ("conformal", "cqr", "quantile")
 
 
 def window_scale(y_inputs: np.ndarray) -> np.ndarray:
@@ -35,6 +43,15 @@ def conformal_scores(y: np.ndarray, y_hat: np.ndarray, scale: np.ndarray) -> np.
     if scale.shape != (y.shape[0], y.shape[2]):
         raise ValueError(f"scale must be (n, C) = {(y.shape[0], y.shape[2])}, got {scale.shape}")
     scores = np.abs(y - y_hat) / scale[:, None, :]  # (n, h, C)
+    return np.sort(scores.transpose(0, 2, 1).reshape(-1, y.shape[1]), axis=0)  # (n * C, h)
+
+
+def cqr_scores(y: np.ndarray, lo: np.ndarray, hi: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """CQR scores of y and the heads' bounds lo, hi (n, h, C) over scale (n, C) -> (n * C, h), sorted per step."""
+    y, lo, hi = (np.asarray(a, dtype=np.float64) for a in (y, lo, hi))
+    if not (y.shape == lo.shape == hi.shape and y.ndim == 3):
+        raise ValueError(f"y, lo and hi must all be (n, h, C), got {y.shape}, {lo.shape} and {hi.shape}")
+    scores = np.maximum(lo - y, y - hi) / scale[:, None, :]  # (n, h, C)
     return np.sort(scores.transpose(0, 2, 1).reshape(-1, y.shape[1]), axis=0)  # (n * C, h)
 
 

@@ -18,11 +18,15 @@ import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from xlstm_seq.benchmarking.machine import cpu_model, git_revision, load_average
 from xlstm_seq.config import ConfigMixin
+
+if TYPE_CHECKING:
+    import pandas
 
 
 @dataclass
@@ -167,11 +171,11 @@ def run_group(group: str, config: M4Config, *, track: bool = True, out=print) ->
         progress=True, track=track, experiment=config.experiment,
     )  # fmt: skip
     fc.fit(train_df, val_size=h)
-    conformal = fc.predict(level=config.level)
-    quantile = fc.set_params(intervals="quantile").predict(level=config.level)
+    # One fit, three kinds of interval around the same median (INTERVAL_KINDS); the point forecast is shared.
+    interval_frames = tuple(fc.set_params(intervals=kind).predict(level=config.level) for kind in INTERVAL_KINDS)
     fc.set_params(intervals="conformal")
     alias = fc.alias_
-    forecasts = {u: g[alias].to_numpy() for u, g in conformal.groupby("unique_id", sort=False)}
+    forecasts = {u: g[alias].to_numpy() for u, g in interval_frames[0].groupby("unique_id", sort=False)}
 
     rows = []
     started = time.perf_counter()
@@ -182,7 +186,7 @@ def run_group(group: str, config: M4Config, *, track: bool = True, out=print) ->
     ref = _scores(test, n2, train, season)
     truth = test_df.rename(columns={"y": "y_test"})
     for name, fcst, seconds, frames in (
-        (f"{alias} ({config.backbone}, global)", forecasts, fc.fit_seconds_, (conformal, quantile)),
+        (f"{alias} ({config.backbone}, global)", forecasts, fc.fit_seconds_, interval_frames),
         ("Naive", naive, None, None),
         (f"Seasonal naive (m={season})", snaive, None, None),
         ("Naive2", n2, baseline_seconds, None),
@@ -190,10 +194,12 @@ def run_group(group: str, config: M4Config, *, track: bool = True, out=print) ->
         row = {"method": name, **_scores(test, fcst, train, season), "fit_seconds": seconds}
         row["owa"] = 0.5 * (row["smape"] / ref["smape"] + row["mase"] / ref["mase"])
         if frames is not None:
-            for method, frame in zip(("conformal", "quantile"), frames, strict=True):
+            for method, frame in zip(INTERVAL_KINDS, frames, strict=True):
                 merged = frame.merge(truth, on=["unique_id", "ds"], how="inner")
                 for lv in config.level:
                     row[f"{method}_{lv}"] = interval_coverage(merged, alias, lv, target="y_test")
+                if 95 in config.level:
+                    row[f"{method}_msis"] = _msis(merged, alias, train, season)
         rows.append(row)
     facts = {"series": len(train), "h": h, "season": season, "steps": fc.steps_trained_,
              "best_val": fc.best_val_loss_, "settings": settings.to_dict()}  # fmt: skip
@@ -202,10 +208,24 @@ def run_group(group: str, config: M4Config, *, track: bool = True, out=print) ->
         for row in rows:
             key = row["method"].split(" ")[0].lower()
             tracker.log_metrics({f"{key}/smape": row["smape"], f"{key}/mase": row["mase"], f"{key}/owa": row["owa"]})
-        tracker.log_metrics({k: v for k, v in rows[0].items() if k.startswith(("conformal_", "quantile_"))})
+        tracker.log_metrics({k: v for k, v in rows[0].items() if k.startswith(tuple(f"{m}_" for m in INTERVAL_KINDS))})
     for row in rows:
         out(f"M4 {group}: {row['method']}: sMAPE {row['smape']:.3f}, MASE {row['mase']:.3f}, OWA {row['owa']:.3f}")
     return {"rows": rows, "facts": facts}
+
+
+INTERVAL_KINDS = ("conformal", "cqr", "quantile")
+
+
+def _msis(merged: pandas.DataFrame, alias: str, train: dict, season: int) -> float:
+    """M4's MSIS of the 95 % intervals, per series, averaged over series."""
+    from xlstm_seq.forecasting.metrics import msis
+
+    return float(np.mean([
+        msis(g["y_test"].to_numpy(), g[f"{alias}-lo-95"].to_numpy(), g[f"{alias}-hi-95"].to_numpy(), train[u],
+             season, 95)
+        for u, g in merged.groupby("unique_id", sort=False)
+    ]))  # fmt: skip
 
 
 def run_m4(config: M4Config | None = None, *, track: bool = True, out=print) -> dict[str, dict]:
@@ -244,23 +264,28 @@ def markdown(config: M4Config, results: dict[str, dict], wall: float) -> str:
     env = _environment()
     date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     levels = config.level
+    kinds, with_msis = " / ".join(INTERVAL_KINDS), 95 in levels
     lines = [
         "# M4 Hourly and Weekly: a global xLSTM forecaster vs Naive, seasonal naive and Naive2",
         "",
         "Written by `xlstm-seq forecast m4 --config configs/forecasting/m4.yaml` (forecasting/m4.py).",
         "",
         f"- date: {date}; git {env['git']}",
-        f"- device: {env['cpu']} ({env['cores']} cores visible), {config.num_threads} torch thread(s); the machine "
-        f"was shared with other jobs (load average at the end: {env['load']}), so times are under load",
+        f"- device: {env['cpu']} ({env['cores']} cores visible), {config.num_threads} torch thread(s); load "
+        f"average at the end {env['load']}"
+        + (", so other jobs shared the cores and times are under load" if _shared(config) else ""),
         f"- torch {env['torch']}, pandas {env['pandas']}, python {env['python']}; seed {config.random_seed}; "
         f"whole run {wall / 60:.1f} min",
         "- scores: sMAPE (%) and MASE (seasonal period as in M4: 24 hourly, 1 weekly) per series, averaged over "
         "series; OWA = (sMAPE / sMAPE(Naive2) + MASE / MASE(Naive2)) / 2 (lower is better, Naive2 = 1)",
         "- one global model per group, trained on every train series with the last h steps of each held out for "
         "early stopping and conformal calibration; the test horizon is forecast from the end of each train series",
-        f"- interval coverage: share of the test values inside the {'/'.join(map(str, levels))} % intervals, from "
-        "the quantile heads (trained with the pinball loss) and from split-conformal calibration on the held-out "
-        "windows (same model, same point forecast: the median head)",
+        f"- interval coverage: share of the test values inside the {'/'.join(map(str, levels))} % intervals of "
+        "one model (same point forecast: the median head) three ways: split-conformal (symmetric about the "
+        "median, calibrated on the held-out windows), CQR (the quantile heads conformalized on the same windows) "
+        "and the raw quantile heads (trained with the pinball loss)",
+        "- MSIS: M4's mean scaled interval score of the 95 % intervals (width plus 40 times each miss, scaled like "
+        "MASE, averaged over series); lower is better",
     ]
     if config.max_series is not None:
         lines.append(f"- only the first {config.max_series} series of each group (max_series): NOT the full M4 sets")
@@ -279,14 +304,16 @@ def markdown(config: M4Config, results: dict[str, dict], wall: float) -> str:
             _naive2_check(group, result["rows"]),
             "",
             "| method | sMAPE | MASE | OWA | fit s | "
-            + " | ".join(f"{lv} % cover (conformal / quantile)" for lv in levels)
+            + " | ".join(f"{lv} % cover ({kinds})" for lv in levels)
+            + (f" | MSIS 95 ({kinds})" if with_msis else "")
             + " |",
-            "|---|---|---|---|---|" + "---|" * len(levels),
+            "|---|---|---|---|---|" + "---|" * (len(levels) + with_msis),
         ]
         for row in result["rows"]:
+            keys = [f"_{lv}" for lv in levels] + (["_msis"] if with_msis else [])
             cover = [
-                f"{row[f'conformal_{lv}']:.3f} / {row[f'quantile_{lv}']:.3f}" if f"conformal_{lv}" in row else "-"
-                for lv in levels
+                " / ".join(f"{row[kind + key]:.3f}" for kind in INTERVAL_KINDS) if "conformal" + key in row else "-"
+                for key in keys
             ]
             secs = f"{row['fit_seconds']:.1f}" if row["fit_seconds"] is not None else "-"
             lines.append(
@@ -306,6 +333,11 @@ def markdown(config: M4Config, results: dict[str, dict], wall: float) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _shared(config: M4Config) -> bool:
+    """Whether the load average shows other jobs beside the run's own torch threads."""
+    return os.getloadavg()[0] > config.num_threads + 0.5
 
 
 def _naive2_check(group: str, rows: list[dict]) -> str:

@@ -100,8 +100,11 @@ def save_forecaster(fc: XLSTMForecaster, path: str | Path) -> Path:
         if fc.static_ is not None:
             fc.static_.to_csv(staging / STATIC, index=False)
         if getattr(fc, "conformal_scores_", None) is not None:
-            scores = torch.from_numpy(np.ascontiguousarray(fc.conformal_scores_))
-            save_file({"scores": scores}, str(staging / CALIBRATION))
+            tables = {"scores": fc.conformal_scores_}
+            if getattr(fc, "cqr_scores_", None) is not None:
+                tables["cqr_scores"] = fc.cqr_scores_
+            tables = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in tables.items()}
+            save_file(tables, str(staging / CALIBRATION))
         _swap_in(staging, path)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -202,16 +205,23 @@ def load_forecaster(cls: type[XLSTMForecaster], path: str | Path, device: str | 
         static = pd.read_csv(path / STATIC, dtype={ID: str})
         static[ID] = static[ID].map(by_text)
         fc.static_ = static
-    fc.conformal_scores_ = None
+    fc.conformal_scores_, fc.cqr_scores_ = None, None
     # Saves of format 1 written before "calibrated" existed: the file alone says so.
     if fitted.get("calibrated", (path / CALIBRATION).is_file()):
         try:
-            scores = load_file(str(_require(path, CALIBRATION)))["scores"].numpy()
+            tables = {k: v.numpy() for k, v in load_file(str(_require(path, CALIBRATION))).items()}
+            scores = tables["scores"]
         except (SafetensorError, KeyError) as err:
             raise ValueError(f"{path / CALIBRATION} is not readable conformal scores: {err}") from err
         if scores.ndim != 2 or scores.shape[1] != fc.h:
             raise ValueError(f"{path / CALIBRATION} holds scores of shape {scores.shape}; h={fc.h} needs (n, {fc.h})")
         fc.conformal_scores_ = scores
+        cqr = tables.get("cqr_scores")  # absent in saves from before CQR, and for point-loss models
+        if cqr is not None:
+            want = (len(fc._trained_levels()), scores.shape[0], fc.h)
+            if cqr.shape != want:
+                raise ValueError(f"{path / CALIBRATION} holds CQR scores of shape {cqr.shape}, expected {want}")
+            fc.cqr_scores_ = cqr
     fc.net_ = build_model(fc.model, fc._spec(fc.n_channels_)).to(fc.device_)
     weights = _require(path, WEIGHTS)
     try:

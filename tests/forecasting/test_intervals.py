@@ -7,7 +7,13 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 from xlstm_seq.forecasting import XLSTMForecaster
-from xlstm_seq.forecasting.intervals import conformal_quantile, conformal_scores, interval_coverage, window_scale
+from xlstm_seq.forecasting.intervals import (
+    conformal_quantile,
+    conformal_scores,
+    cqr_scores,
+    interval_coverage,
+    window_scale,
+)
 
 H, L = 6, 24
 TINY = dict(h=H, input_size=L, patch_len=8, embedding_dim=8, num_blocks=1, num_heads=2, max_steps=4, batch_size=8,
@@ -73,6 +79,51 @@ def test_conformal_intervals_reach_their_coverage_on_a_series_with_known_noise()
     # The ideal 80 % half-width with a perfect point forecast is 1.2816 * sigma; a good fit stays close to it.
     half80 = float(((cv["xLSTMTime-hi-80"] - cv["xLSTMTime-lo-80"]) / 2).mean())
     assert 1.2816 * SIGMA * 0.85 < half80 < 1.2816 * SIGMA * 1.6, half80
+
+
+def test_cqr_scores_are_signed_distances_outside_the_heads():
+    y = np.array([[[1.0]], [[5.0]], [[3.0]]])  # (n=3, h=1, C=1)
+    lo, hi = np.full_like(y, 2.0), np.full_like(y, 4.0)
+    scores = cqr_scores(y, lo, hi, np.array([[1.0], [2.0], [1.0]]))
+    np.testing.assert_allclose(scores[:, 0], [-1.0, 0.5, 1.0])  # inside by 1; above by 1 / 2; below by 1
+    with pytest.raises(ValueError, match="must all be"):
+        cqr_scores(y, lo[:2], hi, np.ones((3, 1)))
+
+
+def test_cqr_keeps_the_heads_asymmetry_and_reaches_its_coverage():
+    """Right-skewed noise (exponential): the CQR band must cover about 80 % of 480 held-out values and, unlike the
+    symmetric conformal band, reach further above the median than below it."""
+    rng = np.random.default_rng(0)
+    df = noisy_seasonal(sigma=0.0)
+    df["y"] += rng.exponential(0.5, len(df))
+    fc = XLSTMForecaster(h=H, input_size=L, patch_len=6, embedding_dim=16, num_blocks=1, num_heads=2, max_steps=200,
+                         batch_size=32, learning_rate=1e-2, loss="quantile", level=[80], intervals="cqr",
+                         random_seed=0, progress=False, track=False)  # fmt: skip
+    cv = fc.cross_validation(df, n_windows=20, step_size=H, val_size=120, level=[80])
+    cover = interval_coverage(cv, "xLSTMTime", 80)
+    assert 0.72 <= cover <= 0.88, cover
+    above = float((cv["xLSTMTime-hi-80"] - cv["xLSTMTime"]).mean())
+    below = float((cv["xLSTMTime"] - cv["xLSTMTime-lo-80"]).mean())
+    assert above > 1.5 * below, (above, below)
+
+
+def test_one_quantile_fit_serves_all_three_interval_kinds(tmp_path):
+    df = _cv_frame(length=90)
+    fc = XLSTMForecaster(**TINY, loss="quantile", level=[80, 95], intervals="cqr").fit(df, val_size=H)
+    cqr = fc.predict(level=[80, 95])
+    heads = fc.set_params(intervals="quantile").predict(level=[80, 95])
+    symmetric = fc.set_params(intervals="conformal").predict(level=[80, 95])
+    for frame in (cqr, heads, symmetric):
+        pd.testing.assert_series_equal(frame["xLSTMTime"], cqr["xLSTMTime"])
+        assert (frame["xLSTMTime-lo-95"] <= frame["xLSTMTime-lo-80"]).all()
+        assert (frame["xLSTMTime-hi-80"] <= frame["xLSTMTime-hi-95"]).all()
+    # CQR moves both heads by the same calibrated amount (per step and window scale), in opposite directions.
+    np.testing.assert_allclose(cqr["xLSTMTime-lo-80"] - heads["xLSTMTime-lo-80"],
+                               heads["xLSTMTime-hi-80"] - cqr["xLSTMTime-hi-80"], atol=1e-5)  # fmt: skip
+    fc.set_params(intervals="cqr").save(tmp_path / "m")
+    pd.testing.assert_frame_equal(XLSTMForecaster.load(tmp_path / "m").predict(level=[80, 95]), cqr)
+    with pytest.raises(ValueError, match="intervals='cqr' conformalizes quantile heads: it needs loss='quantile'"):
+        XLSTMForecaster(**TINY, loss="mae", level=[80], intervals="cqr").fit(df)
 
 
 def _cv_frame(n_series=2, length=70):

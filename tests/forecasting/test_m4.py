@@ -55,8 +55,9 @@ def test_m4_weekly_end_to_end_on_a_few_series(tmp_path):
     assert rows["Naive2"]["owa"] == pytest.approx(1.0)
     # Weekly has season 1: Naive2, seasonal naive and naive are the same forecast.
     assert rows["Naive"]["smape"] == pytest.approx(rows["Naive2"]["smape"])
-    for key in ("conformal_80", "quantile_80", "conformal_95", "quantile_95"):
-        assert 0.0 <= rows["xLSTMTime"][key] <= 1.0
+    for kind in ("conformal", "cqr", "quantile"):
+        assert 0.0 <= rows["xLSTMTime"][f"{kind}_80"] <= rows["xLSTMTime"][f"{kind}_95"] <= 1.0
+        assert rows["xLSTMTime"][f"{kind}_msis"] > 0
     text = out.read_text()
     assert "only the first 8 series" in text and "| Naive2 |" in text and "Weekly (8 series, h = 13)" in text
 

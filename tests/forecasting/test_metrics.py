@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from xlstm_seq.forecasting.metrics import mae, mase, mse, seasonal_naive, smape
+from xlstm_seq.forecasting.metrics import mae, mase, mse, msis, seasonal_naive, smape
 
 
 def test_mse_mae_by_hand():
@@ -34,3 +34,13 @@ def test_seasonal_naive_repeats_the_last_season():
     np.testing.assert_array_equal(seasonal_naive(np.arange(10.0), 5, 3), [7, 8, 9, 7, 8])
     with pytest.raises(ValueError, match="same shape"):
         mae(np.ones(3), np.ones(2))
+
+
+def test_msis_by_hand():
+    train = np.array([1.0, 3.0, 2.0, 4.0, 3.0])  # season 2: scale 1
+    y = np.array([5.0, 6.0, 1.0])
+    lo, hi = np.array([4.0, 4.0, 2.0]), np.array([6.0, 5.0, 3.0])
+    # widths 2, 1, 1; misses: 6 above 5 by 1, 1 below 2 by 1; alpha 0.05 -> each miss costs 40 per unit
+    assert msis(y, lo, hi, train, season=2, level=95) == pytest.approx((2 + 1 + 1 + 40 + 40) / 3)
+    with pytest.raises(ValueError, match="lo <= hi"):
+        msis(y, hi, lo, train, season=2)
