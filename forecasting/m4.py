@@ -329,7 +329,8 @@ def markdown(config: M4Config, results: dict[str, dict], wall: float) -> str:
         "horizon was scored in those probes too, so the choice is not blind. The baselines have nothing to tune.",
         "- The conformal scores come from the same held-out windows that picked the early-stopping checkpoint, "
         "which makes them slightly optimistic.",
-        "- Fit times are wall-clock seconds of the training loop on a machine shared with other jobs.",
+        "- Fit times are wall-clock seconds of the training loop"
+        + (" on a machine shared with other jobs." if _shared(config) else "."),
         "",
     ]
     return "\n".join(lines)
