@@ -521,7 +521,13 @@ def fit_time_comparison(config: LongHorizonConfig, *, track: bool = True) -> lis
                      logger=False, **lightning_device(resolve_device(config.device)))  # fmt: skip
     started = time.perf_counter()
     NeuralForecast(models=[model], freq=1).fit(train, val_size=0)
-    rows.append(("neuralforecast PatchTST (defaults: patch 16, d_model 128, 3 layers)", time.perf_counter() - started))
+    seconds = time.perf_counter() - started
+    rows.append(("neuralforecast PatchTST (defaults: patch 16, d_model 128, 3 layers)", seconds))
+    with create_tracker(config.experiment, run_name=f"fit-time-{name}-h{h}-nf_patchtst", enabled=track,
+                        tags={"benchmark": "long_horizon_fit_time"}) as tracker:  # fmt: skip
+        tracker.log_params({"model": "nf_patchtst", "dataset": name, "h": h, "input_size": L, "steps": steps,
+                            "windows_batch_size": windows})  # fmt: skip
+        tracker.log_metrics({"fit/seconds": seconds})
     return rows
 
 
