@@ -1,4 +1,5 @@
-"""The `xlstm-seq forecast` group: `benchmark` (long-horizon table), `m4` (M4 Hourly/Weekly) and `demo`.
+"""The `xlstm-seq forecast` group: `benchmark` (long-horizon table), `m4` (M4 Hourly/Weekly), `airpassengers`
+(side by side with neuralforecast and statsforecast) and `demo`.
 
 Only argparse and the standard library are imported here; the forecasting package is imported inside the
 handlers so that `xlstm-seq --help` stays fast.
@@ -14,6 +15,7 @@ CONFIG_CLASSES = {
     "forecast benchmark": "xlstm_seq.forecasting.benchmark:LongHorizonConfig",
     "forecast demo": "xlstm_seq.forecasting.demo:ForecastDemoConfig",
     "forecast m4": "xlstm_seq.forecasting.m4:M4Config",
+    "forecast airpassengers": "xlstm_seq.forecasting.air_passengers:AirPassengersConfig",
 }
 
 
@@ -45,6 +47,13 @@ def _m4(args: argparse.Namespace) -> int:
     return 0
 
 
+def _air_passengers(args: argparse.Namespace) -> int:
+    from xlstm_seq.forecasting.air_passengers import AirPassengersConfig, run_air_passengers
+
+    run_air_passengers(_config(AirPassengersConfig, args), track=not args.no_track)
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from xlstm_seq.forecasting.demo import ForecastDemoConfig, forecast_demo
 
@@ -70,6 +79,13 @@ def add_commands(groups) -> None:
     m4.add_argument("--no-track", action="store_true", help="do not log to MLflow")
     m4.add_argument("overrides", nargs="*", help="dotted overrides such as groups=[hourly] hourly.max_steps=100")
     m4.set_defaults(func=_m4)
+
+    peers = sub.add_parser("airpassengers", help="AirPassengers: our backbones vs neuralforecast and statsforecast")
+    peers.add_argument("--config", help="YAML file (see configs/forecasting/air_passengers.yaml)")
+    peers.add_argument("--out", help="markdown file to write (overrides the config)")
+    peers.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    peers.add_argument("overrides", nargs="*", help="dotted overrides such as seeds=[1] peers=[nf_lstm]")
+    peers.set_defaults(func=_air_passengers)
 
     demo = sub.add_parser("demo", help="fit, predict and plot on AirPassengers, tracked in MLflow")
     demo.add_argument("--config", help="YAML file (see configs/forecasting/demo.yaml)")
