@@ -292,7 +292,7 @@ def figure(config: AirPassengersConfig, rows: list[Row], train, test):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(10, 4.5))
+    fig, ax = plt.subplots(figsize=(13, 4.5))
     history = train.iloc[-36:]
     ax.plot(history["ds"], history["y"], color="0.45", lw=1.2, label="history")
     ax.plot(test["ds"], test["y"], color="k", lw=2, label="actual")
@@ -303,7 +303,7 @@ def figure(config: AirPassengersConfig, rows: list[Row], train, test):
                     label=f"{row.name}: MAE {row.mae[0]:.1f}")  # fmt: skip
     ax.set_ylabel("passengers (thousands)")
     ax.set_title(f"AirPassengers, last {config.h} months held out (seed {config.seeds[0]})", fontsize=10)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the axes: the lines stay visible
     fig.tight_layout()
     plt.close(fig)
     return fig
