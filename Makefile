@@ -13,7 +13,7 @@ export XLSTM_SEQ_DATA ?= $(SHARED_DATA)
 endif
 export MPLBACKEND ?= Agg
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv demo test lint bench compare clean
 
 $(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -37,5 +37,10 @@ lint: venv
 bench: venv
 	$(BIN)/xlstm-seq kernels bench --device cpu
 
+# AirPassengers beside neuralforecast and statsforecast; statsforecast pins pandas < 3, so the peers get their own venv.
+compare:
+	$(MAKE) venv VENV=.venv-compare EXTRAS=forecast,benchmark,compare
+	.venv-compare/bin/xlstm-seq forecast airpassengers --config configs/forecasting/air_passengers.yaml
+
 clean:
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) .venv-compare build dist *.egg-info
