@@ -391,7 +391,7 @@ class XLSTMForecaster(BaseEstimator):
 
     def _scores(self, panels: Panels, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Sorted conformal scores (n * C, h) of the fitted model on the windows at ``starts`` and, for a quantile
-        model, its CQR scores (levels, n * C, h) in the order of ``self._trained_levels()``."""
+        model, its CQR scores (levels, n * C, h) in the order of ``self._trained_lower_quantiles()``."""
         idx = starts[:, None] + np.arange(self.input_size)  # (n, L)
         fut = starts[:, None] + self.input_size + np.arange(self.h)  # (n, h)
         out = self._forward_windows(panels, starts)  # (n, h, C, Q)
@@ -399,13 +399,15 @@ class XLSTMForecaster(BaseEstimator):
         symmetric = conformal_scores(y, out[..., self._point_index()], scale).astype(np.float32)
         if self.loss != "quantile":
             return symmetric, None
-        per_level = [cqr_scores(y, *self._head_bounds(out, lv), scale) for lv in self._trained_levels()]
+        per_level = [cqr_scores(y, *self._head_bounds(out, (0.5 - q) * 200), scale)
+                     for q in self._trained_lower_quantiles()]  # fmt: skip
         return symmetric, np.stack(per_level).astype(np.float32)
 
     def _head_bounds(self, out: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-        """The quantile heads (n, h, C) bounding the central ``level`` % interval of outputs (n, h, C, Q)."""
-        return (out[..., self.quantiles_.index(round(0.5 - level / 200, 6))],
-                out[..., self.quantiles_.index(round(0.5 + level / 200, 6))])  # fmt: skip
+        """The quantile heads (n, h, C) bounding the central ``level`` % interval of outputs (n, h, C, Q): the
+        lower one by its quantile, the upper one its mirror (the trained quantiles are symmetric about 0.5)."""
+        lower = self.quantiles_.index(round(0.5 - level / 200, 6))
+        return out[..., lower], out[..., len(self.quantiles_) - 1 - lower]
 
     def _calibrate_by_refit(
         self, df: pd.DataFrame, static_df: pd.DataFrame | None, sizes: pd.Series
@@ -571,7 +573,7 @@ class XLSTMForecaster(BaseEstimator):
     def _check_level(self, level: Sequence[float] | None) -> None:
         """Raises before any work when ``level`` cannot be served by this fitted forecaster."""
         _check_level_list(level, "level")
-        if not level:
+        if level is None or len(level) == 0:
             return
         for lv in level:
             if not 0 < float(lv) < 100:
@@ -598,9 +600,11 @@ class XLSTMForecaster(BaseEstimator):
                 f"with loss={self.loss!r}: set level=[...] (or loss='quantile') before fit"
             )
 
-    def _trained_levels(self) -> list[float]:
-        """The central levels of the quantile heads, in the order of the CQR score tables (widest first)."""
-        return [round((0.5 - q) * 200, 6) for q in self.quantiles_ if q < 0.5]
+    def _trained_lower_quantiles(self) -> list[float]:
+        """The lower quantile of each trained central level, in the order of the CQR score tables (widest first);
+        a level is looked up by its quantile, as ``_check_level`` checks it (levels such as 100/3 do not survive
+        the round trip through a rounded quantile)."""
+        return [q for q in self.quantiles_ if q < 0.5]
 
     def _columns(
         self, panels: Panels, starts: np.ndarray, out: np.ndarray, level: Sequence[float] | None
@@ -609,7 +613,7 @@ class XLSTMForecaster(BaseEstimator):
         alias = self.alias_
         point = out[..., self._point_index()]  # (n, h, C)
         columns = {alias: point}
-        levels = sorted(float(v) for v in (level or []))
+        levels = sorted(float(v) for v in (level if level is not None else []))
         if not levels:
             return columns
         lo, hi = {}, {}
@@ -619,13 +623,13 @@ class XLSTMForecaster(BaseEstimator):
         else:
             idx = starts[:, None] + np.arange(self.input_size)  # (n, L)
             scale = window_scale(panels.y[idx])[:, None, :]  # (n, 1, C)
-            trained = self._trained_levels()
+            trained = self._trained_lower_quantiles()
             for lv in levels:
                 if self.intervals == "conformal":
                     half = conformal_quantile(self.conformal_scores_, lv)[None, :, None] * scale  # (n, h, C)
                     lo[lv], hi[lv] = point - half, point + half
                     continue
-                table = self.cqr_scores_[trained.index(round(lv, 6))]  # (n_cal, h)
+                table = self.cqr_scores_[trained.index(round(0.5 - lv / 200, 6))]  # (n_cal, h)
                 shift = conformal_quantile(table, lv)[None, :, None] * scale  # (n, h, C); < 0 narrows the heads
                 head_lo, head_hi = self._head_bounds(out, lv)
                 middle = (head_lo + head_hi) / 2  # a narrowed interval never turns inside out
@@ -794,7 +798,8 @@ class XLSTMForecaster(BaseEstimator):
         else:
             step = int(step_size)
         self._check_settings()
-        if level and self.intervals != "quantile" and not self._wants_calibration():
+        _check_level_list(level, "level")
+        if level is not None and len(level) and self.intervals != "quantile" and not self._wants_calibration():
             raise ValueError(
                 f"level={list(level)} needs conformal scores: set level=[...] (or loss='quantile') on the forecaster "
                 f"so that each fit calibrates them"

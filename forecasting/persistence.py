@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -71,7 +71,13 @@ def _config_text(fc: XLSTMForecaster) -> str:
 
 
 def _check_target(path: Path) -> None:
-    """Only a new path, an empty folder or an earlier save may be replaced."""
+    """Only a new path, an empty folder or an earlier save may be replaced, and never the working directory."""
+    cwd = Path.cwd().resolve()
+    if path == cwd or path in cwd.parents:
+        raise ValueError(
+            f"cannot save to {path}: it is (or holds) the working directory, which a save replaces whole; "
+            f"name a subfolder such as {path / 'model'}"
+        )
     if not path.exists():
         return
     if not path.is_dir():
@@ -87,11 +93,12 @@ def _check_target(path: Path) -> None:
 def save_forecaster(fc: XLSTMForecaster, path: str | Path) -> Path:
     from safetensors.torch import save_file
 
-    path = Path(path)
+    # Resolved: a symlinked folder keeps its link (the folder it names is replaced), "." is the real folder.
+    path = Path(path).expanduser().resolve()
     _check_target(path)
     config = _config_text(fc)  # fails before anything is written
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.saving-", dir=path.parent))
+    staging = _sibling(path, "saving")
     try:
         (staging / CONFIG).write_text(config)
         weights = {k: v.detach().cpu().contiguous() for k, v in fc.net_.state_dict().items()}
@@ -112,12 +119,20 @@ def save_forecaster(fc: XLSTMForecaster, path: str | Path) -> Path:
     return path
 
 
+def _sibling(path: Path, what: str) -> Path:
+    """A new hidden folder beside ``path``, made with mkdir so that it takes the umask's permissions (a save
+    stays readable by whoever could read the folder it replaces; mkdtemp's would be 0700)."""
+    folder = path.parent / f".{path.name}.{what}-{uuid.uuid4().hex[:12]}"
+    folder.mkdir()
+    return folder
+
+
 def _swap_in(staging: Path, path: Path) -> None:
     """Moves the finished ``staging`` folder to ``path``; an earlier save there is removed only afterwards."""
     if not path.exists():
         os.replace(staging, path)
         return
-    old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
+    old = _sibling(path, "old")
     os.replace(path, old / "model")
     try:
         os.replace(staging, path)
@@ -131,7 +146,8 @@ def _swap_in(staging: Path, path: Path) -> None:
 def _read_config(path: Path) -> dict:
     config = path / CONFIG
     if not path.is_dir():
-        raise FileNotFoundError(f"no saved forecaster at {path}: the folder does not exist")
+        what = "it is a file, not a folder" if path.exists() else "the folder does not exist"
+        raise FileNotFoundError(f"no saved forecaster at {path}: {what}")
     if not config.is_file():
         raise FileNotFoundError(f"no saved forecaster at {path}: {CONFIG} is missing")
     try:
@@ -152,6 +168,13 @@ def _require(path: Path, name: str) -> Path:
     if not file.is_file():
         raise FileNotFoundError(f"the saved forecaster at {path} is incomplete: {name} is missing")
     return file
+
+
+def _read_csv(file: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(file, dtype={ID: str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise ValueError(f"{file} is not a readable CSV of the kept history: {err}") from err
 
 
 def load_forecaster(cls: type[XLSTMForecaster], path: str | Path, device: str | None = None) -> XLSTMForecaster:
@@ -195,14 +218,14 @@ def load_forecaster(cls: type[XLSTMForecaster], path: str | Path, device: str | 
     except KeyError as err:
         raise ValueError(f"{config} lacks the fitted field {err}; it was not written by XLSTMForecaster.save") from err
     by_text = {str(s): s for s in fc.series_}
-    history = pd.read_csv(_require(path, HISTORY), dtype={ID: str})
+    history = _read_csv(_require(path, HISTORY))
     history[ID] = history[ID].map(by_text)
     if fc.ds_kind_ == "datetime":
         history[DS] = pd.to_datetime(history[DS])
     fc.history_ = history
     fc.static_ = None
     if (path / STATIC).is_file():
-        static = pd.read_csv(path / STATIC, dtype={ID: str})
+        static = _read_csv(path / STATIC)
         static[ID] = static[ID].map(by_text)
         fc.static_ = static
     fc.conformal_scores_, fc.cqr_scores_ = None, None
@@ -218,7 +241,7 @@ def load_forecaster(cls: type[XLSTMForecaster], path: str | Path, device: str | 
         fc.conformal_scores_ = scores
         cqr = tables.get("cqr_scores")  # absent in saves from before CQR, and for point-loss models
         if cqr is not None:
-            want = (len(fc._trained_levels()), scores.shape[0], fc.h)
+            want = (len(fc._trained_lower_quantiles()), scores.shape[0], fc.h)
             if cqr.shape != want:
                 raise ValueError(f"{path / CALIBRATION} holds CQR scores of shape {cqr.shape}, expected {want}")
             fc.cqr_scores_ = cqr

@@ -126,6 +126,16 @@ def test_one_quantile_fit_serves_all_three_interval_kinds(tmp_path):
         XLSTMForecaster(**TINY, loss="mae", level=[80], intervals="cqr").fit(df)
 
 
+def test_cqr_serves_levels_in_any_order_and_with_many_decimals():
+    df = _cv_frame(length=90)
+    fc = XLSTMForecaster(**{**TINY, "track": True}, loss="quantile", level=[95, 100 / 3], intervals="cqr")
+    fc.fit(df, val_size=H)  # track=True draws the CQR band of the widest level while fitting
+    pred = fc.predict(level=np.array([100 / 3, 95]))
+    third = str(100 / 3)
+    assert (pred["xLSTMTime-lo-95"] <= pred[f"xLSTMTime-lo-{third}"]).all()
+    assert (pred[f"xLSTMTime-hi-{third}"] <= pred["xLSTMTime-hi-95"]).all()
+
+
 def _cv_frame(n_series=2, length=70):
     rng = np.random.default_rng(3)
     t = np.arange(length)

@@ -52,10 +52,11 @@ def test_a_save_that_fails_part_way_keeps_the_earlier_save(tmp_path, frame, monk
 
 
 def test_a_folder_holding_other_files_is_not_replaced(tmp_path, frame):
-    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "notes.txt").write_text("mine")
     with pytest.raises(ValueError, match=r"holds \['notes.txt'\], which a saved forecaster does not"):
-        _fitted(frame).save(tmp_path)
-    assert (tmp_path / "notes.txt").read_text() == "mine"
+        _fitted(frame).save(tmp_path / "project")
+    assert (tmp_path / "project" / "notes.txt").read_text() == "mine"
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="it is a file, not a folder"):
         _fitted(frame).save(tmp_path / "file")
@@ -111,3 +112,40 @@ def test_damaged_saves_name_the_file(tmp_path, frame):
     (path / "model.safetensors").write_bytes(b"\xff" * 64)
     with pytest.raises(ValueError, match="model.safetensors does not hold the weights"):
         XLSTMForecaster.load(path)
+
+
+def test_a_save_keeps_the_usual_permissions_and_a_symlinked_folder(tmp_path, frame):
+    import os
+    import stat
+
+    fc = _fitted(frame)
+    old_umask = os.umask(0o022)
+    try:
+        fc.save(tmp_path / "m")
+        fc.save(tmp_path / "m")  # replacing an earlier save too
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE((tmp_path / "m").stat().st_mode) == 0o755  # readable by a serving account, as mkdir makes it
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real", target_is_directory=True)
+    fc.save(tmp_path / "link")
+    fc.save(tmp_path / "link")
+    assert (tmp_path / "link").is_symlink() and (tmp_path / "real" / "config.json").is_file()
+    pd.testing.assert_frame_equal(XLSTMForecaster.load(tmp_path / "link").predict(), fc.predict())
+
+
+def test_the_working_directory_is_not_replaced(tmp_path, frame, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for target in (".", tmp_path.parent):
+        with pytest.raises(ValueError, match="working directory"):
+            _fitted(frame).save(target)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(FileNotFoundError, match="it is a file, not a folder"):
+        (tmp_path / "f").write_text("x")
+        XLSTMForecaster.load(tmp_path / "f")
+    (tmp_path / "h").mkdir()
+    fc = _fitted(frame)
+    fc.save(tmp_path / "h")
+    (tmp_path / "h" / "history.csv").write_text("")
+    with pytest.raises(ValueError, match="history.csv is not a readable CSV"):
+        XLSTMForecaster.load(tmp_path / "h")
