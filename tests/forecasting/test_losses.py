@@ -96,3 +96,15 @@ def test_forecaster_checks_and_trains_with_step_decay(frame, tiny_fit):
     # Same seed and windows, other weights on the steps: a different fit.
     assert plain.best_val_loss_ != decayed.best_val_loss_
     assert decayed.predict()["xLSTMTime"].notna().all()
+
+
+def test_pinball_loss_by_hand():
+    # y = 10; quantile heads 0.1 / 0.5 / 0.9 forecast 8 / 10 / 13: errors e = y - yhat = 2, 0, -3.
+    # q * e if e >= 0 else (q - 1) * e: 0.1 * 2 = 0.2; 0; (0.9 - 1) * -3 = 0.3 -> mean 0.5 / 3.
+    prediction = torch.tensor([8.0, 10.0, 13.0]).reshape(1, 1, 1, 3)
+    target = torch.tensor([10.0]).reshape(1, 1, 1)
+    assert forecast_loss("quantile", prediction, target, [0.1, 0.5, 0.9]).item() == pytest.approx(0.5 / 3)
+    # Under-forecasting costs q per unit, over-forecasting 1 - q: the 0.9 head is pushed up nine times as hard.
+    low = forecast_loss("quantile", torch.full((1, 1, 1, 1), 9.0), target, [0.9]).item()
+    high = forecast_loss("quantile", torch.full((1, 1, 1, 1), 11.0), target, [0.9]).item()
+    assert (low, high) == (pytest.approx(0.9), pytest.approx(0.1))
