@@ -1,9 +1,14 @@
 """Forecasting quickstart: AirPassengers, an xLSTM forecaster with prediction intervals, a plot (< 2 min on CPU).
 
-    XLSTM_SEQ_DATA=../shared/data python examples/forecast_quickstart.py
+    XLSTM_SEQ_DATA=../shared/data python examples/forecast_quickstart.py [plot.png]
+
+The plot goes to the path given, else to forecast_quickstart.png in the working directory.
 
 Each fit is logged to MLflow (./mlflow.db by default; set MLFLOW_TRACKING_URI to change it).
 """
+
+import sys
+from pathlib import Path
 
 import matplotlib
 
@@ -51,5 +56,7 @@ ax.fill_between(
 )
 ax.set(title="AirPassengers: last year held out", ylabel="passengers (thousands)")
 ax.legend()
-fig.savefig("forecast_quickstart.png", dpi=120, bbox_inches="tight")
-print("wrote forecast_quickstart.png")
+plot_path = Path(sys.argv[1] if len(sys.argv) > 1 else "forecast_quickstart.png")
+plot_path.parent.mkdir(parents=True, exist_ok=True)
+fig.savefig(plot_path, dpi=120, bbox_inches="tight")
+print(f"wrote {plot_path}")
