@@ -61,34 +61,29 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_config_command(sub, name: str, help: str, config: str, example: str, func, *, out: bool = True) -> None:
+    """A subcommand that reads ``config`` (a YAML under configs/forecasting/), dotted overrides, --no-track and,
+    for a command that writes a report, --out."""
+    parser = sub.add_parser(name, help=help)
+    parser.add_argument("--config", help=f"YAML file (see configs/forecasting/{config})")
+    if out:
+        parser.add_argument("--out", help="markdown file to write (overrides the config)")
+    parser.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    parser.add_argument("overrides", nargs="*", help=f"dotted overrides such as {example}")
+    parser.set_defaults(func=func)
+
+
 def add_commands(groups) -> None:
     """Adds the `forecast` group to the top-level subparsers."""
-    forecast = groups.add_parser("forecast", help="xLSTM forecasters on pandas frames: benchmark, m4, demo")
+    forecast = groups.add_parser(
+        "forecast", help="xLSTM forecasters on pandas frames: benchmark, m4, airpassengers, demo"
+    )
     sub = forecast.add_subparsers(dest="forecast_command", required=True, metavar="SUBCOMMAND")
-
-    bench = sub.add_parser("benchmark", help="long-horizon benchmark (ETTh1/2, ETTm1, Weather, ILI) -> markdown")
-    bench.add_argument("--config", help="YAML file (see configs/forecasting/long_horizon.yaml)")
-    bench.add_argument("--out", help="markdown file to write (overrides the config)")
-    bench.add_argument("--no-track", action="store_true", help="do not log to MLflow")
-    bench.add_argument("overrides", nargs="*", help="dotted overrides such as datasets=[etth1] xlstm.max_steps=200")
-    bench.set_defaults(func=_benchmark)
-
-    m4 = sub.add_parser("m4", help="M4 Hourly/Weekly: a global model vs Naive2 (sMAPE, MASE, OWA) -> markdown")
-    m4.add_argument("--config", help="YAML file (see configs/forecasting/m4.yaml)")
-    m4.add_argument("--out", help="markdown file to write (overrides the config)")
-    m4.add_argument("--no-track", action="store_true", help="do not log to MLflow")
-    m4.add_argument("overrides", nargs="*", help="dotted overrides such as groups=[hourly] hourly.max_steps=100")
-    m4.set_defaults(func=_m4)
-
-    peers = sub.add_parser("airpassengers", help="AirPassengers: our backbones vs neuralforecast and statsforecast")
-    peers.add_argument("--config", help="YAML file (see configs/forecasting/air_passengers.yaml)")
-    peers.add_argument("--out", help="markdown file to write (overrides the config)")
-    peers.add_argument("--no-track", action="store_true", help="do not log to MLflow")
-    peers.add_argument("overrides", nargs="*", help="dotted overrides such as seeds=[1] peers=[nf_lstm]")
-    peers.set_defaults(func=_air_passengers)
-
-    demo = sub.add_parser("demo", help="fit, predict and plot on AirPassengers, tracked in MLflow")
-    demo.add_argument("--config", help="YAML file (see configs/forecasting/demo.yaml)")
-    demo.add_argument("--no-track", action="store_true", help="do not log to MLflow")
-    demo.add_argument("overrides", nargs="*", help="dotted overrides such as max_steps=100")
-    demo.set_defaults(func=_demo)
+    _add_config_command(sub, "benchmark", "long-horizon benchmark (ETTh1/2, ETTm1, Weather, ILI) -> markdown",
+                        "long_horizon.yaml", "datasets=[etth1] xlstm.max_steps=200", _benchmark)  # fmt: skip
+    _add_config_command(sub, "m4", "M4 Hourly/Weekly: a global model vs Naive2 (sMAPE, MASE, OWA) -> markdown",
+                        "m4.yaml", "groups=[hourly] hourly.max_steps=100", _m4)  # fmt: skip
+    _add_config_command(sub, "airpassengers", "AirPassengers: our backbones vs neuralforecast and statsforecast",
+                        "air_passengers.yaml", "seeds=[1] peers=[nf_lstm]", _air_passengers)  # fmt: skip
+    _add_config_command(sub, "demo", "fit, predict and plot on AirPassengers, tracked in MLflow", "demo.yaml",
+                        "max_steps=100", _demo, out=False)  # fmt: skip
