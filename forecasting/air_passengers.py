@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from xlstm_seq.benchmarking.machine import cpu_model, git_revision
+from xlstm_seq.benchmarking.machine import cpu_model, git_revision, package_version
 from xlstm_seq.config import ConfigMixin
 
 if TYPE_CHECKING:
@@ -250,7 +250,7 @@ def markdown(config: AirPassengersConfig, rows: list[Row], n_train: int) -> str:
         f"- date: {date}; git {git_revision()}; device: {cpu_model()} ({os.cpu_count()} cores visible), CPU only, "
         f"{config.num_threads} torch thread(s) for every model; 1-minute load average at the end {load:.1f}",
         f"- torch {torch.__version__}, pandas {pandas.__version__}, python {platform.python_version()}"
-        + "".join(f", {name} {_version(name)}" for name in ("neuralforecast", "statsforecast", "xlstm")),
+        + "".join(f", {name} {package_version(name)}" for name in ("neuralforecast", "statsforecast", "xlstm")),
         f"- split: train on the first {n_train} months, forecast the last {config.h}; look-back "
         f"{config.input_size} and {config.max_steps} training steps for every trained model; seeds {config.seeds} "
         "(statsforecast and seasonal naive are deterministic: one run)",
@@ -274,15 +274,6 @@ def markdown(config: AirPassengersConfig, rows: list[Row], n_train: int) -> str:
         )
     lines += ["", f"![forecasts of the first seed]({Path(config.out).with_suffix('.png').name})", ""]
     return "\n".join(lines)
-
-
-def _version(package: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return "not installed"
 
 
 def figure(config: AirPassengersConfig, rows: list[Row], train, test):

@@ -26,7 +26,7 @@ from xlstm_seq.forecasting.losses import LOSSES
 from xlstm_seq.forecasting.metrics import mae, mse, seasonal_naive
 from xlstm_seq.forecasting.models import patch_len_for, uses_moving_average, uses_patches
 
-from xlstm_seq.benchmarking.machine import cpu_model, git_revision
+from xlstm_seq.benchmarking.machine import cpu_model, git_revision, others_were_busy
 from xlstm_seq.config import ConfigMixin
 from xlstm_seq.devices import resolve_device
 from xlstm_seq.tracking import create_tracker
@@ -698,8 +698,8 @@ def _record(
 def _load_words(config: LongHorizonConfig) -> str:
     """The 1-minute load average beside the torch threads, which says whether other jobs shared the cores."""
     load = os.getloadavg()[0]
-    shared = load > config.num_threads + 0.5  # the benchmark itself keeps about num_threads busy
-    verdict = "other jobs shared the cores, so fit times are under load" if shared else "no other job was busy"
+    busy = others_were_busy(config.num_threads)
+    verdict = "other jobs shared the cores, so fit times are under load" if busy else "no other job was busy"
     threads = config.num_threads
     return f"1-minute load average when this file was written {load:.1f}, {threads} torch thread(s): {verdict}"
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from xlstm_seq.benchmarking.machine import cpu_model, git_revision, load_average
+from xlstm_seq.benchmarking.machine import cpu_model, git_revision, load_average, others_were_busy
 from xlstm_seq.config import ConfigMixin
 
 if TYPE_CHECKING:
@@ -273,7 +273,7 @@ def markdown(config: M4Config, results: dict[str, dict], wall: float) -> str:
         f"- date: {date}; git {env['git']}",
         f"- device: {env['cpu']} ({env['cores']} cores visible), {config.num_threads} torch thread(s); load "
         f"average at the end {env['load']}"
-        + (", so other jobs shared the cores and times are under load" if _shared(config) else ""),
+        + (", so other jobs shared the cores and times are under load" if others_were_busy(config.num_threads) else ""),
         f"- torch {env['torch']}, pandas {env['pandas']}, python {env['python']}; seed {config.random_seed}; "
         f"whole run {wall / 60:.1f} min",
         "- scores: sMAPE (%) and MASE (seasonal period as in M4: 24 hourly, 1 weekly) per series, averaged over "
@@ -330,15 +330,10 @@ def markdown(config: M4Config, results: dict[str, dict], wall: float) -> str:
         "- The conformal scores come from the same held-out windows that picked the early-stopping checkpoint, "
         "which makes them slightly optimistic.",
         "- Fit times are wall-clock seconds of the training loop"
-        + (" on a machine shared with other jobs." if _shared(config) else "."),
+        + (" on a machine shared with other jobs." if others_were_busy(config.num_threads) else "."),
         "",
     ]
     return "\n".join(lines)
-
-
-def _shared(config: M4Config) -> bool:
-    """Whether the load average shows other jobs beside the run's own torch threads."""
-    return os.getloadavg()[0] > config.num_threads + 0.5
 
 
 def _naive2_check(group: str, rows: list[dict]) -> str:

@@ -8,7 +8,6 @@ incomplete.
 from __future__ import annotations
 
 import datetime as _dt
-import importlib.metadata
 import os
 import platform
 import re
@@ -19,7 +18,7 @@ from pathlib import Path
 import torch
 
 from xlstm_seq.benchmarking.device_timing import Measurement
-from xlstm_seq.benchmarking.machine import cpu_model, git_revision
+from xlstm_seq.benchmarking.machine import cpu_model, git_revision, package_version
 
 __all__ = ["KernelReport", "Row", "device_description"]
 
@@ -40,13 +39,6 @@ def device_description(device: torch.device) -> str:
         props = torch.cuda.get_device_properties(device)
         return f"{props.name} ({props.total_memory / 2**30:.0f} GiB, {props.multi_processor_count} SMs)"
     return f"{cpu_model()} (CPU, {torch.get_num_threads()} threads)"
-
-
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
 
 
 def revision() -> str:
@@ -72,7 +64,7 @@ class KernelReport:
         self.rows += [Row(shape, provider, "fwd", fwd), Row(shape, provider, "fwd+bwd", fwd_bwd)]
 
     def header(self) -> list[str]:
-        versions = ", ".join(f"{name} {_version(name)}" for name in ("triton", *self.baselines))
+        versions = ", ".join(f"{name} {package_version(name)}" for name in ("triton", *self.baselines))
         return [
             f"# {self.title}",
             "",

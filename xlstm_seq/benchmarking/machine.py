@@ -1,7 +1,9 @@
-"""What the benchmark reports say about the machine they ran on: CPU model, visible cores, load average."""
+"""What the benchmark reports say about the machine they ran on: CPU model, visible cores, load average, the
+versions of packages."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import platform
 
@@ -32,6 +34,23 @@ def load_average(sep: str = "/", digits: int = 2) -> str:
         return sep.join(f"{x:.{digits}f}" for x in os.getloadavg())
     except (AttributeError, OSError):
         return "n/a"
+
+
+def others_were_busy(threads: int) -> bool:
+    """Whether the 1-minute load average shows work beyond the run's own ``threads`` busy threads (so its times
+    were measured under load); False where the OS has no load average."""
+    try:
+        return os.getloadavg()[0] > threads + 0.5
+    except (AttributeError, OSError):
+        return False
+
+
+def package_version(dist: str) -> str:
+    """The installed version of distribution ``dist``, or "not installed"."""
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def git_revision(short: int = 7) -> str:
