@@ -33,7 +33,7 @@ from xlstm_seq.forecasting.intervals import (
     level_name,
     window_scale,
 )
-from xlstm_seq.forecasting.losses import LOSSES, forecast_loss, output_size, quantiles_for_levels
+from xlstm_seq.forecasting.losses import LOSSES, forecast_loss, lower_quantile, output_size, quantiles_for_levels
 from xlstm_seq.forecasting.models import ALIASES, NetSpec, build_model, patch_layout, patch_len_for
 from xlstm_seq.forecasting.panels import Panels, build_panels, window_batch, window_starts
 from xlstm_seq.forecasting.persistence import load_forecaster, save_forecaster
@@ -399,14 +399,13 @@ class XLSTMForecaster(BaseEstimator):
         symmetric = conformal_scores(y, out[..., self._point_index()], scale).astype(np.float32)
         if self.loss != "quantile":
             return symmetric, None
-        per_level = [cqr_scores(y, *self._head_bounds(out, (0.5 - q) * 200), scale)
-                     for q in self._trained_lower_quantiles()]  # fmt: skip
+        per_level = [cqr_scores(y, *self._head_bounds(out, q), scale) for q in self._trained_lower_quantiles()]
         return symmetric, np.stack(per_level).astype(np.float32)
 
-    def _head_bounds(self, out: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-        """The quantile heads (n, h, C) bounding the central ``level`` % interval of outputs (n, h, C, Q): the
-        lower one by its quantile, the upper one its mirror (the trained quantiles are symmetric about 0.5)."""
-        lower = self.quantiles_.index(round(0.5 - level / 200, 6))
+    def _head_bounds(self, out: np.ndarray, lower_q: float) -> tuple[np.ndarray, np.ndarray]:
+        """The quantile heads (n, h, C) of outputs (n, h, C, Q) bounding the central interval whose lower quantile
+        is ``lower_q``: that head and its mirror (the trained quantiles are symmetric about 0.5)."""
+        lower = self.quantiles_.index(lower_q)
         return out[..., lower], out[..., len(self.quantiles_) - 1 - lower]
 
     def _calibrate_by_refit(
@@ -585,7 +584,7 @@ class XLSTMForecaster(BaseEstimator):
                     f"loss='quantile'; this one used loss={self.loss!r} (intervals='conformal' works with every loss)"
                 )
             for lv in level:
-                if round(0.5 - float(lv) / 200, 6) not in self.quantiles_:
+                if lower_quantile(lv) not in self.quantiles_:
                     raise ValueError(
                         f"level {lv} was not trained; trained levels: {self._levels()} (set level= before fit)"
                     )
@@ -602,8 +601,8 @@ class XLSTMForecaster(BaseEstimator):
 
     def _trained_lower_quantiles(self) -> list[float]:
         """The lower quantile of each trained central level, in the order of the CQR score tables (widest first);
-        a level is looked up by its quantile, as ``_check_level`` checks it (levels such as 100/3 do not survive
-        the round trip through a rounded quantile)."""
+        a level is found by ``lower_quantile(level)``, never by a level rebuilt from a rounded quantile (100/3
+        would not survive that round trip)."""
         return [q for q in self.quantiles_ if q < 0.5]
 
     def _columns(
@@ -619,7 +618,7 @@ class XLSTMForecaster(BaseEstimator):
         lo, hi = {}, {}
         if self.intervals == "quantile":
             for lv in levels:
-                lo[lv], hi[lv] = self._head_bounds(out, lv)
+                lo[lv], hi[lv] = self._head_bounds(out, lower_quantile(lv))
         else:
             idx = starts[:, None] + np.arange(self.input_size)  # (n, L)
             scale = window_scale(panels.y[idx])[:, None, :]  # (n, 1, C)
@@ -629,9 +628,9 @@ class XLSTMForecaster(BaseEstimator):
                     half = conformal_quantile(self.conformal_scores_, lv)[None, :, None] * scale  # (n, h, C)
                     lo[lv], hi[lv] = point - half, point + half
                     continue
-                table = self.cqr_scores_[trained.index(round(0.5 - lv / 200, 6))]  # (n_cal, h)
+                table = self.cqr_scores_[trained.index(lower_quantile(lv))]  # (n_cal, h)
                 shift = conformal_quantile(table, lv)[None, :, None] * scale  # (n, h, C); < 0 narrows the heads
-                head_lo, head_hi = self._head_bounds(out, lv)
+                head_lo, head_hi = self._head_bounds(out, lower_quantile(lv))
                 middle = (head_lo + head_hi) / 2  # a narrowed interval never turns inside out
                 lo[lv], hi[lv] = np.minimum(head_lo - shift, middle), np.maximum(head_hi + shift, middle)
             for narrow, wide in zip(levels, levels[1:], strict=False):  # each level's own table: keep them nested

@@ -10,13 +10,19 @@ from torch import Tensor
 LOSSES = ("mae", "mse", "quantile")
 
 
+def lower_quantile(level: float) -> float:
+    """The lower quantile of a central ``level`` % interval (80 -> 0.1), rounded as the trained quantiles are: the
+    one key by which a level's heads are found."""
+    return round(0.5 - float(level) / 200, 6)
+
+
 def quantiles_for_levels(levels: Sequence[float]) -> list[float]:
     """Sorted quantiles for central intervals: level 80 -> 0.1 and 0.9; the median 0.5 is always included."""
     qs = {0.5}
     for level in levels:
         if not 0 < float(level) < 100:
             raise ValueError(f"each level must be a percentage in (0, 100), got {level!r}")
-        qs.add(round(0.5 - float(level) / 200, 6))
+        qs.add(lower_quantile(level))
         qs.add(round(0.5 + float(level) / 200, 6))
     return sorted(qs)
 
