@@ -45,6 +45,7 @@ from xlstm_seq.forecasting.validation import (
     check_long_frame,
     check_numeric,
     check_static,
+    check_unique_rows,
     future_dates,
     normalise_freq,
     require_frame,
@@ -699,10 +700,7 @@ class XLSTMForecaster(BaseEstimator):
             raise ValueError(f"futr_exog_list is {futr}: predict needs futr_df with their future values")
         require_frame(futr_df, "futr_df", [ID, DS] + futr)
         check_numeric(futr_df, "futr_df", futr, finite=False)  # values are checked below, on the rows predict uses
-        dup = futr_df.duplicated([ID, DS]).to_numpy()
-        if dup.any():
-            row = futr_df.loc[dup].iloc[0]
-            raise ValueError(f"futr_df has duplicate (unique_id, ds) rows, first in series {row[ID]!r} at ds={row[DS]}")
+        check_unique_rows(futr_df, "futr_df")
         merged = future.merge(futr_df[[ID, DS] + futr], on=[ID, DS], how="left", indicator=True)
         absent = merged["_merge"] == "left_only"
         if absent.any():

@@ -45,6 +45,14 @@ def check_numeric(df: pd.DataFrame, name: str, columns: Sequence[str], *, finite
                 )
 
 
+def check_unique_rows(df: pd.DataFrame, name: str) -> None:
+    """At most one row per (unique_id, ds); the error names the first repeated series and timestamp."""
+    dup = df.duplicated([ID, DS]).to_numpy()
+    if dup.any():
+        row = df.loc[dup].iloc[0]
+        raise ValueError(f"{name} has duplicate (unique_id, ds) rows, first in series {row[ID]!r} at ds={row[DS]}")
+
+
 def check_static(static_df: object, stat: Sequence[str]) -> pd.DataFrame:
     """A static frame holds one row per series with finite numeric ``stat`` columns; returns it."""
     require_frame(static_df, "static_df", [ID, *stat])
@@ -136,10 +144,7 @@ def check_long_frame(
     if freq is not None and integer_ds != isinstance(freq, int):
         kind = "integers, so freq must be an integer step" if integer_ds else "datetimes, so freq must be an alias"
         raise ValueError(f"{name} column 'ds' holds {kind}; got freq={freq!r}")
-    dup = df.duplicated([ID, DS]).to_numpy()
-    if dup.any():
-        row = df.loc[dup].iloc[0]
-        raise ValueError(f"{name} has duplicate (unique_id, ds) rows, first in series {row[ID]!r} at ds={row[DS]}")
+    check_unique_rows(df, name)
     found: str | int | None = freq
     for uid, group in df.groupby(ID, sort=False):
         ds = group[DS]
