@@ -229,15 +229,10 @@ def _log(config: AirPassengersConfig, rows: list[Row], track: bool) -> None:
                                      "fit/seconds": float(np.mean(row.fit_seconds))})  # fmt: skip
 
 
-def _mean_std(values: list[float], digits: int) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}"
-
-
 def markdown(config: AirPassengersConfig, rows: list[Row], n_train: int) -> str:
     import pandas
     import torch
+    from xlstm_seq.forecasting.benchmark import mean_std
 
     date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     load = os.getloadavg()[0]
@@ -269,8 +264,8 @@ def markdown(config: AirPassengersConfig, rows: list[Row], n_train: int) -> str:
             continue
         per_seed = " / ".join(f"{v:.1f}" for v in row.mae)
         lines.append(
-            f"| {row.name} | {row.package} | {_mean_std(row.mae, 1)} | {per_seed} | {_mean_std(row.smape, 2)} | "
-            f"{_mean_std(row.mase, 3)} | {np.mean(row.fit_seconds):.1f} |"
+            f"| {row.name} | {row.package} | {mean_std(row.mae, 1)} | {per_seed} | {mean_std(row.smape, 2)} | "
+            f"{mean_std(row.mase, 3)} | {np.mean(row.fit_seconds):.1f} |"
         )
     lines += ["", f"![forecasts of the first seed]({Path(config.out).with_suffix('.png').name})", ""]
     return "\n".join(lines)

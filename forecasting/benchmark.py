@@ -704,7 +704,8 @@ def _load_words(config: LongHorizonConfig) -> str:
     return f"1-minute load average when this file was written {load:.1f}, {threads} torch thread(s): {verdict}"
 
 
-def _fmt(values: list[float], digits: int = 3) -> str:
+def mean_std(values: list[float], digits: int = 3) -> str:
+    """One value as it is; several as "mean ± std" (over seeds)."""
     if len(values) == 1:
         return f"{values[0]:.{digits}f}"
     return f"{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}"
@@ -758,7 +759,7 @@ def _left_out_section(config: LongHorizonConfig, cells: list[Cell], met: list[st
             left_out, needed = worked
             rows.append(
                 f"| {cell.dataset} | {cell.horizon} | {cell.windows} | {cell.windows - cell.published_windows} | "
-                f"{_fmt(cell.mse_published_windows)} | {left_out:.3f} | {published[0]:.3f} | {needed:.3f} "
+                f"{mean_std(cell.mse_published_windows)} | {left_out:.3f} | {published[0]:.3f} | {needed:.3f} "
                 f"({100 * (needed / published[0] - 1):+.0f}%) |"
             )
     if not rows:
@@ -840,9 +841,9 @@ def benchmark_markdown(
         pub = [f"{p[0]:.3f} / {p[1]:.3f}" if p else "-" for p in (pt, dl)]
         steps = "/".join(str(s) for s in c.steps)
         lines.append(
-            f"| {c.dataset} | {c.horizon} | {c.input_size or '-'} | {c.model} | {_fmt(c.mse)} | {_fmt(c.mae)} | "
-            f"{_fmt(c.fit_seconds, 1)} | {steps} | {pub[0]} | {pub[1]} | {m} | "
-            f"{_fmt(c.mse_published_windows) if c.mse_published_windows else '-'} | {mp} |"
+            f"| {c.dataset} | {c.horizon} | {c.input_size or '-'} | {c.model} | {mean_std(c.mse)} | "
+            f"{mean_std(c.mae)} | {mean_std(c.fit_seconds, 1)} | {steps} | {pub[0]} | {pub[1]} | {m} | "
+            f"{mean_std(c.mse_published_windows) if c.mse_published_windows else '-'} | {mp} |"
         )
     lines += [
         "",
