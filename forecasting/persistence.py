@@ -46,11 +46,6 @@ def jsonable(value: object) -> object:
 
 def _config_text(fc: XLSTMForecaster) -> str:
     params = fc.get_params()
-    for name, value in params.items():
-        try:
-            json.dumps(value, default=jsonable)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"cannot save parameter {name}={value!r}: {err}") from err
     meta = {
         "format_version": FORMAT_VERSION,
         "params": params,
@@ -67,7 +62,15 @@ def _config_text(fc: XLSTMForecaster) -> str:
             "calibrated": getattr(fc, "conformal_scores_", None) is not None,
         },
     }
-    return json.dumps(meta, indent=2, default=jsonable)
+    try:
+        return json.dumps(meta, indent=2, default=jsonable)
+    except (TypeError, ValueError):
+        for name, value in params.items():  # name the setting JSON cannot hold
+            try:
+                json.dumps(value, default=jsonable)
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"cannot save parameter {name}={value!r}: {err}") from err
+        raise
 
 
 def _check_target(path: Path) -> None:

@@ -149,3 +149,10 @@ def test_the_working_directory_is_not_replaced(tmp_path, frame, monkeypatch):
     (tmp_path / "h" / "history.csv").write_text("")
     with pytest.raises(ValueError, match="history.csv is not a readable CSV"):
         XLSTMForecaster.load(tmp_path / "h")
+
+
+def test_a_setting_json_cannot_hold_is_named_and_nothing_is_written(tmp_path, frame):
+    fc = _fitted(frame).set_params(experiment={1, 2})  # a set: JSON has none
+    with pytest.raises(ValueError, match=r"cannot save parameter experiment=\{1, 2\}"):
+        fc.save(tmp_path / "m")
+    assert list(tmp_path.iterdir()) == []
