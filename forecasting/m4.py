@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from xlstm_seq.forecasting.m4_peers import LABELS, PEERS
 
-from xlstm_seq.benchmarking.machine import cpu_model, git_revision, load_average, others_were_busy
+from xlstm_seq.benchmarking.machine import cpu_model, git_revision, load_average, others_were_busy, package_version
 from xlstm_seq.config import ConfigMixin
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class M4ModelConfig(ConfigMixin):
-    """Forecaster settings for one M4 group."""
+    """Forecaster and peer settings for one M4 group."""
 
     input_size: int = 168
     """Look-back (steps)."""
@@ -45,6 +46,9 @@ class M4ModelConfig(ConfigMixin):
     val_check_steps: int = 100
     early_stop_patience_steps: int = 5
     """Validation checks without improvement before stopping (-1: never)."""
+    peers: list[str] = field(default_factory=lambda: list(PEERS))
+    """Peers fitted on the same series (forecasting/m4_peers.py): statsforecast's AutoETS, AutoTheta and AutoARIMA
+    (season as in M4) and neuralforecast's NHITS (our look-back and step budget); [] for none."""
 
     def __post_init__(self) -> None:
         for name in ("input_size", "patch_len", "max_steps", "batch_size", "embedding_dim", "num_blocks"):
@@ -52,6 +56,9 @@ class M4ModelConfig(ConfigMixin):
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        unknown = sorted(set(self.peers) - set(PEERS))
+        if unknown:
+            raise ValueError(f"unknown peer(s) {unknown}; peers are {list(PEERS)}")
 
 
 @dataclass
@@ -147,7 +154,7 @@ def run_group(group: str, config: M4Config, *, track: bool = True, out=print) ->
     """Fits and scores one M4 group; returns the rows of its table and run facts."""
     from xlstm_seq.forecasting.datasets import load_m4
     from xlstm_seq.forecasting.forecaster import XLSTMForecaster
-    from xlstm_seq.forecasting.intervals import interval_coverage
+    from xlstm_seq.forecasting.m4_peers import run_peer
     from xlstm_seq.forecasting.metrics import seasonal_naive
 
     from xlstm_seq.tracking import create_tracker
@@ -175,9 +182,8 @@ def run_group(group: str, config: M4Config, *, track: bool = True, out=print) ->
     interval_frames = tuple(fc.set_params(intervals=kind).predict(level=config.level) for kind in INTERVAL_KINDS)
     fc.set_params(intervals="conformal")
     alias = fc.alias_
-    forecasts = {u: g[alias].to_numpy() for u, g in interval_frames[0].groupby("unique_id", sort=False)}
+    forecasts = _by_series(interval_frames[0], alias)
 
-    rows = []
     started = time.perf_counter()
     naive = {u: np.repeat(v[-1], h) for u, v in train.items()}
     snaive = {u: seasonal_naive(v, h, season) for u, v in train.items()}
@@ -185,47 +191,73 @@ def run_group(group: str, config: M4Config, *, track: bool = True, out=print) ->
     baseline_seconds = time.perf_counter() - started
     ref = _scores(test, n2, train, season)
     truth = test_df.rename(columns={"y": "y_test"})
-    for name, fcst, seconds, frames in (
-        (f"{alias} ({config.backbone}, global)", forecasts, fc.fit_seconds_, interval_frames),
-        ("Naive", naive, None, None),
-        (f"Seasonal naive (m={season})", snaive, None, None),
-        ("Naive2", n2, baseline_seconds, None),
-    ):
-        row = {"method": name, **_scores(test, fcst, train, season), "fit_seconds": seconds}
-        row["owa"] = 0.5 * (row["smape"] / ref["smape"] + row["mase"] / ref["mase"])
-        if frames is not None:
-            for method, frame in zip(INTERVAL_KINDS, frames, strict=True):
-                merged = frame.merge(truth, on=["unique_id", "ds"], how="inner")
-                for lv in config.level:
-                    row[f"{method}_{lv}"] = interval_coverage(merged, alias, lv, target="y_test")
-                if 95 in config.level:
-                    row[f"{method}_msis"] = _msis(merged, alias, train, season)
+
+    def row_for(method: str, package: str, fcst: dict | None, seconds: float | None, failure: str | None = None):
+        row = {"method": method, "package": package, "fit_seconds": seconds, "failure": failure, "intervals": {}}
+        if fcst is not None:
+            row.update(_scores(test, fcst, train, season))
+            row["owa"] = 0.5 * (row["smape"] / ref["smape"] + row["mase"] / ref["mase"])
+        return row
+
+    ours = row_for(f"{alias} ({config.backbone}, global)", "xlstm-seq", forecasts, fc.fit_seconds_)
+    for kind, frame in zip(INTERVAL_KINDS, interval_frames, strict=True):
+        ours["intervals"][kind] = _interval_scores(frame, alias, truth, train, season, config.level)
+    rows = [ours]
+    for peer in settings.peers:
+        result = run_peer(peer, train_df, h, season, config.level, input_size=settings.input_size,
+                          max_steps=settings.max_steps, seed=config.random_seed, n_jobs=config.num_threads)  # fmt: skip
+        out(f"M4 {group}: {result.name} ({result.package}) " + (result.failure or f"took {result.seconds:.1f} s"))
+        fcst = None if result.frame is None else _by_series(result.frame, result.name)
+        row = row_for(result.name, result.package, fcst, result.seconds, result.failure)
+        if result.frame is not None and f"{result.name}-lo-{config.level[0]}" in result.frame.columns:
+            row["intervals"]["model"] = _interval_scores(result.frame, result.name, truth, train, season,
+                                                         config.level)  # fmt: skip
         rows.append(row)
+    rows += [
+        row_for("Naive", "-", naive, None),
+        row_for(f"Seasonal naive (m={season})", "-", snaive, None),
+        row_for("Naive2", "-", n2, baseline_seconds),
+    ]
     facts = {"series": len(train), "h": h, "season": season, "steps": fc.steps_trained_,
              "best_val": fc.best_val_loss_, "settings": settings.to_dict()}  # fmt: skip
     with create_tracker(config.experiment, run_name=f"m4-{group}", enabled=track) as tracker:
-        tracker.log_params({"group": group, "series": len(train), "h": h, **settings.to_dict()})
+        tracker.log_params({"group": group, "series": len(train), "h": h, **settings.to_dict(),
+                            "peers": ",".join(settings.peers)})  # fmt: skip
         for row in rows:
-            key = row["method"].split(" ")[0].lower()
-            tracker.log_metrics({f"{key}/smape": row["smape"], f"{key}/mase": row["mase"], f"{key}/owa": row["owa"]})
-        tracker.log_metrics({k: v for k, v in rows[0].items() if k.startswith(tuple(f"{m}_" for m in INTERVAL_KINDS))})
+            if row["failure"] is None:
+                key = row["method"].split(" ")[0].lower()
+                tracker.log_metrics({f"{key}/smape": row["smape"], f"{key}/mase": row["mase"],
+                                     f"{key}/owa": row["owa"]})  # fmt: skip
+                for kind, scores in row["intervals"].items():
+                    tracker.log_metrics({f"{key}/{kind}_{name}": v for name, v in scores.items()})
     for row in rows:
-        out(f"M4 {group}: {row['method']}: sMAPE {row['smape']:.3f}, MASE {row['mase']:.3f}, OWA {row['owa']:.3f}")
+        if row["failure"] is None:
+            out(f"M4 {group}: {row['method']}: sMAPE {row['smape']:.3f}, MASE {row['mase']:.3f}, OWA {row['owa']:.3f}")
     return {"rows": rows, "facts": facts}
 
 
 INTERVAL_KINDS = ("conformal", "cqr", "quantile")
 
 
-def _msis(merged: pandas.DataFrame, alias: str, train: dict, season: int) -> float:
-    """M4's MSIS of the 95 % intervals, per series, averaged over series."""
+def _by_series(frame: pandas.DataFrame, column: str) -> dict[str, np.ndarray]:
+    return {u: g[column].to_numpy() for u, g in frame.groupby("unique_id", sort=False)}
+
+
+def _interval_scores(frame, column: str, truth, train: dict, season: int, levels: list[int]) -> dict[str, float]:
+    """Coverage of each level's interval ('80', '95') and, with 95 among the levels, M4's MSIS ('msis'), averaged
+    over series."""
+    from xlstm_seq.forecasting.intervals import interval_coverage
     from xlstm_seq.forecasting.metrics import msis
 
-    return float(np.mean([
-        msis(g["y_test"].to_numpy(), g[f"{alias}-lo-95"].to_numpy(), g[f"{alias}-hi-95"].to_numpy(), train[u],
-             season, 95)
-        for u, g in merged.groupby("unique_id", sort=False)
-    ]))  # fmt: skip
+    merged = frame.merge(truth, on=["unique_id", "ds"], how="inner")
+    scores = {str(lv): interval_coverage(merged, column, lv, target="y_test") for lv in levels}
+    if 95 in levels:
+        scores["msis"] = float(np.mean([
+            msis(g["y_test"].to_numpy(), g[f"{column}-lo-95"].to_numpy(), g[f"{column}-hi-95"].to_numpy(), train[u],
+                 season, 95)
+            for u, g in merged.groupby("unique_id", sort=False)
+        ]))  # fmt: skip
+    return scores
 
 
 def run_m4(config: M4Config | None = None, *, track: bool = True, out=print) -> dict[str, dict]:
@@ -264,28 +296,34 @@ def markdown(config: M4Config, results: dict[str, dict], wall: float) -> str:
     env = _environment()
     date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     levels = config.level
-    kinds, with_msis = " / ".join(INTERVAL_KINDS), 95 in levels
     lines = [
-        "# M4 Hourly and Weekly: a global xLSTM forecaster vs Naive, seasonal naive and Naive2",
+        "# M4 Hourly and Weekly: a global xLSTM forecaster beside statsforecast, NHITS and M4's naive benchmarks",
         "",
         "Written by `xlstm-seq forecast m4 --config configs/forecasting/m4.yaml` (forecasting/m4.py).",
         "",
         f"- date: {date}; git {env['git']}",
-        f"- device: {env['cpu']} ({env['cores']} cores visible), {config.num_threads} torch thread(s); load "
-        f"average at the end {env['load']}"
+        f"- device: {env['cpu']} ({env['cores']} cores visible), {config.num_threads} torch thread(s) and "
+        f"{config.num_threads} statsforecast job(s); load average at the end {env['load']}"
         + (", so other jobs shared the cores and times are under load" if others_were_busy(config.num_threads) else ""),
-        f"- torch {env['torch']}, pandas {env['pandas']}, python {env['python']}; seed {config.random_seed}; "
-        f"whole run {wall / 60:.1f} min",
+        f"- torch {env['torch']}, pandas {env['pandas']}, python {env['python']}, statsforecast "
+        f"{package_version('statsforecast')}, neuralforecast {package_version('neuralforecast')}; seed "
+        f"{config.random_seed}; whole run {wall / 60:.1f} min",
         "- scores: sMAPE (%) and MASE (seasonal period as in M4: 24 hourly, 1 weekly) per series, averaged over "
         "series; OWA = (sMAPE / sMAPE(Naive2) + MASE / MASE(Naive2)) / 2 (lower is better, Naive2 = 1)",
-        "- one global model per group, trained on every train series with the last h steps of each held out for "
-        "early stopping and conformal calibration; the test horizon is forecast from the end of each train series",
-        f"- interval coverage: share of the test values inside the {'/'.join(map(str, levels))} % intervals of "
-        "one model (same point forecast: the median head) three ways: split-conformal (symmetric about the "
-        "median, calibrated on the held-out windows), CQR (the quantile heads conformalized on the same windows) "
-        "and the raw quantile heads (trained with the pinball loss)",
-        "- MSIS: M4's mean scaled interval score of the 95 % intervals (width plus 40 times each miss, scaled like "
-        "MASE, averaged over series); lower is better",
+        "- ours: one global model per group, trained on every train series with the last h steps of each held out "
+        "for early stopping and conformal calibration; every method forecasts the test horizon from the end of each "
+        "train series",
+        "- peers: statsforecast's AutoETS, AutoTheta and AutoARIMA fitted per series (season as in M4), with their "
+        "own prediction intervals; neuralforecast's NHITS as one global model with its defaults, our look-back and "
+        "our step budget (no validation split, no intervals: its default loss is MAE)",
+        "- fit s: wall-clock seconds; ours: the training loop; statsforecast: fitting and forecasting every series "
+        "(one call, with the compiling of its numba code when the model first runs in the process); NHITS: the fit "
+        "call",
+        f"- intervals: share of the test values inside the {'/'.join(map(str, levels))} % intervals, and M4's MSIS "
+        "of the 95 % intervals (width plus 40 times each miss, scaled like MASE, averaged over series; lower is "
+        "better). Ours, one model, the same median three ways: split-conformal (symmetric about the median, "
+        "calibrated on the held-out windows), CQR (the quantile heads conformalized on the same windows) and the raw "
+        "quantile heads (trained with the pinball loss)",
     ]
     if config.max_series is not None:
         lines.append(f"- only the first {config.max_series} series of each group (max_series): NOT the full M4 sets")
@@ -296,48 +334,64 @@ def markdown(config: M4Config, results: dict[str, dict], wall: float) -> str:
             "",
             f"## {group.title()} ({facts['series']} series, h = {facts['h']})",
             "",
-            f"{config.model} / {config.backbone}: look-back {s['input_size']}, patch {s['patch_len']}, "
+            f"Ours: {config.model} / {config.backbone}: look-back {s['input_size']}, patch {s['patch_len']}, "
             f"{s['embedding_dim']}-dim, {s['num_blocks']} block(s), batch {s['batch_size']}, lr {s['learning_rate']}, "
             f"{facts['steps']} of at most {s['max_steps']} steps (early stopping patience "
             f"{s['early_stop_patience_steps']} checks of {s['val_check_steps']} steps).",
             "",
-            _naive2_check(group, result["rows"]),
+            _peers_sentence(s["peers"]),
             "",
-            "| method | sMAPE | MASE | OWA | fit s | "
-            + " | ".join(f"{lv} % cover ({kinds})" for lv in levels)
-            + (f" | MSIS 95 ({kinds})" if with_msis else "")
-            + " |",
-            "|---|---|---|---|---|" + "---|" * (len(levels) + with_msis),
+            _naive2_check(group, result["rows"], config.max_series),
+            "",
+            "| method | package | sMAPE | MASE | OWA | fit s |",
+            "|---|---|---|---|---|---|",
         ]
         for row in result["rows"]:
-            keys = [f"_{lv}" for lv in levels] + (["_msis"] if with_msis else [])
-            cover = [
-                " / ".join(f"{row[kind + key]:.3f}" for kind in INTERVAL_KINDS) if "conformal" + key in row else "-"
-                for key in keys
-            ]
             secs = f"{row['fit_seconds']:.1f}" if row["fit_seconds"] is not None else "-"
-            lines.append(
-                f"| {row['method']} | {row['smape']:.3f} | {row['mase']:.3f} | {row['owa']:.3f} | {secs} | "
-                + " | ".join(cover)
-                + " |"
-            )
+            if row["failure"] is not None:
+                lines.append(f"| {row['method']} | {row['package']} | {row['failure']} | - | - | - |")
+                continue
+            lines.append(f"| {row['method']} | {row['package']} | {row['smape']:.3f} | {row['mase']:.3f} | "
+                         f"{row['owa']:.3f} | {secs} |")  # fmt: skip
+        interval_rows = [(row, kind, v) for row in result["rows"] for kind, v in row["intervals"].items()]
+        if interval_rows:
+            lines += [
+                "",
+                "| method | intervals | " + " | ".join(f"{lv} % cover" for lv in levels)
+                + (" | MSIS 95" if 95 in levels else "") + " |",
+                "|---|---|" + "---|" * (len(levels) + (95 in levels)),
+            ]  # fmt: skip
+            for row, kind, v in interval_rows:
+                cells = [f"{v[str(lv)]:.3f}" for lv in levels] + ([f"{v['msis']:.3f}"] if 95 in levels else [])
+                lines.append(f"| {row['method']} | {_KIND_WORDS.get(kind, kind)} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "Notes:",
         "- The settings in configs/forecasting/m4.yaml were picked after two shorter probes on the same data "
         "(a 1-block 32-dim model for 100 steps, then a 2-block 64-dim model for 1500 steps on Hourly); the test "
-        "horizon was scored in those probes too, so the choice is not blind. The baselines have nothing to tune.",
-        "- The conformal scores come from the same held-out windows that picked the early-stopping checkpoint, "
+        "horizon was scored in those probes too, so the choice is not blind. The peers run with their defaults; "
+        "the naive baselines have nothing to tune.",
+        "- Our conformal scores come from the same held-out windows that picked the early-stopping checkpoint, "
         "which makes them slightly optimistic.",
-        "- Fit times are wall-clock seconds of the training loop"
-        + (" on a machine shared with other jobs." if others_were_busy(config.num_threads) else "."),
         "",
     ]
     return "\n".join(lines)
 
 
-def _naive2_check(group: str, rows: list[dict]) -> str:
+_KIND_WORDS = {"conformal": "split-conformal", "cqr": "CQR", "quantile": "quantile heads", "model": "the model's own"}
+
+
+def _peers_sentence(peers: list[str]) -> str:
+    ran = ", ".join(f"{LABELS[p][0]} ({LABELS[p][1]})" for p in peers) or "none"
+    left_out = [LABELS[p][0] for p in PEERS if p not in peers]
+    why = f"; left out here: {', '.join(left_out)} (see the group's `peers` in the config)" if left_out else ""
+    return f"Peers run: {ran}{why}."
+
+
+def _naive2_check(group: str, rows: list[dict], max_series: int | None) -> str:
     """A sentence comparing this run's Naive2 with the published one (only for full groups)."""
+    if max_series is not None:
+        return "Naive2 check: not made, since only a subset of the series was scored (max_series)."
     row = next(r for r in rows if r["method"] == "Naive2")
     smape_pub, mase_pub = PUBLISHED_NAIVE2[group]
     same = abs(row["smape"] - smape_pub) < 5e-4 and abs(row["mase"] - mase_pub) < 5e-4
