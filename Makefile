@@ -37,10 +37,12 @@ lint: venv
 bench: venv
 	$(BIN)/xlstm-seq kernels bench --device cpu
 
-# AirPassengers beside neuralforecast and statsforecast; statsforecast pins pandas < 3, so the peers get their own venv.
+# AirPassengers and M4 beside neuralforecast and statsforecast; statsforecast pins pandas < 3, so the peers get their
+# own venv.
 compare:
 	$(MAKE) venv VENV=.venv-compare EXTRAS=forecast,benchmark,compare
 	.venv-compare/bin/xlstm-seq forecast airpassengers --config configs/forecasting/air_passengers.yaml
+	.venv-compare/bin/xlstm-seq forecast m4 --config configs/forecasting/m4.yaml
 
 clean:
 	rm -rf $(VENV) .venv-compare build dist *.egg-info

@@ -232,7 +232,7 @@ def _log(config: AirPassengersConfig, rows: list[Row], track: bool) -> None:
 def markdown(config: AirPassengersConfig, rows: list[Row], n_train: int) -> str:
     import pandas
     import torch
-    from xlstm_seq.forecasting.benchmark import mean_std
+    from xlstm_seq.forecasting.benchmark_report import mean_std
 
     date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     load = os.getloadavg()[0]

@@ -9,14 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from xlstm_seq.forecasting.benchmark import (
+from xlstm_seq.forecasting.benchmark import run_benchmark
+from xlstm_seq.forecasting.benchmark_config import LongHorizonConfig, ModelSettings
+from xlstm_seq.forecasting.benchmark_report import (
     Cell,
-    LongHorizonConfig,
-    ModelSettings,
-    _model_label,
     benchmark_markdown,
     left_out_windows,
-    run_benchmark,
+    model_label,
     summary_bars,
     summary_figure,
 )
@@ -264,7 +263,7 @@ def test_ensemble_variants_alternate_between_members_and_bad_ones_are_named():
     assert all("ensemble" not in m and "ensemble_variants" not in m for m in members)
     assert ModelSettings(ensemble=2).members(512) == [ModelSettings().members(512)[0]] * 2
     assert all(m["input_size"] == 512 for m in members)
-    label = _model_label("xlstm", settings)
+    label = model_label("xlstm", settings)
     assert label.endswith("mean of 5 seeds taking in turn: as is / backbone slstm, patch_len 8")
     # Through a per-data-set change, as the YAML writes it.
     config = LongHorizonConfig(per_dataset={"ili": {"xlstm": {"ensemble": 2, "ensemble_variants": [{"dropout": 0.1}]}}})
@@ -286,17 +285,17 @@ def test_ensemble_variants_alternate_between_members_and_bad_ones_are_named():
 
 
 def test_valid_loss_and_moving_average_reach_the_label_and_bad_losses_are_named():
-    assert "early-stopped on mse" in _model_label("xlstm", ModelSettings(loss="mae", valid_loss="mse"))
-    assert "early-stopped" not in _model_label("xlstm", ModelSettings(loss="mae", valid_loss="mae"))
-    assert " EMA0.99" in _model_label("xlstm", ModelSettings(ema_decay=0.99))
-    assert "EMA" not in _model_label("xlstm", ModelSettings())
-    assert " MA13" in _model_label("xlstm", ModelSettings(moving_avg=13))
-    assert " MA" not in _model_label("xlstm", ModelSettings())
+    assert "early-stopped on mse" in model_label("xlstm", ModelSettings(loss="mae", valid_loss="mse"))
+    assert "early-stopped" not in model_label("xlstm", ModelSettings(loss="mae", valid_loss="mae"))
+    assert " EMA0.99" in model_label("xlstm", ModelSettings(ema_decay=0.99))
+    assert "EMA" not in model_label("xlstm", ModelSettings())
+    assert " MA13" in model_label("xlstm", ModelSettings(moving_avg=13))
+    assert " MA" not in model_label("xlstm", ModelSettings())
     # Settings a network does not read stay out of its label; patch lengths show each model's own default.
-    assert " MA" not in _model_label("xlstm", ModelSettings(model="xlstm_mixer", moving_avg=13))
-    assert " P" not in _model_label("xlstm", ModelSettings(model="xlstm_mixer", mixing="independent"))
-    assert " P16 " in _model_label("xlstm", ModelSettings(mixing="independent"))
-    assert " P1 " in _model_label("xlstm", ModelSettings(model="xlstm_encoder", mixing="variates"))
+    assert " MA" not in model_label("xlstm", ModelSettings(model="xlstm_mixer", moving_avg=13))
+    assert " P" not in model_label("xlstm", ModelSettings(model="xlstm_mixer", mixing="independent"))
+    assert " P16 " in model_label("xlstm", ModelSettings(mixing="independent"))
+    assert " P1 " in model_label("xlstm", ModelSettings(model="xlstm_encoder", mixing="variates"))
     with pytest.raises(ValueError, match="loss and valid_loss must be one of"):
         ModelSettings(valid_loss="rmse")
     with pytest.raises(ValueError, match="loss and valid_loss must be one of"):

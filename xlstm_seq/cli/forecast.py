@@ -29,7 +29,8 @@ def _config(config_class: type, args: argparse.Namespace):
 
 
 def _benchmark(args: argparse.Namespace) -> int:
-    from xlstm_seq.forecasting.benchmark import LongHorizonConfig, run_benchmark
+    from xlstm_seq.forecasting.benchmark import run_benchmark
+    from xlstm_seq.forecasting.benchmark_config import LongHorizonConfig
 
     run_benchmark(_config(LongHorizonConfig, args), track=not args.no_track, command=benchmark_command(args))
     return 0
