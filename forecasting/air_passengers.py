@@ -170,6 +170,7 @@ def run_air_passengers(config: AirPassengersConfig | None = None, *, track: bool
     from xlstm_seq.forecasting.metrics import seasonal_naive
 
     config = config or AirPassengersConfig()
+    revision = git_revision()  # the revision that runs, even if the checkout changes meanwhile
     train, test = _split(config)
     y, train_y = test["y"].to_numpy(), train["y"].to_numpy()
     threads = torch.get_num_threads()
@@ -205,7 +206,7 @@ def run_air_passengers(config: AirPassengersConfig | None = None, *, track: bool
     finally:
         torch.set_num_threads(threads)
     _log(config, rows, track)
-    text = markdown(config, rows, len(train))
+    text = markdown(config, rows, len(train), revision)
     if config.out:
         Path(config.out).parent.mkdir(parents=True, exist_ok=True)
         Path(config.out).write_text(text)
@@ -229,7 +230,7 @@ def _log(config: AirPassengersConfig, rows: list[Row], track: bool) -> None:
                                      "fit/seconds": float(np.mean(row.fit_seconds))})  # fmt: skip
 
 
-def markdown(config: AirPassengersConfig, rows: list[Row], n_train: int) -> str:
+def markdown(config: AirPassengersConfig, rows: list[Row], n_train: int, revision: str) -> str:
     import pandas
     import torch
     from xlstm_seq.forecasting.benchmark_report import mean_std
@@ -242,7 +243,7 @@ def markdown(config: AirPassengersConfig, rows: list[Row], n_train: int) -> str:
         "Written by `xlstm-seq forecast airpassengers --config configs/forecasting/air_passengers.yaml` "
         "(forecasting/air_passengers.py).",
         "",
-        f"- date: {date}; git {git_revision()}; device: {cpu_model()} ({os.cpu_count()} cores visible), CPU only, "
+        f"- date: {date}; git {revision}; device: {cpu_model()} ({os.cpu_count()} cores visible), CPU only, "
         f"{config.num_threads} torch thread(s) for every model; 1-minute load average at the end {load:.1f}",
         f"- torch {torch.__version__}, pandas {pandas.__version__}, python {platform.python_version()}"
         + "".join(f", {name} {package_version(name)}" for name in ("neuralforecast", "statsforecast", "xlstm")),

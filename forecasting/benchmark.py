@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 from xlstm_seq.forecasting.benchmark_config import SCORED_PART, LongHorizonConfig, ModelSettings
-from xlstm_seq.forecasting.benchmark_report import Cell, benchmark_markdown, model_label, summary_figure
+from xlstm_seq.forecasting.benchmark_report import Cell, benchmark_markdown, environment, model_label, summary_figure
 from xlstm_seq.forecasting.datasets import LongHorizonData, load_long_horizon
 from xlstm_seq.forecasting.metrics import mae, mse, seasonal_naive
 
@@ -210,6 +210,7 @@ def run_benchmark(
 ) -> list[Cell]:
     """Runs the grid of ``config``; writes ``config.out`` (naming ``command``, the command line that ran it, when
     given) and returns the cells."""
+    env = environment()  # the revision that runs, even if the checkout changes during a long grid
     torch.set_num_threads(config.num_threads)
     cells: list[Cell] = []
     timings = []
@@ -266,9 +267,9 @@ def run_benchmark(
                 cells.append(cell)
             # Written after every horizon so that an interrupted run keeps what it measured.
             Path(config.out).parent.mkdir(parents=True, exist_ok=True)
-            Path(config.out).write_text(benchmark_markdown(config, cells, timings, command))
+            Path(config.out).write_text(benchmark_markdown(config, cells, timings, command, env))
             summary_figure(config, cells).savefig(Path(config.out).with_suffix(".png"), dpi=110, bbox_inches="tight")
-    markdown = benchmark_markdown(config, cells, timings, command)
+    markdown = benchmark_markdown(config, cells, timings, command, env)
     Path(config.out).write_text(markdown)
     if cells:
         figure = summary_figure(config, cells)

@@ -145,7 +145,9 @@ def mean_std(values: list[float], digits: int = 3) -> str:
     return f"{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}"
 
 
-def _environment() -> dict[str, str]:
+def environment() -> dict[str, str]:
+    """The facts of this run that the report names: git revision, CPU, library versions (taken when a run starts, so
+    that edits made while it runs do not change them)."""
     sha = git_revision()
     cpu = cpu_model()
     import pandas
@@ -207,10 +209,15 @@ def _left_out_section(config: LongHorizonConfig, cells: list[Cell], met: list[st
 
 
 def benchmark_markdown(
-    config: LongHorizonConfig, cells: list[Cell], timings: list | None = None, command: str | None = None
+    config: LongHorizonConfig,
+    cells: list[Cell],
+    timings: list | None = None,
+    command: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> str:
-    """The results table with the published numbers beside ours and whether the xLSTM meets PatchTST/64."""
-    env = _environment()
+    """The results table with the published numbers beside ours and whether the xLSTM meets PatchTST/64; ``env``
+    from :func:`environment` at the start of the run (now when None)."""
+    env = env or environment()
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     split = config.eval_split
     met = [_met(config, c, c.mse) for c in cells]

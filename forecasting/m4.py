@@ -265,6 +265,7 @@ def run_m4(config: M4Config | None = None, *, track: bool = True, out=print) -> 
     import torch
 
     config = config or M4Config()
+    env = _environment()  # the revision that runs, even if the checkout changes meanwhile
     threads = torch.get_num_threads()
     torch.set_num_threads(config.num_threads)
     started = time.perf_counter()
@@ -275,7 +276,7 @@ def run_m4(config: M4Config | None = None, *, track: bool = True, out=print) -> 
     wall = time.perf_counter() - started
     if config.out:
         Path(config.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(config.out).write_text(markdown(config, results, wall))
+        Path(config.out).write_text(markdown(config, results, wall, env))
         out(f"wrote {config.out}")
     return results
 
@@ -285,15 +286,11 @@ def _environment() -> dict[str, str]:
     import pandas
     import torch
 
-    git = git_revision()
-    cpu = cpu_model()
-    load = load_average(", ", 1)
-    return {"git": git, "cpu": cpu, "cores": str(os.cpu_count()), "torch": torch.__version__,
-            "pandas": pandas.__version__, "python": platform.python_version(), "load": load}  # fmt: skip
+    return {"git": git_revision(), "cpu": cpu_model(), "cores": str(os.cpu_count()), "torch": torch.__version__,
+            "pandas": pandas.__version__, "python": platform.python_version()}  # fmt: skip
 
 
-def markdown(config: M4Config, results: dict[str, dict], wall: float) -> str:
-    env = _environment()
+def markdown(config: M4Config, results: dict[str, dict], wall: float, env: dict[str, str]) -> str:
     date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     levels = config.level
     lines = [
@@ -303,7 +300,7 @@ def markdown(config: M4Config, results: dict[str, dict], wall: float) -> str:
         "",
         f"- date: {date}; git {env['git']}",
         f"- device: {env['cpu']} ({env['cores']} cores visible), {config.num_threads} torch thread(s) and "
-        f"{config.num_threads} statsforecast job(s); load average at the end {env['load']}"
+        f"{config.num_threads} statsforecast job(s); load average at the end {load_average(', ', 1)}"
         + (", so other jobs shared the cores and times are under load" if others_were_busy(config.num_threads) else ""),
         f"- torch {env['torch']}, pandas {env['pandas']}, python {env['python']}, statsforecast "
         f"{package_version('statsforecast')}, neuralforecast {package_version('neuralforecast')}; seed "
