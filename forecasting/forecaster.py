@@ -13,7 +13,6 @@ scaling live here once; the networks in ``forecasting.models`` only implement ``
 from __future__ import annotations
 
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,8 +21,6 @@ import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import NotFittedError
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from tqdm import tqdm
 from xlstm_seq.forecasting.augment import augmented_batch
 from xlstm_seq.forecasting.intervals import (
     check_method,
@@ -38,6 +35,7 @@ from xlstm_seq.forecasting.models import ALIASES, NetSpec, build_model, patch_la
 from xlstm_seq.forecasting.panels import Panels, build_panels, window_batch, window_starts
 from xlstm_seq.forecasting.persistence import load_forecaster, save_forecaster
 from xlstm_seq.forecasting.plots import forecast_figure
+from xlstm_seq.forecasting.training import TrainingHistory, TrainingSettings, train_network
 from xlstm_seq.forecasting.validation import (
     DS,
     ID,
@@ -425,59 +423,27 @@ class XLSTMForecaster(BaseEstimator):
         panels = build_panels(df, self.mixing, hist, futr, stat, static, order=twin.series_, scale=twin.exog_scale_)
         return twin._scores(panels, window_starts(panels, self.input_size, self.h, -steps, 0))
 
-    def _train(self, panels: Panels, train_starts: np.ndarray, val_starts: np.ndarray, rng) -> dict:
-        net = self.net_
-        # The weights that are checked and kept: the raw ones or their moving average.
-        averaged = None
-        if self.ema_decay is not None:
-            averaged = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(self.ema_decay), use_buffers=True)
-        scored = net if averaged is None else averaged.module
-        optimizer = torch.optim.AdamW(net.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, self.max_steps, self.learning_rate / 10)
-        losses, val_losses, best, best_state, bad_checks = [], [], float("inf"), None, 0
-        started = time.perf_counter()
-        bar = tqdm(range(self.max_steps), desc=f"fit {self.alias_}", unit="step", disable=not self.progress)
-        for step in bar:
-            net.train()
+    def _train(self, panels: Panels, train_starts: np.ndarray, val_starts: np.ndarray, rng) -> TrainingHistory:
+        def training_loss(net: torch.nn.Module) -> torch.Tensor:
             batch = self._batch(panels, rng.choice(train_starts, self.batch_size))
             target = batch.pop("target")
             if self.augment_freq_mask > 0:
                 batch, target = augmented_batch(batch, target, self.augment_freq_mask, rng)
-            loss = self._loss(
-                net(batch),
-                target,
-                batch["y"],
-                frequency_weight=self.freq_loss_weight,
-                step_decay=self.horizon_loss_decay,
-            )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            if averaged is not None:
-                averaged.update_parameters(net)
-            losses.append(loss.item())
-            if len(val_starts) and ((step + 1) % self.val_check_steps == 0 or step + 1 == self.max_steps):
-                val = self._evaluate(panels, val_starts, scored)
-                val_losses.append((step, val))
-                bar.set_postfix(loss=f"{losses[-1]:.4f}", val=f"{val:.4f}")
-                if val < best:
-                    best, bad_checks = val, 0
-                    best_state = {k: v.detach().clone() for k, v in scored.state_dict().items()}
-                else:
-                    bad_checks += 1
-                    if 0 < self.early_stop_patience_steps <= bad_checks:
-                        break
-        if best_state is None and averaged is not None:
-            best_state = averaged.module.state_dict()
-        if best_state is not None:
-            net.load_state_dict(best_state)
-        net.eval()
-        self.fit_seconds_ = time.perf_counter() - started
-        self.steps_trained_ = len(losses)
-        self.best_val_loss_ = best if val_losses else None
-        return {"train": losses, "val": val_losses, "best_val": best}
+            return self._loss(net(batch), target, batch["y"], frequency_weight=self.freq_loss_weight,
+                              step_decay=self.horizon_loss_decay)  # fmt: skip
+
+        settings = TrainingSettings(
+            max_steps=self.max_steps, learning_rate=self.learning_rate, weight_decay=self.weight_decay,
+            val_check_steps=self.val_check_steps, early_stop_patience_steps=self.early_stop_patience_steps,
+            ema_decay=self.ema_decay,
+        )  # fmt: skip
+        validation = (lambda net: self._evaluate(panels, val_starts, net)) if len(val_starts) else None
+        history = train_network(self.net_, settings, training_loss, validation, progress=self.progress,
+                                description=f"fit {self.alias_}")  # fmt: skip
+        self.fit_seconds_ = history.seconds
+        self.steps_trained_ = history.steps
+        self.best_val_loss_ = history.best_val if history.val else None
+        return history
 
     def _loss(
         self,
@@ -525,14 +491,14 @@ class XLSTMForecaster(BaseEstimator):
         stat = self._lists()[2]
         self.static_ = static_df[[ID] + stat].drop_duplicates(ID).reset_index(drop=True) if stat else None
 
-    def _log_fit(self, panels: Panels, history: dict) -> None:
+    def _log_fit(self, panels: Panels, history: TrainingHistory) -> None:
         with create_tracker(self.experiment, run_name=f"{self.alias_}-fit", enabled=self.track,
                             tracking_uri=self.tracking_uri) as tracker:  # fmt: skip
             tracker.log_params({**self.get_params(), "freq_inferred": str(self.freq_), "n_series": len(self.series_)})
             tracker.set_tags({"forecasting.model": self.model, "forecasting.backbone": self.backbone})
-            for step, value in enumerate(history["train"]):
+            for step, value in enumerate(history.train):
                 tracker.log_metrics({"train/loss": value}, step=step)
-            for step, value in history["val"]:
+            for step, value in history.val:
                 tracker.log_metrics({"val/loss": value}, step=step)
             tracker.log_metrics({"fit/seconds": self.fit_seconds_, "fit/steps": self.steps_trained_})
             if not self.track:
@@ -546,7 +512,7 @@ class XLSTMForecaster(BaseEstimator):
                 cols = list(self._columns(panels, starts, out, [widest]).values())  # point, lo, hi
                 out = np.stack([cols[1], cols[0], cols[2]], axis=-1)  # (n, h, C, 3)
             # Without a validation split the last window is one the model trained on: the title says so.
-            what = "forecast of the held-out last window" if history["val"] else "in-sample fit of the last window"
+            what = "forecast of the held-out last window" if history.val else "in-sample fit of the last window"
             figure = forecast_figure(panels, starts, out, self.input_size, self.h, self.alias_, what)
             tracker.log_figure(figure, "forecast")
             with tempfile.TemporaryDirectory() as tmp:
