@@ -72,8 +72,10 @@ def _nhits(train_df, h: int, input_size: int, max_steps: int, seed: int):
     from neuralforecast import NeuralForecast
     from neuralforecast.models import NHITS
 
-    model = NHITS(h=h, input_size=input_size, max_steps=max_steps, random_seed=seed, enable_progress_bar=False,
-                  enable_model_summary=False, logger=False, accelerator="cpu")  # fmt: skip
+    # Scaled per window (median and interquartile range), as ours is by RevIN: M4 series differ in level by orders
+    # of magnitude, and NHITS's default (no scaling) scored below Naive2 on Hourly in a first run (MASE 3.65).
+    model = NHITS(h=h, input_size=input_size, max_steps=max_steps, scaler_type="robust", random_seed=seed,
+                  enable_progress_bar=False, enable_model_summary=False, logger=False, accelerator="cpu")  # fmt: skip
     nf = NeuralForecast(models=[model], freq=1)
     started = time.perf_counter()
     nf.fit(train_df)
