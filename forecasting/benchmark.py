@@ -165,43 +165,44 @@ def _univariate_windows(settings: ModelSettings, data: LongHorizonData) -> int:
     return settings.batch_size * (len(data.columns) if settings.mixing == "variates" else 1)
 
 
-def fit_time_comparison(config: LongHorizonConfig, *, track: bool = True) -> list[tuple[str, float]]:
-    """(model, seconds) for ``config.fit_time_steps`` training steps of our xLSTM and of neuralforecast's PatchTST.
+def fit_time_comparison(config: LongHorizonConfig, *, track: bool = True) -> list[tuple[int, str, float]]:
+    """(horizon, model, seconds) for ``config.fit_time_steps`` training steps of our xLSTM and of neuralforecast's
+    PatchTST at each of ``config.fit_time_cells()``.
 
-    Both see the training rows of the first data set, horizon ``horizons[0]`` (ILI: ``ili_horizons[0]``) and
-    the same number of univariate windows per step (our batch of multivariate windows times the channels).
+    Both see the training rows of the first data set, the look-back of the grid and the same number of univariate
+    windows per step (our batch of multivariate windows times the channels); ours trains with that cell's settings.
     """
     from xlstm_seq.forecasting.forecaster import XLSTMForecaster
 
-    name = config.datasets[0]
-    data = load_long_horizon(name)
-    h = config.ili_horizons[0] if name == "ili" else config.horizons[0]
-    L = config.ili_input_size if name == "ili" else config.input_size
-    train = data.to_long(data.borders["train"][1], integer_ds=True)
-    steps = config.fit_time_steps
-    windows = _univariate_windows(config.xlstm, data)
-    started = time.perf_counter()
-    for j, settings in enumerate(config.xlstm.members(L)):  # an ensemble's fit time is that of all its members
-        settings.update(max_steps=steps, early_stop_patience_steps=-1)
-        fc = XLSTMForecaster(h=h, random_seed=j, device=config.device, progress=False, track=track,
-                             experiment=config.experiment, **settings)  # fmt: skip
-        fc.fit(train)
-    rows = [(f"xLSTM ({model_label('xlstm', config.xlstm)})", time.perf_counter() - started)]
-    from neuralforecast import NeuralForecast
-    from neuralforecast.models import PatchTST
+    rows = []
+    for name, h in config.fit_time_cells():
+        data = load_long_horizon(name)
+        L, xlstm, _ = config.settings_for(name, h)
+        train = data.to_long(data.borders["train"][1], integer_ds=True)
+        steps = config.fit_time_steps
+        windows = _univariate_windows(xlstm, data)
+        started = time.perf_counter()
+        for j, settings in enumerate(xlstm.members(L)):  # an ensemble's fit time is that of all its members
+            settings.update(max_steps=steps, early_stop_patience_steps=-1)
+            fc = XLSTMForecaster(h=h, random_seed=j, device=config.device, progress=False, track=track,
+                                 experiment=config.experiment, **settings)  # fmt: skip
+            fc.fit(train)
+        rows.append((h, f"xLSTM ({model_label('xlstm', xlstm)})", time.perf_counter() - started))
+        from neuralforecast import NeuralForecast
+        from neuralforecast.models import PatchTST
 
-    model = PatchTST(h=h, input_size=L, max_steps=steps, batch_size=len(data.columns), windows_batch_size=windows,
-                     scaler_type="identity", random_seed=0, enable_progress_bar=False, enable_model_summary=False,
-                     logger=False, **lightning_device(resolve_device(config.device)))  # fmt: skip
-    started = time.perf_counter()
-    NeuralForecast(models=[model], freq=1).fit(train, val_size=0)
-    seconds = time.perf_counter() - started
-    rows.append(("neuralforecast PatchTST (defaults: patch 16, d_model 128, 3 layers)", seconds))
-    with create_tracker(config.experiment, run_name=f"fit-time-{name}-h{h}-nf_patchtst", enabled=track,
-                        tags={"benchmark": "long_horizon_fit_time"}) as tracker:  # fmt: skip
-        tracker.log_params({"model": "nf_patchtst", "dataset": name, "h": h, "input_size": L, "steps": steps,
-                            "windows_batch_size": windows})  # fmt: skip
-        tracker.log_metrics({"fit/seconds": seconds})
+        model = PatchTST(h=h, input_size=L, max_steps=steps, batch_size=len(data.columns), windows_batch_size=windows,
+                         scaler_type="identity", random_seed=0, enable_progress_bar=False, enable_model_summary=False,
+                         logger=False, **lightning_device(resolve_device(config.device)))  # fmt: skip
+        started = time.perf_counter()
+        NeuralForecast(models=[model], freq=1).fit(train, val_size=0)
+        seconds = time.perf_counter() - started
+        rows.append((h, "neuralforecast PatchTST (defaults: patch 16, d_model 128, 3 layers)", seconds))
+        with create_tracker(config.experiment, run_name=f"fit-time-{name}-h{h}-nf_patchtst", enabled=track,
+                            tags={"benchmark": "long_horizon_fit_time"}) as tracker:  # fmt: skip
+            tracker.log_params({"model": "nf_patchtst", "dataset": name, "h": h, "input_size": L, "steps": steps,
+                                "windows_batch_size": windows})  # fmt: skip
+            tracker.log_metrics({"fit/seconds": seconds})
     return rows
 
 
@@ -219,8 +220,8 @@ def run_benchmark(
             timings = fit_time_comparison(config, track=track)
         except ImportError as err:
             out(f"fit-time comparison skipped: neuralforecast is not installed ({err})")
-        for label, seconds in timings:
-            out(f"fit time, {config.fit_time_steps} steps: {label} {seconds:.1f} s")
+        for h, label, seconds in timings:
+            out(f"fit time, {config.fit_time_steps} steps, h={h}: {label} {seconds:.1f} s")
     for name in config.datasets:
         data = load_long_horizon(name)
         horizons = config.ili_horizons if name == "ili" else config.horizons

@@ -170,8 +170,11 @@ class LongHorizonConfig(ConfigMixin):
     replace ours (the same windows per step, ``neuralforecast_max_steps``, the validation split). A ``per_dataset``
     entry may hold its own ``neuralforecast`` changes, e.g. a paper's recipe for that data set."""
     fit_time_steps: int = 0
-    """When > 0 (and neuralforecast is installed): wall time of ``fit`` for this many steps, our xLSTM against
-    neuralforecast's PatchTST, same look-back, horizon and windows per step, on the first data set and horizon."""
+    """When > 0 (and neuralforecast is installed): wall time of ``fit`` for this many steps, our xLSTM (the settings
+    of that cell of the grid) against neuralforecast's PatchTST, same look-back, horizon and windows per step, on the
+    first data set."""
+    fit_time_horizons: list[int] | None = None
+    """Horizons of the fit-time comparison; None: the first data set's first horizon."""
     max_test_windows: int | None = None
     """Evaluate on at most this many test windows, evenly spaced (None: all, the papers' protocol)."""
     num_threads: int = 2
@@ -216,6 +219,11 @@ class LongHorizonConfig(ConfigMixin):
             raise ValueError("seeds must name at least one seed")
         if self.input_size < 1 or self.ili_input_size < 1 or self.num_threads < 1:
             raise ValueError("input_size, ili_input_size and num_threads must be >= 1")
+        if self.fit_time_horizons is not None and (
+            not self.fit_time_horizons or any(not isinstance(h, int) or h < 1 for h in self.fit_time_horizons)
+        ):
+            raise ValueError(f"fit_time_horizons must be None or a non-empty list of horizons >= 1, got "
+                             f"{self.fit_time_horizons}")  # fmt: skip
         resolve_device(self.device)  # a bad name, or a device this machine lacks, is named before any work
         if self.eval_split not in SPLITS:
             raise ValueError(f"eval_split must be one of {SPLITS}, got {self.eval_split!r}")
@@ -273,6 +281,12 @@ class LongHorizonConfig(ConfigMixin):
             # A horizon of by_horizon outside the grid is allowed: a run of some horizons keeps the others' changes.
             for h in sorted(set(grid) | {int(k) for k in by_horizon}):
                 self.settings_for(name, h)  # builds every combination once so that bad fields fail here
+
+    def fit_time_cells(self) -> list[tuple[str, int]]:
+        """(data set, horizon) of each fit-time comparison."""
+        name = self.datasets[0]
+        first = self.ili_horizons[0] if name == "ili" else self.horizons[0]
+        return [(name, h) for h in (self.fit_time_horizons or [first])]
 
     def settings_for(self, name: str, h: int) -> tuple[int, ModelSettings, ModelSettings]:
         """(look-back, xLSTM settings, DLinear settings) of data set ``name`` at horizon ``h``, overrides applied."""

@@ -137,6 +137,21 @@ def test_markdown_met_column_compares_with_patchtst():
     assert "1 of 2 cells in this table" in text and "(like for like): 2 of 2 cells" in text
 
 
+def test_fit_time_section_has_a_row_per_horizon_and_model_with_our_share_of_theirs():
+    config = LongHorizonConfig(datasets=["etth1"], horizons=[96, 192], fit_time_steps=20, fit_time_horizons=[96, 720])
+    assert config.fit_time_cells() == [("etth1", 96), ("etth1", 720)]
+    assert LongHorizonConfig(datasets=["ili"]).fit_time_cells() == [("ili", 24)]
+    timings = [(96, "xLSTM (a)", 8.0), (96, "neuralforecast PatchTST (b)", 32.0),
+               (720, "xLSTM (a)", 12.0), (720, "neuralforecast PatchTST (b)", 40.0)]  # fmt: skip
+    text = benchmark_markdown(config, [], timings)
+    assert "## Fit time: 20 steps, etth1, same look-back, horizon and windows per step" in text
+    assert "| 96 | xLSTM (a) | 8.0 |  |" in text and "| 96 | neuralforecast PatchTST (b) | 32.0 | 0.25 |" in text
+    assert "| 720 | neuralforecast PatchTST (b) | 40.0 | 0.30 |" in text
+    for bad in ([], [0], [96.5]):
+        with pytest.raises(ValueError, match="fit_time_horizons"):
+            LongHorizonConfig(fit_time_horizons=bad)
+
+
 def test_summary_figure_has_a_panel_per_data_set_and_a_bar_per_model_kind(tmp_path):
     config = LongHorizonConfig(datasets=["etth1", "ili"], horizons=[96], ili_horizons=[24])
     cells = [

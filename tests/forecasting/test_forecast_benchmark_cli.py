@@ -94,14 +94,14 @@ def test_fit_time_comparison_against_neuralforecast(tmp_path, tmp_mlflow):
     tiny = ModelSettings(embedding_dim=8, num_heads=2, batch_size=4)
     config = LongHorizonConfig(datasets=["etth1"], horizons=[24], input_size=48, fit_time_steps=2, xlstm=tiny)
     rows = fit_time_comparison(config, track=True)
-    assert [label.split()[0] for label, _ in rows] == ["xLSTM", "neuralforecast"]
-    assert all(seconds > 0 for _, seconds in rows)
+    assert [(h, label.split()[0]) for h, label, _ in rows] == [(24, "xLSTM"), (24, "neuralforecast")]
+    assert all(seconds > 0 for _, _, seconds in rows)
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=tmp_mlflow)
     runs = client.search_runs([client.get_experiment_by_name(config.experiment).experiment_id])
     timing = [r for r in runs if r.info.run_name == "fit-time-etth1-h24-nf_patchtst"]
-    assert len(timing) == 1 and timing[0].data.metrics["fit/seconds"] == pytest.approx(rows[1][1])
+    assert len(timing) == 1 and timing[0].data.metrics["fit/seconds"] == pytest.approx(rows[1][2])
 
 
 @pytest.mark.skipif(not (ROOT / "ett/ETTh1.csv").is_file(), reason="ETTh1 not in the data root")
