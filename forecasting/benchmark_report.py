@@ -153,7 +153,8 @@ def environment() -> dict[str, str]:
     import pandas
 
     return {"git": sha, "cpu": cpu, "torch": torch.__version__, "pandas": pandas.__version__,
-            "python": platform.python_version(), "cores": str(os.cpu_count())}  # fmt: skip
+            "python": platform.python_version(), "cores": str(os.cpu_count()),
+            "started": datetime.now(timezone.utc).isoformat()}  # fmt: skip
 
 
 def device_words(config: LongHorizonConfig, env: dict[str, str]) -> str:
@@ -218,7 +219,9 @@ def benchmark_markdown(
     """The results table with the published numbers beside ours and whether the xLSTM meets PatchTST/64; ``env``
     from :func:`environment` at the start of the run (now when None)."""
     env = env or environment()
-    date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = datetime.now(timezone.utc)
+    date = now.strftime("%Y-%m-%d %H:%M UTC")
+    minutes = (now - datetime.fromisoformat(env["started"])).total_seconds() / 60
     split = config.eval_split
     met = [_met(config, c, c.mse) for c in cells]
     met_published = [_met(config, c, c.mse_published_windows) for c in cells]
@@ -231,7 +234,8 @@ def benchmark_markdown(
         f"named below). MSE/MAE on the standardised scale (training-split statistics), every {split} window of the",
         "standard split unless `max_test_windows` says otherwise.",
         "",
-        f"- date: {date}; git {env['git']}; device: {device_words(config, env)}; {_load_words(config)}",
+        f"- date: {date}, {minutes:.1f} min after the run started; git {env['git']}; device: "
+        f"{device_words(config, env)}; {_load_words(config)}",
         *([f"- command: `{command}`"] if command else []),
         f"- torch {env['torch']}, pandas {env['pandas']}, python {env['python']}",
         f"- scored on the {split} split; look-back {config.input_size} (ILI {config.ili_input_size}) unless the "

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -145,6 +146,7 @@ def test_fit_time_section_has_a_row_per_horizon_and_model_with_our_share_of_thei
                (720, "xLSTM (a)", 12.0), (720, "neuralforecast PatchTST (b)", 40.0)]  # fmt: skip
     text = benchmark_markdown(config, [], timings)
     assert "## Fit time: 20 steps, etth1, same look-back, horizon and windows per step" in text
+    assert re.search(r"- date: .* UTC, \d+\.\d min after the run started; git ", text)
     assert "| 96 | xLSTM (a) | 8.0 |  |" in text and "| 96 | neuralforecast PatchTST (b) | 32.0 | 0.25 |" in text
     assert "| 720 | neuralforecast PatchTST (b) | 40.0 | 0.30 |" in text
     for bad in ([], [0], [96.5]):
