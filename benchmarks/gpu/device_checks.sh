@@ -4,7 +4,10 @@
 # 1. lays the package out as the wheel would (xlstm_seq + mapped folders) in /tmp/site, installs the baseline wheels;
 # 2. builds every CUDA extension in parallel in the background (ours first, then FlashRNN's and xlstm's);
 # 3. runs the Triton mLSTM tests (all of them compile on the GPU there) and the gpu-marked sLSTM and forecaster tests;
-# 4. runs `kernels bench --op mlstm` and `--op slstm` (and the mLSTM launch-setting sweep, stage mlstm_sweep).
+# 4. runs `kernels bench --op mlstm` and `--op slstm` (and the mLSTM launch-setting sweep, stage mlstm_sweep);
+# 5. stage forecast_nf (not in the default STAGES): the long-horizon forecasting benchmark beside neuralforecast's
+#    PatchTST and DLinear on the GPU, for FORECAST_DATASETS (default weather) with FORECAST_OVERRIDES; it needs the
+#    data sets copied to data/ and the neuralforecast wheels in .whl, both carried (NOTES.md, "Forecasting").
 # Every stage has its own time limit, so a hang costs that stage only; logs and tables land in $OUT.
 set -u
 REPO=$(pwd)
@@ -30,6 +33,7 @@ if ls "$REPO"/.whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --target "$SITE" "$REPO"/.whl/*.whl
 fi
 export PYTHONPATH=$SITE
+[ -d "$REPO/data" ] && export XLSTM_SEQ_DATA=${XLSTM_SEQ_DATA:-$REPO/data}  # the carried copy of ../shared/data
 { nvidia-smi; python3 -c "import torch, triton; print(torch.__version__, torch.version.cuda, triton.__version__)"; nvcc --version | tail -2; } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 
@@ -54,6 +58,14 @@ for stage in $STAGES; do
       stamp forecaster gpu tests
       timeout "${T_FORECAST_GPU:-120}" "${PYTEST[@]}" -m gpu "$REPO/tests/forecasting/test_forecaster_device.py" 2>&1 \
         | tee -a "$OUT/tests.log" | tail -20 ;;
+    forecast_nf)  # issue 5: the grid beside neuralforecast; ray_stub stands in for Ray (its wheel exceeds the carry)
+      stamp "forecast benchmark beside neuralforecast: ${FORECAST_DATASETS:-weather} ${FORECAST_OVERRIDES:-}"
+      # shellcheck disable=SC2086  # FORECAST_OVERRIDES holds several overrides
+      PYTHONPATH=$SITE:$REPO/benchmarks/gpu/ray_stub timeout "${T_FORECAST_NF:-540}" python3 -m xlstm_seq.cli.main \
+        forecast benchmark --config "$REPO/configs/forecasting/long_horizon.yaml" "datasets=[${FORECAST_DATASETS:-weather}]" \
+        "baselines=[seasonal_naive,dlinear,nf_patchtst,nf_dlinear]" fit_time_steps=0 "device=${FORECAST_DEVICE:-cuda}" \
+        ${FORECAST_OVERRIDES:-} --no-track --out "$OUT/forecasting_gpu_${FORECAST_DATASETS:-weather}.md" 2>&1 \
+        | grep -av "step/s" | tee -a "$OUT/forecast.log" | tail -30 ;;
     mlstm_bench)
       stamp mlstm bench
       timeout "$T_MLSTM_BENCH" python3 -m xlstm_seq.cli.main kernels bench --op mlstm --device cuda --no-track \
