@@ -66,6 +66,7 @@ def test_m4_weekly_end_to_end_on_a_few_series(tmp_path):
     text = out.read_text()
     assert "only the first 8 series" in text and "| Naive2 |" in text and "Weekly (8 series, h = 13)" in text
     assert "| xLSTMTime (mlstm, global) | CQR |" in text and "Peers run: none; left out here: AutoETS" in text
+    assert "![OWA and interval scores per group](m4.png)" in text and (tmp_path / "m4.png").stat().st_size > 10_000
 
 
 @pytest.mark.skipif(not (data_root() / "m4" / "Weekly-test.csv").is_file(), reason="M4 Weekly not in the data root")
@@ -82,7 +83,7 @@ def test_forecast_m4_cli_runs_the_config_with_overrides(tmp_path, tmp_mlflow):
     assert "| Naive2 |" in out.read_text()
     client = mlflow.MlflowClient(tracking_uri=tmp_mlflow)
     runs = client.search_runs([client.get_experiment_by_name("xlstm-seq-forecast-m4").experiment_id])
-    assert {r.info.run_name for r in runs} >= {"m4-weekly"}
+    assert {r.info.run_name for r in runs} >= {"m4-weekly", "m4-summary"}
 
 
 WEEKLY = pytest.mark.skipif(
