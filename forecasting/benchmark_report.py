@@ -148,8 +148,7 @@ def mean_std(values: list[float], digits: int = 3) -> str:
 def environment() -> dict[str, str]:
     """The facts of this run that the report names: git revision, CPU, library versions (taken when a run starts, so
     that edits made while it runs do not change them)."""
-    # On a lent GPU the checkout travels without .git; device_checks.sh passes its revision on.
-    sha = os.environ.get("XLSTM_SEQ_REVISION") or git_revision()
+    sha = git_revision()
     cpu = cpu_model()
     import pandas
 

@@ -71,3 +71,13 @@ def test_quick_benchmark_writes_table_and_one_run(tmp_path, monkeypatch):
     history = client.get_metric_history(run.info.run_id, "mlstm/parallel/fwd_bwd_ms")
     assert sorted(m.step for m in history) == [128, 256] and all(m.value > 0 for m in history)
     assert any(key.startswith("step/lstm") for key in run.data.metrics)
+
+
+def test_git_revision_is_the_one_a_copy_without_git_is_given(monkeypatch):
+    from xlstm_seq.benchmarking.machine import git_revision
+
+    monkeypatch.delenv("XLSTM_SEQ_REVISION", raising=False)
+    here = git_revision()
+    assert here and here != "abc1234"
+    monkeypatch.setenv("XLSTM_SEQ_REVISION", "abc1234")  # as benchmarks/gpu/device_checks.sh sets it
+    assert git_revision() == "abc1234"

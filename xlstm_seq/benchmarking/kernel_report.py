@@ -8,7 +8,6 @@ incomplete.
 from __future__ import annotations
 
 import datetime as _dt
-import os
 import platform
 import re
 import sys
@@ -41,11 +40,6 @@ def device_description(device: torch.device) -> str:
     return f"{cpu_model()} (CPU, {torch.get_num_threads()} threads)"
 
 
-def revision() -> str:
-    """The commit measured: ``XLSTM_SEQ_REVISION`` where a copy without .git (a device machine) sets it."""
-    return os.environ.get("XLSTM_SEQ_REVISION") or git_revision()
-
-
 @dataclass
 class KernelReport:
     """Collects rows and writes the markdown file: title, how it was run, one table per shape group."""
@@ -70,7 +64,7 @@ class KernelReport:
             "",
             f"Written by `{self.command}`.",
             "",
-            f"- date: {self.started}; git {revision()}",
+            f"- date: {self.started}; git {git_revision()}",
             f"- device: {device_description(self.device)}; host {platform.node() or 'unknown'}",
             f"- torch {torch.__version__} (CUDA {torch.version.cuda}), {versions}, python {sys.version.split()[0]}",
             (

@@ -54,8 +54,12 @@ def package_version(dist: str) -> str:
 
 
 def git_revision(short: int = 7) -> str:
-    """The checkout's commit for a report, abbreviated, with " (uncommitted changes)" when tracked files differ."""
+    """The checkout's commit for a report, abbreviated, with " (uncommitted changes)" when tracked files differ;
+    ``XLSTM_SEQ_REVISION`` where a copy without .git (a lent GPU machine, benchmarks/gpu/device_checks.sh) sets it."""
     from xlstm_seq.tracking.run_info import git_info
+
+    if os.environ.get("XLSTM_SEQ_REVISION"):
+        return os.environ["XLSTM_SEQ_REVISION"]
 
     info = git_info()
     sha = info.get("git.sha", "unknown")
