@@ -172,14 +172,18 @@ def fit_time_comparison(config: LongHorizonConfig, *, track: bool = True) -> lis
     Both see the training rows of the first data set, the look-back of the grid and the same number of univariate
     windows per step (our batch of multivariate windows times the channels); ours trains with that cell's settings.
     """
+    from neuralforecast import NeuralForecast
+    from neuralforecast.models import PatchTST
     from xlstm_seq.forecasting.forecaster import XLSTMForecaster
 
+    cells = config.fit_time_cells()
+    name = cells[0][0]  # every fit-time cell is on the first data set: load it once
+    data = load_long_horizon(name)
+    train = data.to_long(data.borders["train"][1], integer_ds=True)
+    steps = config.fit_time_steps
     rows = []
-    for name, h in config.fit_time_cells():
-        data = load_long_horizon(name)
+    for _, h in cells:
         L, xlstm, _ = config.settings_for(name, h)
-        train = data.to_long(data.borders["train"][1], integer_ds=True)
-        steps = config.fit_time_steps
         windows = _univariate_windows(xlstm, data)
         started = time.perf_counter()
         for j, settings in enumerate(xlstm.members(L)):  # an ensemble's fit time is that of all its members
@@ -188,9 +192,6 @@ def fit_time_comparison(config: LongHorizonConfig, *, track: bool = True) -> lis
                                  experiment=config.experiment, **settings)  # fmt: skip
             fc.fit(train)
         rows.append((h, f"xLSTM ({model_label('xlstm', xlstm)})", time.perf_counter() - started))
-        from neuralforecast import NeuralForecast
-        from neuralforecast.models import PatchTST
-
         model = PatchTST(h=h, input_size=L, max_steps=steps, batch_size=len(data.columns), windows_batch_size=windows,
                          scaler_type="identity", random_seed=0, enable_progress_bar=False, enable_model_summary=False,
                          logger=False, **lightning_device(resolve_device(config.device)))  # fmt: skip

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from xlstm_seq.forecasting.benchmark_report import environment
 from xlstm_seq.forecasting.m4_peers import PEERS
-from xlstm_seq.forecasting.m4_report import environment, figure, markdown
+from xlstm_seq.forecasting.m4_report import figure, markdown
 
 from xlstm_seq.config import ConfigMixin
 

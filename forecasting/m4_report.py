@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import datetime as _dt
-import os
-import platform
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from xlstm_seq.forecasting.m4_peers import LABELS, PEERS
 
-from xlstm_seq.benchmarking.machine import cpu_model, git_revision, load_average, others_were_busy, package_version
+from xlstm_seq.benchmarking.machine import load_average, others_were_busy, package_version
 
 if TYPE_CHECKING:
     from xlstm_seq.forecasting.m4 import M4Config
@@ -18,15 +16,6 @@ if TYPE_CHECKING:
 PUBLISHED_NAIVE2 = {"hourly": (18.383, 2.395), "weekly": (9.161, 2.777)}
 """Naive2 sMAPE and MASE on the M4 test sets as published by the competition (Makridakis et al., 2020); the
 report checks that forecasting/m4.py's Naive2 and metrics reproduce them."""
-
-
-def environment() -> dict[str, str]:
-    """The facts the report names, taken when the run starts."""
-    import pandas
-    import torch
-
-    return {"git": git_revision(), "cpu": cpu_model(), "cores": str(os.cpu_count()), "torch": torch.__version__,
-            "pandas": pandas.__version__, "python": platform.python_version()}  # fmt: skip
 
 
 def markdown(config: M4Config, results: dict[str, dict], wall: float, env: dict[str, str]) -> str:
