@@ -158,8 +158,7 @@ def run_group(group: str, config: M4Config, *, track: bool = True, out=print) ->
         keep = train_df["unique_id"].drop_duplicates().iloc[: config.max_series]
         train_df = train_df[train_df["unique_id"].isin(keep)].reset_index(drop=True)
         test_df = test_df[test_df["unique_id"].isin(keep)].reset_index(drop=True)
-    train = {u: g["y"].to_numpy() for u, g in train_df.groupby("unique_id", sort=False)}
-    test = {u: g["y"].to_numpy() for u, g in test_df.groupby("unique_id", sort=False)}
+    train, test = _by_series(train_df, "y"), _by_series(test_df, "y")
     if set(train) != set(test) or any(len(v) != h for v in test.values()):
         raise ValueError(f"M4 {group}: the test file must hold h={h} values for every train series")
     fc = XLSTMForecaster(
@@ -233,6 +232,7 @@ INTERVAL_KINDS = ("conformal", "cqr", "quantile")
 
 
 def _by_series(frame: pandas.DataFrame, column: str) -> dict[str, np.ndarray]:
+    """``column`` of each series of a long frame, in the frame's order of series."""
     return {u: g[column].to_numpy() for u, g in frame.groupby("unique_id", sort=False)}
 
 
