@@ -11,22 +11,12 @@ import re
 from pathlib import Path
 
 import pytest
-import torch
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def _python_blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-
-
-@pytest.fixture
-def one_torch_thread():
-    # As the other suites do: two threads on two shared cores only fight (and CI has two cores).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_readme_python_blocks_run_and_keep_their_promises(tmp_path, monkeypatch, one_torch_thread):

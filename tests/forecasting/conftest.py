@@ -9,12 +9,8 @@ import torch
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny models on a shared 2-core machine run far faster on one thread than on two contended ones.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def one_thread(one_torch_thread):
+    """Every forecasting test on one torch thread (tests/conftest.py)."""
 
 
 @pytest.fixture(autouse=True)

@@ -7,12 +7,8 @@ On the shared 2-core machine, two OpenMP threads of tiny ops spin against other 
 from __future__ import annotations
 
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
-def _one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+def _one_torch_thread(one_torch_thread):
+    """Every lm test on one torch thread (tests/conftest.py)."""

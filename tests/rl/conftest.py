@@ -7,13 +7,9 @@ import torch
 
 
 @pytest.fixture(autouse=True)
-def _seed_and_threads():
+def _seed_and_threads(one_torch_thread):
+    # Tiny per-step tensors: one thread (tests/conftest.py) avoids thread-pool contention on the shared machine.
     torch.manual_seed(0)
-    threads = torch.get_num_threads()
-    # Tiny per-step tensors: one thread avoids thread-pool contention on the shared 2-core machine.
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)
