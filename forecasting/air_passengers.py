@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from xlstm_seq.benchmarking.machine import cpu_model, git_revision, package_version
 from xlstm_seq.config import ConfigMixin
+from xlstm_seq.tracking.provenance import cpu_model, git_revision, package_version
 
 if TYPE_CHECKING:
     import pandas
@@ -167,6 +167,7 @@ LABELS = {
 def run_air_passengers(config: AirPassengersConfig | None = None, *, track: bool = True, out=print) -> list[Row]:
     """Fits every model of ``config`` on the same split; writes ``config.out`` (and a PNG beside it)."""
     import torch
+
     from xlstm_seq.forecasting.metrics import seasonal_naive
 
     config = config or AirPassengersConfig()
@@ -233,6 +234,7 @@ def _log(config: AirPassengersConfig, rows: list[Row], track: bool) -> None:
 def markdown(config: AirPassengersConfig, rows: list[Row], n_train: int, revision: str) -> str:
     import pandas
     import torch
+
     from xlstm_seq.forecasting.benchmark_report import mean_std
 
     date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

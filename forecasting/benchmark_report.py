@@ -10,11 +10,11 @@ from datetime import datetime, timezone
 
 import numpy as np
 import torch
+
+from xlstm_seq.devices import resolve_device
 from xlstm_seq.forecasting.benchmark_config import LongHorizonConfig, ModelSettings
 from xlstm_seq.forecasting.models import patch_len_for, uses_moving_average, uses_patches
-
-from xlstm_seq.benchmarking.machine import cpu_model, git_revision, others_were_busy
-from xlstm_seq.devices import resolve_device
+from xlstm_seq.tracking.provenance import cpu_model, git_revision, others_were_busy
 
 
 @dataclass

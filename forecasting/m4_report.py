@@ -7,8 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from xlstm_seq.forecasting.m4_peers import LABELS, PEERS
-
-from xlstm_seq.benchmarking.machine import load_average, others_were_busy, package_version
+from xlstm_seq.tracking.provenance import load_average, others_were_busy, package_version
 
 if TYPE_CHECKING:
     from xlstm_seq.forecasting.m4 import M4Config

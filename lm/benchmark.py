@@ -17,15 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xlstm_seq.config import ConfigMixin, xLSTMConfig
 from xlstm_seq.lm.eval_suite import EvalSettings, run_suite
 from xlstm_seq.lm.gpt2 import GPT2Config
 from xlstm_seq.lm.models import LMModelConfig
 from xlstm_seq.lm.shards import PrepareConfig, prepare
 from xlstm_seq.lm.trainer import TrainConfig, Trainer
 from xlstm_seq.lm.xlstm_lm import xLSTMLMConfig
-
-from xlstm_seq.benchmarking.machine import cpu_model, visible_cores
-from xlstm_seq.config import ConfigMixin, xLSTMConfig
+from xlstm_seq.tracking.provenance import cpu_model, visible_cores
 
 log = logging.getLogger(__name__)
 
@@ -266,7 +265,7 @@ def render_markdown(
 def _environment() -> dict[str, str]:
     import torch
 
-    from xlstm_seq.tracking.run_info import git_info
+    from xlstm_seq.tracking.provenance import git_info
 
     info = git_info()
     sha = info.get("git.sha", "unknown")

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from xlstm_seq.benchmarking.machine import cpu_model, git_revision
 from xlstm_seq.config import ConfigMixin, xLSTMConfig
+from xlstm_seq.tracking.provenance import cpu_model, git_revision
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +202,7 @@ class RunResult:
 def _make_vec_env(budget: EnvBudget, seed: int, n_envs: int, frame_stack: int | None):
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import VecFrameStack
+
     from xlstm_seq.rl.envs import make_env
 
     env = make_vec_env(lambda: make_env(budget.env_id), n_envs=n_envs, seed=seed)
@@ -264,8 +265,8 @@ def run_one(
     """Trains and evaluates one (algorithm, environment, seed), tracked as one MLflow run."""
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.vec_env import VecNormalize
-    from xlstm_seq.rl.logger import tracked_logger
 
+    from xlstm_seq.rl.logger import tracked_logger
     from xlstm_seq.tracking import create_tracker
 
     config = config.for_env(budget)

@@ -11,9 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from xlstm_seq.lm.synthetic.training import majority_baseline
-
-from xlstm_seq.benchmarking.machine import cpu_model
-from xlstm_seq.tracking.run_info import git_info, package_versions
+from xlstm_seq.tracking.provenance import cpu_model, git_info, package_versions
 
 if TYPE_CHECKING:
     from xlstm_seq.lm.synthetic.benchmark import SyntheticBenchmarkConfig
@@ -293,9 +291,8 @@ def _targets_section(config: SyntheticBenchmarkConfig, groups: dict[tuple[str, s
 
 def _kernel_bound_section(config: SyntheticBenchmarkConfig) -> list[str]:
     """Ideal kernel readouts on the query-last nearest-neighbour test sets (see kernel_bound.py)."""
-    from xlstm_seq.lm.synthetic.kernel_bound import kernel_bound_lines
-
     from xlstm_seq.config import mLSTMLayerConfig
+    from xlstm_seq.lm.synthetic.kernel_bound import kernel_bound_lines
 
     setup = next((s for s in config.tasks if s.name == "nearest_neighbour"), None)
     if setup is None:

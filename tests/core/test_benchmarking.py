@@ -74,7 +74,7 @@ def test_quick_benchmark_writes_table_and_one_run(tmp_path, monkeypatch):
 
 
 def test_git_revision_is_the_one_a_copy_without_git_is_given(monkeypatch):
-    from xlstm_seq.benchmarking.machine import git_revision
+    from xlstm_seq.tracking.provenance import git_revision
 
     monkeypatch.delenv("XLSTM_SEQ_REVISION", raising=False)
     here = git_revision()

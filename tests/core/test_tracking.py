@@ -27,7 +27,9 @@ from xlstm_seq.tracking import (
     TrackingWarning,
     create_tracker,
     flatten_dict,
-    run_info,
+)
+from xlstm_seq.tracking import (
+    provenance as run_info,
 )
 
 

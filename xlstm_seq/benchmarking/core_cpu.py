@@ -29,7 +29,6 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from xlstm_seq.benchmarking.machine import cpu_model, load_average, visible_cores
 from xlstm_seq.benchmarking.timing import (
     WorkerError,
     measure_peak_memory,
@@ -37,6 +36,7 @@ from xlstm_seq.benchmarking.timing import (
     per_call_times,
     run_worker,
 )
+from xlstm_seq.tracking.provenance import cpu_model, load_average, visible_cores
 
 __all__ = ["BenchSettings", "run_core_cpu_benchmark"]
 
@@ -366,7 +366,7 @@ def _environment(threads: int) -> dict[str, str]:
     import torch
 
     import xlstm_seq
-    from xlstm_seq.tracking.run_info import git_info
+    from xlstm_seq.tracking.provenance import git_info
 
     info = git_info()
     sha = info.get("git.sha", "unknown")

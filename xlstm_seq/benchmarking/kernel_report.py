@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from xlstm_seq.benchmarking.device_timing import Measurement
-from xlstm_seq.benchmarking.machine import cpu_model, git_revision, package_version
+from xlstm_seq.tracking.provenance import cpu_model, git_revision, package_version
 
 __all__ = ["KernelReport", "Row", "device_description"]
 

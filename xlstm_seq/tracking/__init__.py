@@ -23,8 +23,18 @@ from typing import Any
 
 from xlstm_seq.tracking.base import NullTracker, Tracker, TrackingWarning, flatten_dict
 from xlstm_seq.tracking.mlflow_tracker import MlflowTracker
+from xlstm_seq.tracking.provenance import Provenance
 
-__all__ = ["Tracker", "NullTracker", "MlflowTracker", "TrackingWarning", "create_tracker", "flatten_dict", "rank"]
+__all__ = [
+    "Tracker",
+    "NullTracker",
+    "MlflowTracker",
+    "Provenance",
+    "TrackingWarning",
+    "create_tracker",
+    "flatten_dict",
+    "rank",
+]
 
 
 def rank() -> int:

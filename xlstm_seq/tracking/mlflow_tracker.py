@@ -38,7 +38,7 @@ from types import TracebackType
 from typing import Any
 
 from xlstm_seq.tracking.base import TrackingWarning, flatten_dict
-from xlstm_seq.tracking.run_info import run_info_tags
+from xlstm_seq.tracking.provenance import run_info_tags
 
 __all__ = ["MlflowTracker", "resolve_tracking_uri", "default_tracking_uri"]
 
