@@ -15,6 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
+
 from xlstm_seq.forecasting import XLSTMForecaster, load_air_passengers, mae, seasonal_naive
 
 torch.set_num_threads(1)  # a model this small trains fastest on one thread

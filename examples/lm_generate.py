@@ -12,6 +12,7 @@ import argparse
 import time
 
 import torch
+
 from xlstm_seq.lm.eval_suite import load_trained_model
 from xlstm_seq.lm.tokenizer import gpt2_tokenizer
 

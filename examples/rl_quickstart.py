@@ -19,9 +19,9 @@ import torch
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecNormalize
-from xlstm_seq.rl import XLSTMPPO, tracked_logger  # importing xlstm_seq.rl registers CartPoleNoVel-v1
 
 from xlstm_seq.config import xLSTMConfig
+from xlstm_seq.rl import XLSTMPPO, tracked_logger  # importing xlstm_seq.rl registers CartPoleNoVel-v1
 from xlstm_seq.tracking import create_tracker
 
 

@@ -16,12 +16,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+
+from xlstm_seq.devices import resolve_device
 from xlstm_seq.forecasting.benchmark_config import SCORED_PART, LongHorizonConfig, ModelSettings
 from xlstm_seq.forecasting.benchmark_report import Cell, benchmark_markdown, environment, model_label, summary_figure
 from xlstm_seq.forecasting.datasets import LongHorizonData, load_long_horizon
 from xlstm_seq.forecasting.metrics import mae, mse, seasonal_naive
-
-from xlstm_seq.devices import resolve_device
 from xlstm_seq.tracking import create_tracker
 
 
@@ -174,6 +174,7 @@ def fit_time_comparison(config: LongHorizonConfig, *, track: bool = True) -> lis
     """
     from neuralforecast import NeuralForecast
     from neuralforecast.models import PatchTST
+
     from xlstm_seq.forecasting.forecaster import XLSTMForecaster
 
     cells = config.fit_time_cells()

@@ -6,11 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from xlstm_seq.forecasting.datasets import LONG_HORIZON
-from xlstm_seq.forecasting.losses import LOSSES
-
 from xlstm_seq.config import ConfigMixin
 from xlstm_seq.devices import resolve_device
+from xlstm_seq.forecasting.datasets import LONG_HORIZON
+from xlstm_seq.forecasting.losses import LOSSES
 
 BASELINES = ("seasonal_naive", "dlinear", "nf_patchtst", "nf_dlinear")
 SPLITS = ("test", "val", "val_backtest")

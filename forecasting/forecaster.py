@@ -21,6 +21,8 @@ import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import NotFittedError
+
+from xlstm_seq.devices import resolve_device
 from xlstm_seq.forecasting.augment import augmented_batch
 from xlstm_seq.forecasting.intervals import (
     check_method,
@@ -48,8 +50,6 @@ from xlstm_seq.forecasting.validation import (
     normalise_freq,
     require_frame,
 )
-
-from xlstm_seq.devices import resolve_device
 from xlstm_seq.tracking import create_tracker
 
 _REAL_TYPES = (float, int, np.floating, np.integer)

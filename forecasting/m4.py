@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from xlstm_seq.config import ConfigMixin
 from xlstm_seq.forecasting.benchmark_report import environment
 from xlstm_seq.forecasting.m4_peers import PEERS
 from xlstm_seq.forecasting.m4_report import figure, markdown
-
-from xlstm_seq.config import ConfigMixin
 
 if TYPE_CHECKING:
     import pandas
@@ -149,7 +149,6 @@ def run_group(group: str, config: M4Config, *, track: bool = True, out=print) ->
     from xlstm_seq.forecasting.forecaster import XLSTMForecaster
     from xlstm_seq.forecasting.m4_peers import run_peer
     from xlstm_seq.forecasting.metrics import seasonal_naive
-
     from xlstm_seq.tracking import create_tracker
 
     settings: M4ModelConfig = getattr(config, group)

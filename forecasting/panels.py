@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
+
 from xlstm_seq.forecasting.validation import DS, ID, Y
 
 

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 import torch
-from xlstm_seq.forecasting.models import build_model
-from xlstm_seq.forecasting.validation import DS, ID
 
 from xlstm_seq.devices import resolve_device
+from xlstm_seq.forecasting.models import build_model
+from xlstm_seq.forecasting.validation import DS, ID
 
 if TYPE_CHECKING:
     from xlstm_seq.forecasting.forecaster import XLSTMForecaster

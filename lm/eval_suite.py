@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from xlstm_seq.config import ConfigMixin
 from xlstm_seq.lm import eval_data
 from xlstm_seq.lm.evaluation import (
     frequency_bucket_perplexity,
@@ -27,8 +29,6 @@ from xlstm_seq.lm.evaluation import (
     word_nlls,
 )
 from xlstm_seq.lm.tokenizer import EOT_TOKEN, gpt2_tokenizer
-
-from xlstm_seq.config import ConfigMixin
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,7 @@ class EvalConfig(ConfigMixin):
 def load_trained_model(checkpoint: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """The model of a checkpoint folder (or the newest one under a training out_dir) and its trainer.json."""
     from safetensors.torch import load_model
+
     from xlstm_seq.lm.models import LMModelConfig, build_model
     from xlstm_seq.lm.trainer import latest_checkpoint
 
@@ -169,7 +170,6 @@ def run_suite(
 def run_eval(config: EvalConfig, *, track: bool = True) -> dict[str, float]:
     """``xlstm-seq lm eval``: loads the checkpoint, runs the suite, logs to MLflow, optionally writes JSON."""
     from xlstm_seq.lm.trainer import resolve_device
-
     from xlstm_seq.tracking import create_tracker
 
     device = resolve_device(config.device)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
 from xlstm_seq.lm.eval_data import HellaSwagItem
 
 BUCKETS = (("rare", 0, 99), ("medium", 100, 1000), ("frequent", 1001, math.inf))

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from xlstm_seq.lm.sampling import sample_next_token
-from xlstm_seq.lm.token_inputs import embed_tokens
 
 from xlstm_seq.config import ConfigMixin
+from xlstm_seq.lm.sampling import sample_next_token
+from xlstm_seq.lm.token_inputs import embed_tokens
 
 
 def _require(condition: bool, message: str) -> None:

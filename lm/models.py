@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from xlstm_seq.lm.gpt2 import GPT2, GPT2Config
-from xlstm_seq.lm.xlstm_lm import xLSTMLM, xLSTMLMConfig
 
 from xlstm_seq.config import ConfigMixin, xLSTMConfig
+from xlstm_seq.lm.gpt2 import GPT2, GPT2Config
+from xlstm_seq.lm.xlstm_lm import xLSTMLM, xLSTMLMConfig
 
 MODEL_KINDS = ("gpt2", "xlstm")
 

@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 from tqdm import tqdm
-from xlstm_seq.lm.corpora import SOURCES, Document, open_sources
-from xlstm_seq.lm.tokenizer import EOT_TOKEN, gpt2_tokenizer
 
 from xlstm_seq.config import ConfigMixin
+from xlstm_seq.lm.corpora import SOURCES, Document, open_sources
+from xlstm_seq.lm.tokenizer import EOT_TOKEN, gpt2_tokenizer
 
 log = logging.getLogger(__name__)
 

@@ -30,13 +30,13 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import Tensor, nn
-from xlstm_seq.lm.loader import TokenBatches, fixed_batches
-from xlstm_seq.lm.models import LMModelConfig, build_model, flops_per_token
-from xlstm_seq.lm.shards import TokenShards
 
 from xlstm_seq import devices
 from xlstm_seq.components import BlockDiagonalLinear
 from xlstm_seq.config import ConfigMixin
+from xlstm_seq.lm.loader import TokenBatches, fixed_batches
+from xlstm_seq.lm.models import LMModelConfig, build_model, flops_per_token
+from xlstm_seq.lm.shards import TokenShards
 from xlstm_seq.tracking import Tracker, create_tracker
 
 log = logging.getLogger(__name__)

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
-from xlstm_seq.lm.sampling import sample_next_token
-from xlstm_seq.lm.token_inputs import embed_tokens
 
 from xlstm_seq.components import small_init_
 from xlstm_seq.config import ConfigMixin, xLSTMConfig
+from xlstm_seq.lm.sampling import sample_next_token
+from xlstm_seq.lm.token_inputs import embed_tokens
 from xlstm_seq.stack import xLSTMStack
 from xlstm_seq.state import xLSTMState
 

@@ -18,6 +18,7 @@ import torch
 from gymnasium import spaces
 from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 from torch import Tensor
+
 from xlstm_seq.rl.policies import XLSTMPolicyState
 
 

@@ -20,6 +20,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 from stable_baselines3.common.utils import FloatSchedule, explained_variance, obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 from torch.nn import functional as F
+
 from xlstm_seq.rl.buffers import make_rollout_buffer
 from xlstm_seq.rl.policies import (
     SUPPORTED_ACTION_SPACES,

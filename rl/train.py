@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from xlstm_seq.rl.benchmark import EnvBudget
 
 from xlstm_seq.config import ConfigMixin, xLSTMConfig
+from xlstm_seq.rl.benchmark import EnvBudget
 
 
 def _default_memory() -> xLSTMConfig:
@@ -60,10 +60,10 @@ def run_train(config: RLTrainConfig, *, track: bool = True, out: Callable[[str],
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.vec_env import VecNormalize
+
     from xlstm_seq.rl.envs import make_env
     from xlstm_seq.rl.logger import tracked_logger
     from xlstm_seq.rl.ppo import XLSTMPPO
-
     from xlstm_seq.tracking import create_tracker
 
     budget = config.env

@@ -7,6 +7,7 @@ The math, the gradient convention and the three reference forms are documented i
 from __future__ import annotations
 
 import torch
+
 from xlstm_seq.kernels.mlstm.naive import (
     DEFAULT_CHUNK_SIZE,
     MLSTMState,

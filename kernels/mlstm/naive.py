@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
 from xlstm_seq.kernels.validation import check_mlstm_inputs, check_mlstm_step_inputs, compute_dtype
 
 __all__ = [

@@ -6,6 +6,7 @@ The math is documented in :mod:`xlstm_seq.kernels.slstm.naive`; backend names in
 from __future__ import annotations
 
 import torch
+
 from xlstm_seq.kernels.registry import resolve_backend
 from xlstm_seq.kernels.slstm.naive import (
     SLSTMState,

@@ -22,6 +22,7 @@ from pathlib import Path
 from types import ModuleType
 
 import torch
+
 from xlstm_seq.kernels import registry
 from xlstm_seq.kernels.registry import BackendUnavailableError
 

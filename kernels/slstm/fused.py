@@ -22,6 +22,7 @@ import logging
 
 import torch
 from torch import Tensor
+
 from xlstm_seq.kernels.slstm.cuda_loader import load_extension, unsupported_reason
 from xlstm_seq.kernels.slstm.naive import SLSTMState, _slstm_recurrent
 

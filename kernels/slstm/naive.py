@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
 from xlstm_seq.kernels.validation import check_slstm_inputs, check_slstm_step_inputs, compute_dtype
 
 __all__ = ["SLSTMState", "slstm_recurrent", "slstm_step_naive"]

@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from xlstm_seq.config import ConfigMixin
 from xlstm_seq.lm.synthetic.models import MODEL_KINDS, ModelSpec
 from xlstm_seq.lm.synthetic.report import RunResult, plot_accuracy, render_markdown
 from xlstm_seq.lm.synthetic.tasks import TASKS
 from xlstm_seq.lm.synthetic.training import TaskSetup, TrainSettings, train_and_evaluate
-
-from xlstm_seq.config import ConfigMixin
 from xlstm_seq.tracking import create_tracker
 
 __all__ = ["SyntheticBenchmarkConfig", "load_results", "render_report", "run_benchmark"]

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+
 from xlstm_seq.lm.synthetic.tasks import NearestNeighbourSearch, SyntheticBatch
 
 __all__ = [

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from xlstm_seq.lm.gpt2 import GPT2, GPT2Config
-from xlstm_seq.lm.synthetic.tasks import SyntheticTask
 
 from xlstm_seq.config import ConfigMixin, mLSTMLayerConfig, sLSTMLayerConfig, xLSTMConfig
+from xlstm_seq.lm.gpt2 import GPT2, GPT2Config
+from xlstm_seq.lm.synthetic.tasks import SyntheticTask
 from xlstm_seq.slstm_layer import sLSTMLayer
 from xlstm_seq.stack import xLSTMStack
 

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from xlstm_seq.config import ConfigMixin
 from xlstm_seq.lm.synthetic.models import (
     ModelSpec,
     SyntheticModel,
@@ -25,8 +27,6 @@ from xlstm_seq.lm.synthetic.models import (
     slstm_recurrent_weights,
 )
 from xlstm_seq.lm.synthetic.tasks import IGNORE_INDEX, SyntheticBatch, SyntheticTask, make_task
-
-from xlstm_seq.config import ConfigMixin
 
 __all__ = ["TaskSetup", "TrainSettings", "accuracy", "majority_baseline", "test_batches", "train_and_evaluate"]
 

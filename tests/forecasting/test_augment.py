@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from xlstm_seq.forecasting import XLSTMForecaster
 from xlstm_seq.forecasting.augment import augmented_batch, frequency_mask
 

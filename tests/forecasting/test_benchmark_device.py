@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from xlstm_seq.forecasting import benchmark_report
 from xlstm_seq.forecasting.benchmark import lightning_device
 from xlstm_seq.forecasting.benchmark_config import LongHorizonConfig

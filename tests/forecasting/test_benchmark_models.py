@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from xlstm_seq.forecasting.models import MODELS, NetSpec, XLSTMTimeLinear, build_model, moving_average
 
 

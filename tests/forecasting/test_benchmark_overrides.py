@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from xlstm_seq.config_io import apply_overrides, load_yaml
 from xlstm_seq.forecasting.benchmark import run_benchmark
 from xlstm_seq.forecasting.benchmark_config import LongHorizonConfig, ModelSettings
 from xlstm_seq.forecasting.benchmark_report import (
@@ -20,8 +22,6 @@ from xlstm_seq.forecasting.benchmark_report import (
     summary_bars,
     summary_figure,
 )
-
-from xlstm_seq.config_io import apply_overrides, load_yaml
 
 ROOT = Path(os.environ.get("XLSTM_SEQ_DATA", "/nonexistent"))
 CONFIG = Path(__file__).parents[2] / "configs/forecasting/long_horizon.yaml"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from xlstm_seq.forecasting.benchmark import _seasonal_naive, _test_windows
 from xlstm_seq.forecasting.datasets import LongHorizonData, split_borders
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from xlstm_seq.forecasting.datasets import load_air_passengers, load_long_horizon, load_m4, split_borders
 
 ROOT = Path(os.environ.get("XLSTM_SEQ_DATA", "/nonexistent"))

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from xlstm_seq.forecasting.benchmark import run_benchmark
-from xlstm_seq.forecasting.benchmark_config import LongHorizonConfig, ModelSettings
 
 from xlstm_seq.cli import forecast as cli
+from xlstm_seq.forecasting.benchmark import run_benchmark
+from xlstm_seq.forecasting.benchmark_config import LongHorizonConfig, ModelSettings
 
 ROOT = Path(os.environ.get("XLSTM_SEQ_DATA", "/nonexistent"))
 

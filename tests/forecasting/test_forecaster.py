@@ -8,6 +8,7 @@ import pytest
 import torch
 from sklearn.base import clone
 from torch.optim.optimizer import register_optimizer_step_post_hook
+
 from xlstm_seq.forecasting import XLSTMForecaster
 
 H, L = 6, 24

@@ -7,6 +7,7 @@ import json
 import pandas as pd
 import pytest
 import torch
+
 from xlstm_seq.forecasting import XLSTMForecaster
 
 TINY = dict(h=6, input_size=24, patch_len=8, embedding_dim=8, num_blocks=1, num_heads=2, max_steps=4, batch_size=8,

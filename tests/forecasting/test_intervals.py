@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.base import clone
+
 from xlstm_seq.forecasting import XLSTMForecaster
 from xlstm_seq.forecasting.intervals import (
     conformal_quantile,

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+
 from xlstm_seq.forecasting import XLSTMForecaster
 from xlstm_seq.forecasting.losses import forecast_loss, frequency_loss, horizon_step_weights
 

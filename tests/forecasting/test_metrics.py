@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from xlstm_seq.forecasting.metrics import mae, mase, mse, msis, seasonal_naive, smape
 
 

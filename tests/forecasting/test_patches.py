@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
+
 from xlstm_seq.forecasting import XLSTMForecaster
 from xlstm_seq.forecasting.models import NetSpec, build_model, patch_layout, patchify
 

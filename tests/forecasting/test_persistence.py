@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+
 from xlstm_seq.forecasting import XLSTMForecaster
 
 H, L = 4, 12

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from xlstm_seq.forecasting.models import MODELS, NetSpec, XLSTMMixer, build_model
 
 B, L, C, H = 3, 32, 4, 8

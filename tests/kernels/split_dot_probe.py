@@ -6,6 +6,7 @@ import the kernels before its fixture has set ``TRITON_INTERPRET`` (so this modu
 
 import triton
 import triton.language as tl
+
 from xlstm_seq.kernels.mlstm.tiles import split_dot
 
 

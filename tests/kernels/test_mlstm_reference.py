@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from tolerances import assert_close
+
 from xlstm_seq.kernels.mlstm import DEFAULT_CHUNK_SIZE, mlstm, mlstm_step
 from xlstm_seq.kernels.mlstm.naive import mlstm_chunkwise, mlstm_parallel, mlstm_recurrent, mlstm_step_naive
 

@@ -15,6 +15,7 @@ import pytest
 import torch
 from conftest import make_mlstm_inputs, make_resets
 from tolerances import assert_close, assert_within_reference_error
+
 from xlstm_seq.kernels import registry
 from xlstm_seq.kernels.mlstm import mlstm, mlstm_step
 from xlstm_seq.kernels.mlstm.naive import mlstm_chunkwise, mlstm_recurrent, mlstm_step_naive

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import torch
+
 from xlstm_seq.kernels import registry
 from xlstm_seq.kernels.mlstm import mlstm, mlstm_step
 from xlstm_seq.kernels.mlstm.naive import mlstm_chunkwise, mlstm_parallel, mlstm_recurrent

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import torch
 from tolerances import assert_close, assert_within_reference_error
+
 from xlstm_seq.kernels import registry
 from xlstm_seq.kernels.registry import BackendUnavailableError, available_backends, resolve_backend
 from xlstm_seq.kernels.slstm import cuda_loader, fused, slstm, slstm_step

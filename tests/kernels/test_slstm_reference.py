@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from tolerances import assert_close
+
 from xlstm_seq.kernels.slstm import slstm, slstm_step
 from xlstm_seq.kernels.slstm.naive import slstm_recurrent, slstm_step_naive
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+
 from xlstm_seq.lm.eval_data import (
     HellaSwagItem,
     load_hellaswag,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from xlstm_seq.lm.gpt2 import GPT2, GPT2Config
 
 

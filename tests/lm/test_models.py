@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+
+from xlstm_seq.config import xLSTMConfig
 from xlstm_seq.lm.gpt2 import GPT2, GPT2Config
 from xlstm_seq.lm.models import (
     LMModelConfig,
@@ -14,8 +16,6 @@ from xlstm_seq.lm.models import (
     survey_xlstm_config,
 )
 from xlstm_seq.lm.xlstm_lm import xLSTMLM, xLSTMLMConfig
-
-from xlstm_seq.config import xLSTMConfig
 
 
 def tiny_xlstm(**changes) -> xLSTMLM:

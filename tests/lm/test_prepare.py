@@ -9,6 +9,7 @@ import types
 
 import numpy as np
 import pytest
+
 from xlstm_seq.lm.corpora import open_sources, parse_wikiextractor, strip_gutenberg
 from xlstm_seq.lm.shards import PrepareConfig, TokenShards, is_validation, prepare, write_token_shards
 from xlstm_seq.lm.tokenizer import EOT_TOKEN, local_bpe_files

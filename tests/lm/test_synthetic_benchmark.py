@@ -7,10 +7,10 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from xlstm_seq.lm.synthetic.benchmark import SyntheticBenchmarkConfig
-from xlstm_seq.lm.synthetic.report import RunResult, render_markdown
 
 from xlstm_seq.cli.main import config_class_for_command, main
+from xlstm_seq.lm.synthetic.benchmark import SyntheticBenchmarkConfig
+from xlstm_seq.lm.synthetic.report import RunResult, render_markdown
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = REPO / "configs" / "synthetic" / "smoke.yaml"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from xlstm_seq.lm.synthetic import make_task
 from xlstm_seq.lm.synthetic.kernel_bound import (
     KERNELS,

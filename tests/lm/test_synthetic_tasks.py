@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pytest
 import torch
+
 from xlstm_seq.lm.synthetic import IGNORE_INDEX, TASKS, make_task
 from xlstm_seq.lm.synthetic.tasks import MODARITH_SYMBOLS, evaluate_modarith
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from xlstm_seq.lm.tokenizer import EOT_TOKEN, gpt2_tokenizer, local_bpe_files
 
 needs_bpe = pytest.mark.skipif(

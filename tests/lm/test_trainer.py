@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from xlstm_seq.config import xLSTMConfig
 from xlstm_seq.lm.gpt2 import GPT2, GPT2Config
 from xlstm_seq.lm.loader import TokenBatches
 from xlstm_seq.lm.models import LMModelConfig
 from xlstm_seq.lm.trainer import TrainConfig, Trainer, decay_parameter_names, latest_checkpoint, lr_at
 from xlstm_seq.lm.xlstm_lm import xLSTMLM, xLSTMLMConfig
-
-from xlstm_seq.config import xLSTMConfig
 
 REPO = Path(__file__).resolve().parents[2]
 

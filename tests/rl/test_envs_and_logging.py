@@ -9,10 +9,10 @@ from mlflow.tracking import MlflowClient
 from rl_helpers import ACTIONS, BOX_OBS, SpacesEnv
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack
-from xlstm_seq.rl import XLSTMPPO, tracked_logger
-from xlstm_seq.rl.envs import MaskObservation, make_env, popgym_available
 
 from xlstm_seq.config import xLSTMConfig
+from xlstm_seq.rl import XLSTMPPO, tracked_logger
+from xlstm_seq.rl.envs import MaskObservation, make_env, popgym_available
 from xlstm_seq.tracking import NullTracker, create_tracker
 
 

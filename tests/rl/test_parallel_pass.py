@@ -6,9 +6,9 @@ import pytest
 import torch
 from rl_helpers import ACTIONS, BOX_OBS, SpacesEnv
 from stable_baselines3.common.vec_env import DummyVecEnv
-from xlstm_seq.rl import XLSTMPPO
 
 from xlstm_seq.config import xLSTMConfig
+from xlstm_seq.rl import XLSTMPPO
 
 MIXED = xLSTMConfig(embedding_dim=16, num_blocks=2, num_heads=2, slstm_at=[1], backend="torch")
 MLSTM = xLSTMConfig(embedding_dim=16, num_blocks=1, num_heads=2, backend="torch")

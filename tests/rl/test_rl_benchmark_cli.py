@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
-from xlstm_seq.rl.benchmark import EnvBudget, RLBenchmarkConfig, run_benchmark, target_lines
-from xlstm_seq.rl.train import RLTrainConfig, rl_demo, run_train
 
 from xlstm_seq.cli.main import build_parser, main
 from xlstm_seq.config import xLSTMConfig
+from xlstm_seq.rl.benchmark import EnvBudget, RLBenchmarkConfig, run_benchmark, target_lines
+from xlstm_seq.rl.train import RLTrainConfig, rl_demo, run_train
 
 TINY_ENV = dict(n_envs=2, n_steps=32, batch_size=32, n_epochs=1, eval_episodes=2)
 
@@ -93,6 +93,7 @@ def test_config_notes_are_written_under_the_table_and_must_be_strings():
 
 def test_xlstm_head_mlps_of_the_config_reach_the_policy():
     from torch import nn
+
     from xlstm_seq.rl.benchmark import _build_model, _make_vec_env
 
     budget = EnvBudget(env_id="CartPoleNoVel-v1", total_timesteps=64, **TINY_ENV)

@@ -12,9 +12,9 @@ from rl_helpers import ACTIONS, BOX_OBS, DICT_OBS, IMAGE_OBS, SpacesEnv
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import DummyVecEnv
-from xlstm_seq.rl import XLSTMPPO, MlpXLSTMPolicy
 
 from xlstm_seq.config import xLSTMConfig
+from xlstm_seq.rl import XLSTMPPO, MlpXLSTMPolicy
 from xlstm_seq.state import xLSTMState
 
 TINY = dict(embedding_dim=8, num_blocks=1, num_heads=2, backend="torch")
