@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 # Override on a GPU machine, e.g. `make test TORCH_SPEC='torch==2.11.0'`.
 TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= dev,triton,forecast,rl,lm
+# The benchmark suite (bench/, a distribution of its own) and its peers' extras: rl brings sb3-contrib.
+BENCH_EXTRAS ?= rl
 # The data root: the shared offline mirror where it exists, else the default cache.
 SHARED_DATA := $(abspath ../shared/data)
 ifneq ($(wildcard $(SHARED_DATA)),)
@@ -15,11 +17,11 @@ export MPLBACKEND ?= Agg
 
 .PHONY: venv demo test lint bench compare clean
 
-$(BIN)/.installed: pyproject.toml Makefile
+$(BIN)/.installed: pyproject.toml bench/pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]" -e "./bench[$(BENCH_EXTRAS)]"
 	touch $@
 
 venv: $(BIN)/.installed
@@ -33,6 +35,7 @@ test: venv
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python tools/check_layers.py
 
 bench: venv
 	$(BIN)/xlstm-seq kernels bench --device cpu
@@ -40,7 +43,7 @@ bench: venv
 # AirPassengers and M4 beside neuralforecast and statsforecast; statsforecast pins pandas < 3, so the peers get their
 # own venv.
 compare:
-	$(MAKE) venv VENV=.venv-compare EXTRAS=forecast,benchmark,compare
+	$(MAKE) venv VENV=.venv-compare EXTRAS=forecast BENCH_EXTRAS=forecast,compare
 	.venv-compare/bin/xlstm-seq forecast airpassengers --config configs/forecasting/air_passengers.yaml
 	.venv-compare/bin/xlstm-seq forecast m4 --config configs/forecasting/m4.yaml
 
