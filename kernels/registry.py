@@ -7,10 +7,9 @@ Backends by name:
   need triton installed and a CUDA device, or ``TRITON_INTERPRET=1`` on a CPU (for tests: ``auto`` picks ``triton``
   on CUDA devices only).
 * ``cuda``: the fused CUDA sLSTM kernel (``slstm/fused.py``); needs a CUDA build of torch, nvcc, ninja and an NVIDIA
-  GPU with compute capability >= 8.0; built on first use (``slstm/cuda_loader.py``). Only when named: ``auto`` does
-  not pick it until it has passed the GPU tests (issue 4).
-* ``auto``: the fastest backend available for the op on the tensors' device among those marked for it (``triton``
-  for mLSTM on CUDA devices, else ``torch``). The choice is made once per (op, device), cached, and logged once
+  GPU with compute capability >= 8.0; built on first use (``slstm/cuda_loader.py``).
+* ``auto``: the fastest backend available for the op on the tensors' device (``triton`` for mLSTM and ``cuda`` for
+  sLSTM on CUDA devices where they can run, else ``torch``). The choice is made once per (op, device), cached, and logged once
   through ``logging``.
 
 Nothing here imports Triton or compiles CUDA: availability is checked with ``importlib.util.find_spec`` and a
@@ -117,7 +116,7 @@ def _cuda_missing(op: str, device: torch.device) -> str:
 _BACKENDS: dict[str, _Backend] = {
     "triton": _Backend("triton", ("mlstm",), _triton_missing),
     # The fused sLSTM passed its 23 GPU tests on an H200 (2026-12-04) and beats the torch loop 14-58x there
-    # (benchmarks/slstm_gpu.md), so `auto` takes it wherever it can be built; uncovered shapes fall back inside it.
+    # (benchmarks/kernels/), so `auto` takes it wherever it can be built; uncovered shapes fall back inside it.
     "cuda": _Backend("cuda", ("slstm",), _cuda_missing),
     "torch": _Backend("torch", ("mlstm", "slstm"), _torch_missing),
 }
