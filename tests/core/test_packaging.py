@@ -1,4 +1,5 @@
-"""The wheel holds one import root with all five packages and every kernel source; the editable install works."""
+"""The wheel holds one import root with all five packages and every kernel source, and none of the benchmark
+suite, which is a distribution of its own (bench/); the editable installs work."""
 
 from __future__ import annotations
 
@@ -25,6 +26,17 @@ def _copy_tree(dest: Path) -> None:
             shutil.copy2(REPO / rel, dest / rel)
 
 
+def _build_wheel(src: Path, out: Path, pattern: str) -> set[str]:
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(src)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert build.returncode == 0, build.stderr[-3000:]
+    (wheel,) = out.glob(pattern)
+    with zipfile.ZipFile(wheel) as archive:
+        return set(archive.namelist())
+
+
 @pytest.fixture(scope="module")
 def wheel_files(tmp_path_factory) -> tuple[set[str], list[str]]:
     """Builds a wheel from a copy of the repo plus probe kernel sources; returns its file names and the probes."""
@@ -35,15 +47,7 @@ def wheel_files(tmp_path_factory) -> tuple[set[str], list[str]]:
     for probe in probes:
         (src / probe).parent.mkdir(parents=True, exist_ok=True)
         (src / probe).write_text("// probe\n")
-    out = tmp_path_factory.mktemp("wheel")
-    build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(src)],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    assert build.returncode == 0, build.stderr[-3000:]
-    (wheel,) = out.glob("xlstm_seq-*.whl")
-    with zipfile.ZipFile(wheel) as archive:
-        names = set(archive.namelist())
+    names = _build_wheel(src, tmp_path_factory.mktemp("wheel"), "xlstm_seq-*.whl")
     kernel_sources = [p.relative_to(REPO).as_posix() for p in (REPO / "kernels").rglob("*")
                       if p.suffix in KERNEL_SOURCE_SUFFIXES]  # fmt: skip
     return names, probes + kernel_sources
@@ -87,3 +91,22 @@ def test_editable_install_imports_every_package(tmp_path):
                      "xlstm_seq.lm": "lm"}  # fmt: skip
     for module, folder in expected_dirs.items():
         assert Path(lines[module]).parent == REPO / folder, f"{module} resolved to {lines[module]}"
+
+
+def test_library_wheel_holds_no_benchmark_code(wheel_files):
+    names, _ = wheel_files
+    modules = [name for name in names if name.endswith(".py")]
+    bench_like = [name for name in modules if "bench" in name or name.endswith(("_report.py", "_peers.py"))]
+    assert not bench_like, f"benchmark code in the library's wheel: {bench_like}"
+    assert not any("/synthetic/" in name for name in modules), "the synthetic-task benchmark belongs to bench/"
+
+
+def test_bench_wheel_has_its_own_import_root(tmp_path):
+    src = tmp_path / "src"
+    _copy_tree(src)
+    names = _build_wheel(src / "bench", tmp_path / "wheel", "xlstm_seq_bench-*.whl")
+    top_level = {name.split("/")[0] for name in names if not name.split("/")[0].endswith((".dist-info", ".data"))}
+    assert top_level == {"xlstm_seq_bench"}, top_level
+    for module in (REPO / "bench").rglob("*.py"):
+        rel = module.relative_to(REPO / "bench").as_posix()
+        assert f"xlstm_seq_bench/{rel}" in names, f"bench/{rel} is missing from the benchmark suite's wheel"
