@@ -1,4 +1,4 @@
-"""benchmarks/gpu/ray_stub: the stand-in for Ray on the lent GPU imports as neuralforecast needs, and refuses use."""
+"""tools/gpu/ray_stub: the stand-in for Ray on the lent GPU imports as neuralforecast needs, and refuses use."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-STUB = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu" / "ray_stub"
+STUB = Path(__file__).resolve().parents[2] / "tools" / "gpu" / "ray_stub"
 
 PROBE = """
 import ray

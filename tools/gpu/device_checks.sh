@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The checks a lent GPU session runs, as one call of the device tool (see benchmarks/gpu/README.md):
-#   bash benchmarks/gpu/device_checks.sh            (from the repository root; carry .whl for the baselines)
-# 1. lays the package out as the wheel would (xlstm_seq + mapped folders) in /tmp/site, installs the baseline wheels;
+# The checks a lent GPU session runs, as one call of the device tool (see tools/gpu/README.md):
+#   bash tools/gpu/device_checks.sh                 (from the repository root; carry .whl for the baselines)
+# 1. lays the packages out as the wheels would (xlstm_seq + mapped folders, bench/ as xlstm_seq_bench) in /tmp/site,
+#    installs the baseline wheels;
 # 2. builds every CUDA extension in parallel in the background (ours first, then FlashRNN's and xlstm's);
 # 3. runs the Triton mLSTM tests (all of them compile on the GPU there) and the gpu-marked sLSTM and forecaster tests;
 # 4. runs `kernels bench --op mlstm` and `--op slstm` (and the mLSTM launch-setting sweep, stage mlstm_sweep);
@@ -29,6 +30,7 @@ stamp setup
 rm -rf "$SITE" && mkdir -p "$SITE"
 cp -r "$REPO/xlstm_seq" "$SITE/"
 for d in kernels forecasting rl lm; do cp -r "$REPO/$d" "$SITE/xlstm_seq/$d"; done
+[ -d "$REPO/bench" ] && cp -r "$REPO/bench" "$SITE/xlstm_seq_bench"  # the benchmark suite (its own distribution)
 if ls "$REPO"/.whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --target "$SITE" "$REPO"/.whl/*.whl
 fi
@@ -39,9 +41,9 @@ cat "$OUT/env.txt"
 
 cd /tmp  # so that the checkout's unmapped xlstm_seq/ folder never shadows $SITE
 stamp prewarm start
-( python3 "$REPO/benchmarks/gpu/prewarm_builds.py" ours; touch /tmp/ours_ready ) > "$OUT/prewarm.log" 2>&1 &
-( python3 "$REPO/benchmarks/gpu/prewarm_builds.py" flashrnn-first
-  python3 "$REPO/benchmarks/gpu/prewarm_builds.py" baselines ) > "$OUT/prewarm_baselines.log" 2>&1 &
+( python3 "$REPO/tools/gpu/prewarm_builds.py" ours; touch /tmp/ours_ready ) > "$OUT/prewarm.log" 2>&1 &
+( python3 "$REPO/tools/gpu/prewarm_builds.py" flashrnn-first
+  python3 "$REPO/tools/gpu/prewarm_builds.py" baselines ) > "$OUT/prewarm_baselines.log" 2>&1 &
 PYTEST=(python3 -m pytest -c "$REPO/pyproject.toml" --rootdir "$REPO" -p no:cacheprovider -q -rfEs --tb=short)
 for stage in $STAGES; do
   case $stage in
@@ -61,7 +63,7 @@ for stage in $STAGES; do
     forecast_nf)  # issue 5: the grid beside neuralforecast; ray_stub stands in for Ray (its wheel exceeds the carry)
       stamp "forecast benchmark beside neuralforecast: ${FORECAST_DATASETS:-weather} ${FORECAST_OVERRIDES:-}"
       # shellcheck disable=SC2086  # FORECAST_OVERRIDES holds several overrides
-      PYTHONPATH=$SITE:$REPO/benchmarks/gpu/ray_stub timeout "${T_FORECAST_NF:-540}" python3 -m xlstm_seq.cli.main \
+      PYTHONPATH=$SITE:$REPO/tools/gpu/ray_stub timeout "${T_FORECAST_NF:-540}" python3 -m xlstm_seq.cli.main \
         forecast benchmark --config "$REPO/configs/forecasting/long_horizon.yaml" "datasets=[${FORECAST_DATASETS:-weather}]" \
         "baselines=[seasonal_naive,dlinear,nf_patchtst,nf_dlinear]" fit_time_steps=0 "device=${FORECAST_DEVICE:-cuda}" \
         ${FORECAST_OVERRIDES:-} --no-track --out "$OUT/forecasting_gpu_${FORECAST_DATASETS:-weather}.md" 2>&1 \
@@ -80,7 +82,7 @@ for stage in $STAGES; do
         --out "$OUT/slstm_gpu.md" 2>&1 | tee -a "$OUT/bench.log" | tail -5 ;;
     mlstm_sweep)  # launch settings of the Triton mLSTM (NOTES.md): timings per kernel and accuracy per setting
       stamp mlstm sweep
-      timeout "$T_MLSTM_SWEEP" python3 "$REPO/benchmarks/gpu/mlstm_sweep.py" --out "$OUT/mlstm_sweep.md" 2>&1 \
+      timeout "$T_MLSTM_SWEEP" python3 "$REPO/tools/gpu/mlstm_sweep.py" --out "$OUT/mlstm_gpu_sweep.md" 2>&1 \
         | tee -a "$OUT/bench.log" | tail -15 ;;
   esac
 done

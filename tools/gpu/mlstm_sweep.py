@@ -6,8 +6,8 @@ kernel alone, the whole forward and forward+backward; and it checks accuracy at 
 reference (relative error of h and of every gradient, next to the bf16 reference's own error). Prints a markdown
 table and writes it to --out.
 
-    python3 benchmarks/gpu/mlstm_sweep.py --out $OUT/mlstm_sweep.md      (CUDA)
-    TRITON_INTERPRET=1 python3 benchmarks/gpu/mlstm_sweep.py --quick     (CPU: checks the script runs)
+    python3 tools/gpu/mlstm_sweep.py --out $OUT/mlstm_gpu_sweep.md      (CUDA)
+    TRITON_INTERPRET=1 python3 tools/gpu/mlstm_sweep.py --quick         (CPU: checks the script runs)
 """
 
 from __future__ import annotations
@@ -33,9 +33,11 @@ SETTINGS = (
     "STATE_DOT_SPLITS",
     "GRAD_DOT_FP32",
 )
-# Each entry changes the committed settings. The first sweep (mlstm_gpu_sweep_1.md, H200, 2026-12-04) chose
-# tensor-core state dots with 64-wide two-stage tiles, 4-warp chunk kernels and fp32 dS and P in the backward; the
-# second (_2.md) one-stage chunk kernels; the tests then found one bf16 term per state product too coarse for C.
+# Each entry changes the committed settings. The first sweep (H200, 2026-12-04;
+# benchmarks/archive/2026-12-04_kernels_mlstm_gpu_sweep_1.md) chose tensor-core state dots with 64-wide two-stage
+# tiles, 4-warp chunk kernels and fp32 dS and P in the backward; the second (..._sweep_2.md) one-stage chunk kernels;
+# the tests then found one bf16 term per state product too coarse for C (the third sweep, at the committed
+# defaults: benchmarks/kernels/mlstm_gpu_sweep.md).
 VARIANTS = [
     {},
     {"STATE_DOT_SPLITS": 2},
@@ -61,7 +63,7 @@ def _timer(device):
         import triton.testing
 
         return lambda fn: triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
-    from xlstm_seq.benchmarking.timing import median_time
+    from xlstm_seq_bench.kernels.timing import median_time
 
     return lambda fn: median_time(fn, warmup=1, min_repeats=2, min_total_s=0.0).median_s * 1e3
 
@@ -211,7 +213,7 @@ def main() -> int:
     header = [
         "# Triton mLSTM launch-setting sweep",
         "",
-        f"Written by `python3 benchmarks/gpu/mlstm_sweep.py{' --quick' if args.quick else ''}`.",
+        f"Written by `python3 tools/gpu/mlstm_sweep.py{' --quick' if args.quick else ''}`.",
         "",
         f"- date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; git {os.environ.get('XLSTM_SEQ_REVISION', '?')};"
         f" device: {name}; torch {torch.__version__}",

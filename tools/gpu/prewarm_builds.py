@@ -3,7 +3,7 @@
 Each build is one subprocess (torch.utils.cpp_extension caches it on disk under TORCH_EXTENSIONS_DIR), so the tests
 and the benchmark that follow load finished builds instead of compiling them one after another. Prints one line per
 build: target, seconds, ok or the error's last line.
-Usage: python3 benchmarks/gpu/prewarm_builds.py ours|flashrnn-first|baselines
+Usage: python3 tools/gpu/prewarm_builds.py ours|flashrnn-first|baselines
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 neuralforecast imports ``ray.air`` and ``ray.tune`` when it is imported (for its Auto* models' hyperparameter search,
 which the long-horizon benchmark never uses). This package lets that import succeed and fails loudly if anything
-calls into it. It is put on PYTHONPATH only by benchmarks/gpu/device_checks.sh, never installed with xlstm-seq.
+calls into it. It is put on PYTHONPATH only by tools/gpu/device_checks.sh, never installed with xlstm-seq.
 """
 
 __version__ = "0+stub"
@@ -14,7 +14,7 @@ class StubUsed(RuntimeError):
 
 def _refuse(name: str):
     def refused(*args, **kwargs):
-        raise StubUsed(f"ray.{name} was called, but this is benchmarks/gpu/ray_stub: install Ray to use it")
+        raise StubUsed(f"ray.{name} was called, but this is tools/gpu/ray_stub: install Ray to use it")
 
     return refused
 
