@@ -1,10 +1,37 @@
-"""The command line that reproduces a parsed invocation: the benchmark files record it beside their numbers."""
+"""Helpers of the command handlers: the command line that reproduces a parsed invocation (the benchmark files
+record it beside their numbers), and the check that the benchmark suite is installed before a benchmark command
+imports it."""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import shlex
 from collections.abc import Sequence
+
+#: The distribution that holds the benchmark runners and report writers (import root ``xlstm_seq_bench``).
+BENCH_DISTRIBUTION = "xlstm-seq-bench"
+#: How to install it from a checkout of the repository.
+BENCH_INSTALL = "pip install -e ./bench"
+
+
+def require_bench(command: str) -> None:
+    """Exits with what to install when the benchmark suite (``xlstm_seq_bench``) is absent.
+
+    The library never installs its benchmarks; a benchmark command calls this before its lazy import, so that a
+    user without the suite reads one line naming the package instead of a traceback.
+
+    Args:
+        command: The command as typed after ``xlstm-seq`` (e.g. ``"rl benchmark"``), for the message.
+
+    Raises:
+        SystemExit: ``xlstm_seq_bench`` cannot be imported.
+    """
+    if importlib.util.find_spec("xlstm_seq_bench") is None:
+        raise SystemExit(
+            f"xlstm-seq {command}: needs the benchmark suite ({BENCH_DISTRIBUTION}), which is not installed; "
+            f"from a checkout of the repository: {BENCH_INSTALL}"
+        )
 
 
 def reproducing_command(words: Sequence[str], args: argparse.Namespace, options: Sequence[str] = ()) -> str:

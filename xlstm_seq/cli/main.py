@@ -21,8 +21,8 @@ CONFIG_CLASSES = {
 
 # Each application adds its group from its own small module here (argparse only at import time; the
 # application itself is imported inside the command). A module exposes `add_commands(groups)` and
-# `CONFIG_CLASSES` ({"rl benchmark": "xlstm_seq.rl.benchmark:RLBenchmarkConfig", ...}). A part whose
-# module does not exist yet is simply not listed.
+# `CONFIG_CLASSES` ({"rl train": "xlstm_seq.rl.train:RLTrainConfig", ...}; a benchmark command's class lives in
+# the benchmark suite, xlstm_seq_bench). A part whose module does not exist yet is simply not listed.
 GROUP_MODULES = (
     "xlstm_seq.cli.forecast",
     "xlstm_seq.cli.rl",
@@ -43,11 +43,21 @@ def _all_config_classes() -> dict[str, str]:
 
 
 def config_class_for_command(command: str) -> type:
-    """The config dataclass read by ``xlstm-seq <command> --config``."""
+    """The config dataclass read by ``xlstm-seq <command> --config``.
+
+    Raises:
+        ValueError: no command of that name reads a config.
+        SystemExit: the class belongs to the benchmark suite, which is not installed (the message says what to
+            install).
+    """
     table = _all_config_classes()
     if command not in table:
         raise ValueError(f"no command {command!r} reads a config; known: {sorted(table)}")
     module, _, name = table[command].partition(":")
+    if module.startswith("xlstm_seq_bench."):
+        from xlstm_seq.cli.command_line import require_bench
+
+        require_bench(command)
     return getattr(importlib.import_module(module), name)
 
 
@@ -99,8 +109,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _kernels_bench(args: argparse.Namespace) -> int:
-    from xlstm_seq.cli.command_line import reproducing_command
+    from xlstm_seq.cli.command_line import reproducing_command, require_bench
 
+    require_bench("kernels bench")
     options = ("op", "device", "out", "chunk_sizes", "providers", "quick", "no_track")
     command = reproducing_command(["xlstm-seq", "kernels", "bench"], args, options)
     if args.op == "core":
@@ -109,13 +120,13 @@ def _kernels_bench(args: argparse.Namespace) -> int:
                 f"kernels bench --op core --device {args.device}: the core benchmark measures the CPU reference; "
                 "use --op mlstm or --op slstm for the GPU kernels"
             )
-        from xlstm_seq.benchmarking.core_cpu import run_core_cpu_benchmark
+        from xlstm_seq_bench.kernels.core_cpu import DEFAULT_OUT, run_core_cpu_benchmark
 
-        out = Path(args.out or "benchmarks/core_cpu.md")
+        out = Path(args.out) if args.out else DEFAULT_OUT
         print(run_core_cpu_benchmark(out, quick=args.quick, track=not args.no_track))
         return 0
     if args.op == "mlstm":
-        from xlstm_seq.benchmarking.mlstm_gpu import DEFAULT_OUT, PROVIDER_KEYS, run_mlstm_benchmark
+        from xlstm_seq_bench.kernels.mlstm_gpu import DEFAULT_OUT, PROVIDER_KEYS, run_mlstm_benchmark
 
         chunks = tuple(int(c) for c in args.chunk_sizes.split(",")) if args.chunk_sizes else (64, 128)
         text = run_mlstm_benchmark(
@@ -128,7 +139,7 @@ def _kernels_bench(args: argparse.Namespace) -> int:
             track=not args.no_track,
         )
     else:
-        from xlstm_seq.benchmarking.slstm_gpu import DEFAULT_OUT, run_slstm_benchmark
+        from xlstm_seq_bench.kernels.slstm_gpu import DEFAULT_OUT, run_slstm_benchmark
 
         text = run_slstm_benchmark(
             Path(args.out) if args.out else DEFAULT_OUT,

@@ -5,7 +5,7 @@ Two parts, both the baseline that the kernel work improves on:
 1. The mLSTM reference forms (:mod:`xlstm_seq.kernels.mlstm.naive`) against the sequence length T: forward
    time, forward+backward time and peak memory of ``mlstm_parallel`` (quadratic in T) and ``mlstm_chunkwise``
    (linear in T) at a few chunk sizes. Every point runs in a fresh subprocess so that its peak memory is the
-   first large allocation there (see :mod:`xlstm_seq.benchmarking.timing`). Points whose extrapolated memory
+   first large allocation there (see :mod:`xlstm_seq_bench.kernels.timing`). Points whose extrapolated memory
    or time is over budget are skipped and marked so in the table, never attempted.
 2. ``xLSTMStack.step`` latency at batch 1 (E=128, 4 blocks; all mLSTM, one sLSTM, and [1:1]) against an
    ``nn.LSTM`` of 4 layers with hidden size 128 stepping one token, and the stacks' forward+backward at B=8,
@@ -17,10 +17,8 @@ measurement as a metric). ``quick=True`` uses tiny sizes: a smoke run for tests,
 
 from __future__ import annotations
 
-import datetime as _dt
 import math
 import os
-import platform
 import statistics
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -29,33 +27,30 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from xlstm_seq.benchmarking.timing import (
+from xlstm_seq.tracking.provenance import Provenance, cpu_model, visible_cores
+from xlstm_seq_bench.kernels.timing import (
     WorkerError,
     measure_peak_memory,
     median_time,
     per_call_times,
     run_worker,
 )
-from xlstm_seq.tracking.provenance import cpu_model, load_average, visible_cores
 
 __all__ = ["BenchSettings", "run_core_cpu_benchmark"]
 
 DEFAULT_OUT = Path("benchmarks/core_cpu.md")
-_WORKER = "xlstm_seq.benchmarking.core_cpu:mlstm_point"
+_WORKER = "xlstm_seq_bench.kernels.core_cpu:mlstm_point"
 _MIB = 2**20
 
-#: Figures of the official xlstm library measured in /work/shared/ENVIRONMENT.md (same machine type, 2 threads);
-#: quoted as labelled references only, never as measurements of this command.
-ENVIRONMENT_MD_REFERENCES = [
-    (
-        "official xlstm 2.0.6 stack, 4 blocks (E=128, 4 heads, one sLSTM, vanilla backend), B=8, T=256, fp32",
-        "forward+backward 0.55 s; `step()` 3.4 ms per step",
-    ),
-    (
-        "mlstm-kernels 2.0.6 native chunkwise, B=8, NH=4, T=256, D=64",
-        "forward 6.3 ms, forward+backward 17.5 ms; native step 0.19 ms",
-    ),
-]
+#: The official libraries' figures quoted under the table (labelled references, never measurements of this command).
+REFERENCES_FILE = Path(__file__).with_name("core_cpu_references.yaml")
+
+
+def reference_figures() -> list[tuple[str, str]]:
+    """(what, numbers) of each reference figure in ``core_cpu_references.yaml``, in the file's order."""
+    from xlstm_seq.config_io import load_yaml
+
+    return [(entry["what"], entry["numbers"]) for entry in load_yaml(REFERENCES_FILE)["references"]]
 
 
 @dataclass(frozen=True)
@@ -362,27 +357,10 @@ def _measure_model(name: str, kind: str, model: Any, settings: BenchSettings, pr
 # ----------------------------------------------------------------------------------------------- environment
 
 
-def _environment(threads: int) -> dict[str, str]:
-    import torch
-
-    import xlstm_seq
-    from xlstm_seq.tracking.provenance import git_info
-
-    info = git_info()
-    sha = info.get("git.sha", "unknown")
-    if info.get("git.dirty") == "true":
-        sha += " (uncommitted changes)"
-    return {
-        "cpu": cpu_model(),
-        "cores": str(visible_cores()),
-        "threads": str(threads),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "xlstm_seq": xlstm_seq.__version__,
-        "git": sha,
-        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "load_start": load_average(),
-    }
+def _provenance(command: str, threads: int) -> Provenance:
+    """The report's provenance, taken as the run starts; the device is this CPU whatever else the machine has."""
+    device = f"{cpu_model()} (CPU, {visible_cores()} cores visible, `torch.set_num_threads({threads})`, float32)"
+    return Provenance.capture(command, threads=threads, device=device)
 
 
 def _command(out_path: Path, quick: bool, track: bool) -> str:
@@ -438,8 +416,7 @@ def _sweep_table(
 
 
 def _markdown(
-    env: dict[str, str],
-    command: str,
+    provenance: Provenance,
     settings: BenchSettings,
     labels: list[str],
     grid: dict[tuple[str, int], Point],
@@ -447,19 +424,20 @@ def _markdown(
     stack_rows: list[dict[str, Any]],
     quick: bool,
     elapsed_s: float,
+    custom_settings: bool = False,
 ) -> str:
     s = settings
     lines = ["# Core CPU benchmark: mLSTM reference forms and xLSTMStack step latency", ""]
     if quick:
         lines += ["**Quick smoke run (`--quick`): tiny sizes, not for reporting.**", ""]
+    notes = [
+        f"run from the repository root; {elapsed_s:.0f} s in all",
+        "the machine may be shared, and other processes on the same cores slow every figure down",
+    ]
+    if custom_settings:
+        notes.append("called from Python with custom `BenchSettings`; the command alone does not reproduce it")
     lines += [
-        f"- Command: `{command}` (run from the repository root; {elapsed_s:.0f} s in all)",
-        f"- Date: {env['date']}",
-        f"- Device: {env['cpu']} (from /proc/cpuinfo), {env['cores']} cores available, "
-        f"`torch.set_num_threads({env['threads']})`, float32",
-        f"- Versions: python {env['python']}, torch {env['torch']}, xlstm_seq {env['xlstm_seq']} (git {env['git']})",
-        f"- Load average (1/5/15 min) at start {env['load_start']}, at end {env['load_end']}: the machine may be "
-        "shared, and other processes on the same cores slow every figure down",
+        *provenance.markdown(notes=notes),
         "",
         "## mLSTM reference forms against T",
         "",
@@ -559,7 +537,7 @@ def _markdown(
         "not measured by this command):",
         "",
     ]
-    lines += [f"- {what}: {numbers}" for what, numbers in ENVIRONMENT_MD_REFERENCES]
+    lines += [f"- {what}: {numbers}" for what, numbers in reference_figures()]
     lines.append("")
     return "\n".join(lines)
 
@@ -679,12 +657,10 @@ def run_core_cpu_benchmark(
     threads = settings.threads or visible_cores()
     settings = replace(settings, threads=threads)
     command = _command(out_path, quick, track)
-    if custom_settings:
-        command += "` (called from Python with custom `BenchSettings`; the command alone does not reproduce it)`"
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     started = time.perf_counter()
-    env = _environment(threads)
+    provenance = _provenance(command, threads)
 
     forms: list[tuple[str, int | None, int]] = [("parallel", None, 2)]
     forms += [("chunkwise", cs, 1) for cs in settings.chunk_sizes]
@@ -725,22 +701,21 @@ def run_core_cpu_benchmark(
             stack_rows = _stack_benchmarks(settings, threads, progress)
     finally:
         torch.set_num_threads(previous_threads)
-    env["load_end"] = load_average()
+    provenance = provenance.finish()
     elapsed = time.perf_counter() - started
 
-    markdown = _markdown(env, command, settings, labels, grid, compare, stack_rows, quick, elapsed)
+    markdown = _markdown(provenance, settings, labels, grid, compare, stack_rows, quick, elapsed, custom_settings)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(markdown, encoding="utf-8")
 
     if track:
-        _log_run(settings, env, command, markdown, labels, grid, compare, stack_rows, quick)
+        _log_run(settings, provenance, markdown, labels, grid, compare, stack_rows, quick)
     return markdown
 
 
 def _log_run(
     settings: BenchSettings,
-    env: dict[str, str],
-    command: str,
+    provenance: Provenance,
     markdown: str,
     labels: list[str],
     grid: dict[tuple[str, int], Point],
@@ -754,7 +729,13 @@ def _log_run(
 
     params = {k: v for k, v in asdict(settings).items() if k != "extra"}
     params.update({f"extra.{k}": v for k, v in settings.extra.items()})
-    tags = {"benchmark": "core_cpu", "benchmark.command": command, "cpu_model": env["cpu"], "quick": str(quick).lower()}
+    tags = {
+        "benchmark": "core_cpu",
+        "benchmark.command": provenance.command,
+        "cpu_model": cpu_model(),
+        "quick": str(quick).lower(),
+        **provenance.tags(),
+    }
     with create_tracker("xlstm-seq-benchmarks", run_name="core_cpu", tags=tags) as tracker:
         tracker.log_params(params)
         for metrics, step in _metrics(labels, grid, compare, stack_rows):

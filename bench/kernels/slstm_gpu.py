@@ -1,6 +1,6 @@
 """``xlstm-seq kernels bench --op slstm``: the fused CUDA sLSTM against the torch loop, cuDNN, xlstm and FlashRNN.
 
-Shapes (issue 4): B = 16, T = 1,024, hidden 768 as (head dim, heads) in (64, 12), (128, 6), (256, 3); bf16 inputs.
+Shapes: B = 16, T = 1,024, hidden 768 as (head dim, heads) in (64, 12), (128, 6), (256, 3); bf16 inputs.
 Providers, in one process on the same inputs:
 
 * ours: ``backend="cuda"`` (the fused kernel; head dims above 128 run the reference, and the row says so);
@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from xlstm_seq.benchmarking.device_timing import Measurement, measure_passes
-from xlstm_seq.benchmarking.kernel_report import KernelReport
+from xlstm_seq_bench.kernels.device_timing import Measurement, measure_passes
+from xlstm_seq_bench.kernels.kernel_report import KernelReport
 
 __all__ = ["run_slstm_benchmark"]
 

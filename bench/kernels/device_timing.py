@@ -2,7 +2,7 @@
 
 CUDA: the median of ``triton.testing.do_bench`` (device events around each call, warm-up first, the L2 cache
 flushed between calls) and the peak of torch's caching allocator above what was allocated before the call. CPU
-(the harness run without a GPU): the median wall-clock time of :func:`~xlstm_seq.benchmarking.timing.median_time`;
+(the harness run without a GPU): the median wall-clock time of :func:`~xlstm_seq_bench.kernels.timing.median_time`;
 peak memory is not measured there (the process-level figure needs a fresh process per call; see
 ``core_cpu``). A call that fails (out of memory, a kernel that does not cover the shape) becomes an error text in
 the row instead of ending the benchmark.
@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from xlstm_seq.benchmarking.timing import median_time
+from xlstm_seq_bench.kernels.timing import median_time
 
 __all__ = ["Measurement", "measure", "measure_passes"]
 

@@ -1,23 +1,21 @@
 """The report shared by the GPU kernel benchmarks (``kernels bench --op mlstm|slstm``): rows, markdown, MLflow.
 
 A row is one (shape, provider, pass) measurement. The benchmarks rewrite the markdown after every provider, so a run
-stopped part-way (a lease that ends, a provider that hangs or aborts) leaves the rows it finished, marked
-incomplete.
+stopped part-way (the machine is taken back, a provider hangs or aborts) leaves the rows it finished, marked
+incomplete. The header is the run's :class:`~xlstm_seq.tracking.provenance.Provenance` (taken when the report is
+made), with how time and memory were measured and the benchmark's own notes as further lines.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import platform
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from xlstm_seq.benchmarking.device_timing import Measurement
-from xlstm_seq.tracking.provenance import cpu_model, git_revision, package_version
+from xlstm_seq.tracking.provenance import Provenance, cpu_model
+from xlstm_seq_bench.kernels.device_timing import Measurement
 
 __all__ = ["KernelReport", "Row", "device_description"]
 
@@ -36,7 +34,8 @@ def device_description(device: torch.device) -> str:
     """The accelerator's name (or the CPU model) as the report prints it."""
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
-        return f"{props.name} ({props.total_memory / 2**30:.0f} GiB, {props.multi_processor_count} SMs)"
+        memory = f"{props.total_memory / 2**30:.0f} GiB, {props.multi_processor_count} SMs"
+        return f"{props.name} ({memory}; CUDA {torch.version.cuda})"
     return f"{cpu_model()} (CPU, {torch.get_num_threads()} threads)"
 
 
@@ -51,30 +50,30 @@ class KernelReport:
     notes: list[str] = field(default_factory=list)
     baselines: tuple[str, ...] = ()
     rows: list[Row] = field(default_factory=list)
-    started: str = field(default_factory=lambda: _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"))
+    provenance: Provenance | None = None
+    """Command, revision, device, versions, date and load; taken now when not given."""
+
+    def __post_init__(self) -> None:
+        if self.provenance is None:
+            self.provenance = Provenance.capture(
+                self.command,
+                packages=("triton", *self.baselines),
+                threads=torch.get_num_threads() if self.device.type == "cpu" else None,
+                device=device_description(self.device),
+            )
 
     def add_passes(self, shape: str, provider: str, fwd: Measurement, fwd_bwd: Measurement) -> None:
         """The forward and forward+backward rows of one provider at one shape."""
         self.rows += [Row(shape, provider, "fwd", fwd), Row(shape, provider, "fwd+bwd", fwd_bwd)]
 
     def header(self) -> list[str]:
-        versions = ", ".join(f"{name} {package_version(name)}" for name in ("triton", *self.baselines))
-        return [
-            f"# {self.title}",
-            "",
-            f"Written by `{self.command}`.",
-            "",
-            f"- date: {self.started}; git {git_revision()}",
-            f"- device: {device_description(self.device)}; host {platform.node() or 'unknown'}",
-            f"- torch {torch.__version__} (CUDA {torch.version.cuda}), {versions}, python {sys.version.split()[0]}",
-            (
-                "- time: median of `triton.testing.do_bench` (CUDA events, warm-up first, L2 flushed between calls);"
-                " memory: peak allocated by torch during one call above what was allocated before it (inputs excluded)"
-                if self.device.type == "cuda"
-                else "- time: median wall-clock time (a harness smoke run on the CPU, not a reported number)"
-            ),
-            *[f"- {note}" for note in self.notes],
-        ]
+        method = (
+            "time: median of `triton.testing.do_bench` (CUDA events, warm-up first, L2 flushed between calls);"
+            " memory: peak allocated by torch during one call above what was allocated before it (inputs excluded)"
+            if self.device.type == "cuda"
+            else "time: median wall-clock time (a harness smoke run on the CPU, not a reported number)"
+        )
+        return [f"# {self.title}", "", *self.provenance.markdown(notes=[method, *self.notes])]
 
     def table(self, shapes: list[str]) -> list[str]:
         lines = ["| shape | provider | fwd ms | fwd MiB | fwd+bwd ms | fwd+bwd MiB |", "|---|---|---|---|---|---|"]
@@ -94,6 +93,8 @@ class KernelReport:
         return "\n".join([*self.header(), *status, "", *self.table(shapes), *(extra or []), ""])
 
     def write(self, *, complete: bool, extra: list[str] | None = None) -> str:
+        if complete:
+            self.provenance = self.provenance.finish()  # the load average at the end
         text = self.markdown(complete=complete, extra=extra)
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self.out.write_text(text, encoding="utf-8")
@@ -113,7 +114,7 @@ class KernelReport:
         """One MLflow run: params, each time as a metric, the markdown as an artifact (warns, never raises)."""
         from xlstm_seq.tracking import create_tracker
 
-        tags = {"device": device_description(self.device)}
+        tags = {"device": device_description(self.device), **self.provenance.tags()}
         with create_tracker("xlstm-seq-benchmarks", run_name=run_name, tags=tags) as tracker:
             tracker.log_params(params)
             metrics = {}

@@ -1,6 +1,6 @@
 """``xlstm-seq kernels bench --op mlstm``: the Triton chunkwise mLSTM against TFLA, the torch reference and SDPA.
 
-Shapes (issue 3): TFLA's (bf16, B*T = 65,536 tokens, 16 heads, DK 128, DV 256) at T in 2,048 / 8,192 / 32,768 /
+Shapes: TFLA's (bf16, B*T = 65,536 tokens, 16 heads, DK 128, DV 256) at T in 2,048 / 8,192 / 32,768 /
 65,536, and the xLSTM-7B head shape (8 heads, DK 256, DV 512) at T = 8,192. Providers, all in one process on the
 same inputs:
 
@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from xlstm_seq.benchmarking.device_timing import Measurement, measure_passes
-from xlstm_seq.benchmarking.kernel_report import KernelReport
+from xlstm_seq_bench.kernels.device_timing import Measurement, measure_passes
+from xlstm_seq_bench.kernels.kernel_report import KernelReport
 
 __all__ = ["MLSTMShape", "run_mlstm_benchmark"]
 
@@ -50,7 +50,7 @@ class MLSTMShape:
 
 
 TOKENS = 65_536
-# T = 8,192 first: the issue's target shape is measured even if a lease ends part-way.
+# T = 8,192 first: the target shape is measured even if the run is stopped part-way.
 TFLA_SHAPES = [MLSTMShape(TOKENS // T, 16, T, 128, 256, "TFLA") for T in (8192, 2048, 32768, 65536)]
 XLSTM_7B_SHAPE = MLSTMShape(TOKENS // 8192, 8, 8192, 256, 512, "xLSTM-7B")
 QUICK_SHAPES = [MLSTMShape(2, 2, 100, 16, 32, "quick")]

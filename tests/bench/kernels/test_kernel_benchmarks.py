@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from xlstm_seq.benchmarking.device_timing import Measurement, measure
-from xlstm_seq.benchmarking.kernel_report import KernelReport, Row
 from xlstm_seq.cli.main import build_parser, main
+from xlstm_seq_bench.kernels.device_timing import Measurement, measure
+from xlstm_seq_bench.kernels.kernel_report import KernelReport, Row
 
 CPU = torch.device("cpu")
 

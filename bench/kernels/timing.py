@@ -190,7 +190,7 @@ def run_worker(target: str, kwargs: Mapping[str, Any], *, timeout: float | None 
         WorkerError: the worker raised, died (killed by a signal, e.g. the out-of-memory killer) or timed out.
     """
     payload = json.dumps({"target": target, "kwargs": dict(kwargs)})
-    code = "from xlstm_seq.benchmarking.timing import _worker_main; _worker_main()"
+    code = "from xlstm_seq_bench.kernels.timing import _worker_main; _worker_main()"
     try:
         proc = subprocess.run(
             [sys.executable, "-c", code], input=payload, capture_output=True, text=True, timeout=timeout

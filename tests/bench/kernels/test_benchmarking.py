@@ -6,8 +6,15 @@ import re
 
 import pytest
 
-from xlstm_seq.benchmarking.core_cpu import BenchSettings, Point, _fit_slope, _skip_reason, run_core_cpu_benchmark
-from xlstm_seq.benchmarking.timing import WorkerError, measure_peak_memory, median_time, run_worker
+from xlstm_seq_bench.kernels.core_cpu import (
+    BenchSettings,
+    Point,
+    _fit_slope,
+    _skip_reason,
+    reference_figures,
+    run_core_cpu_benchmark,
+)
+from xlstm_seq_bench.kernels.timing import WorkerError, measure_peak_memory, median_time, run_worker
 
 
 def test_median_time_and_peak_memory():
@@ -20,7 +27,7 @@ def test_median_time_and_peak_memory():
 
 def test_worker_reports_failures():
     with pytest.raises(WorkerError, match="failed: exit status 1"):
-        run_worker("xlstm_seq.benchmarking.core_cpu:mlstm_point", {"form": "nope"}, timeout=60)
+        run_worker("xlstm_seq_bench.kernels.core_cpu:mlstm_point", {"form": "nope"}, timeout=60)
 
 
 def test_skip_rule_and_slope():
@@ -45,7 +52,7 @@ def test_quick_benchmark_writes_table_and_one_run(tmp_path, monkeypatch):
     markdown = run_core_cpu_benchmark(out, quick=True, track=True)
     assert out.read_text(encoding="utf-8") == markdown
     assert "xlstm-seq kernels bench --device cpu --quick --out" in markdown
-    assert "torch.set_num_threads(1)" in markdown and "torch 2." in markdown and "Date: 20" in markdown
+    assert "torch.set_num_threads(1)" in markdown and "torch 2." in markdown and "- date: 20" in markdown
     # Every sweep cell is a positive number (the ratio in brackets aside): nothing skipped or failed at tiny sizes.
     rows = re.findall(r"^\| (128|256) \| (.*) \|$", markdown, flags=re.MULTILINE)
     assert len(rows) == 8  # two lengths in each of the median, fastest, memory and forward tables
@@ -61,6 +68,8 @@ def test_quick_benchmark_writes_table_and_one_run(tmp_path, monkeypatch):
         assert int(params.replace(",", "")) > 0
         assert all(float(x) > 0 for x in numbers.split(" | "))
     assert "measured in ENVIRONMENT.md" in markdown
+    for what, numbers in reference_figures():  # the quoted figures are the data file's, word for word
+        assert f"- {what}: {numbers}" in markdown
 
     import mlflow
 
@@ -71,6 +80,19 @@ def test_quick_benchmark_writes_table_and_one_run(tmp_path, monkeypatch):
     history = client.get_metric_history(run.info.run_id, "mlstm/parallel/fwd_bwd_ms")
     assert sorted(m.step for m in history) == [128, 256] and all(m.value > 0 for m in history)
     assert any(key.startswith("step/lstm") for key in run.data.metrics)
+
+
+def test_reference_figures_are_the_published_ones():
+    assert reference_figures() == [
+        (
+            "official xlstm 2.0.6 stack, 4 blocks (E=128, 4 heads, one sLSTM, vanilla backend), B=8, T=256, fp32",
+            "forward+backward 0.55 s; `step()` 3.4 ms per step",
+        ),
+        (
+            "mlstm-kernels 2.0.6 native chunkwise, B=8, NH=4, T=256, D=64",
+            "forward 6.3 ms, forward+backward 17.5 ms; native step 0.19 ms",
+        ),
+    ]
 
 
 def test_git_revision_is_the_one_a_copy_without_git_is_given(monkeypatch):
