@@ -6,11 +6,11 @@ import datetime as _dt
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from xlstm_seq.forecasting.m4_peers import LABELS, PEERS
 from xlstm_seq.tracking.provenance import load_average, others_were_busy, package_version
+from xlstm_seq_bench.forecasting.m4_peers import LABELS, PEERS
 
 if TYPE_CHECKING:
-    from xlstm_seq.forecasting.m4 import M4Config
+    from xlstm_seq_bench.forecasting.m4 import M4Config
 
 PUBLISHED_NAIVE2 = {"hourly": (18.383, 2.395), "weekly": (9.161, 2.777)}
 """Naive2 sMAPE and MASE on the M4 test sets as published by the competition (Makridakis et al., 2020); the

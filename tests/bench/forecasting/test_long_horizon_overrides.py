@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from xlstm_seq.config_io import apply_overrides, load_yaml
-from xlstm_seq.forecasting.benchmark import run_benchmark
-from xlstm_seq.forecasting.benchmark_config import LongHorizonConfig, ModelSettings
-from xlstm_seq.forecasting.benchmark_report import (
+from xlstm_seq_bench.forecasting.long_horizon import run_benchmark
+from xlstm_seq_bench.forecasting.long_horizon_config import LongHorizonConfig, ModelSettings
+from xlstm_seq_bench.forecasting.long_horizon_report import (
     Cell,
     benchmark_markdown,
     left_out_windows,
@@ -24,7 +24,7 @@ from xlstm_seq.forecasting.benchmark_report import (
 )
 
 ROOT = Path(os.environ.get("XLSTM_SEQ_DATA", "/nonexistent"))
-CONFIG = Path(__file__).parents[2] / "configs/forecasting/long_horizon.yaml"
+CONFIG = Path(__file__).parents[3] / "configs/forecasting/long_horizon.yaml"
 
 
 def test_per_dataset_and_per_horizon_overrides_apply_in_order():

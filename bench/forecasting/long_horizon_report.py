@@ -12,9 +12,9 @@ import numpy as np
 import torch
 
 from xlstm_seq.devices import resolve_device
-from xlstm_seq.forecasting.benchmark_config import LongHorizonConfig, ModelSettings
 from xlstm_seq.forecasting.models import patch_len_for, uses_moving_average, uses_patches
 from xlstm_seq.tracking.provenance import cpu_model, git_revision, others_were_busy
+from xlstm_seq_bench.forecasting.long_horizon_config import LongHorizonConfig, ModelSettings
 
 
 @dataclass

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from xlstm_seq.config import ConfigMixin
-from xlstm_seq.forecasting.benchmark_report import environment
-from xlstm_seq.forecasting.m4_peers import PEERS
-from xlstm_seq.forecasting.m4_report import figure, markdown
+from xlstm_seq_bench.forecasting.long_horizon_report import environment
+from xlstm_seq_bench.forecasting.m4_peers import PEERS
+from xlstm_seq_bench.forecasting.m4_report import figure, markdown
 
 if TYPE_CHECKING:
     import pandas
@@ -147,9 +147,9 @@ def run_group(group: str, config: M4Config, *, track: bool = True, out=print) ->
     """Fits and scores one M4 group; returns the rows of its table and run facts."""
     from xlstm_seq.forecasting.datasets import load_m4
     from xlstm_seq.forecasting.forecaster import XLSTMForecaster
-    from xlstm_seq.forecasting.m4_peers import run_peer
     from xlstm_seq.forecasting.metrics import seasonal_naive
     from xlstm_seq.tracking import create_tracker
+    from xlstm_seq_bench.forecasting.m4_peers import run_peer
 
     settings: M4ModelConfig = getattr(config, group)
     train_df, test_df, h, season = load_m4(group)

@@ -1,4 +1,4 @@
-"""The benchmark on a tiny budget, its markdown, and the `forecast` CLI group."""
+"""The long-horizon benchmark on a tiny budget, its markdown, and the `forecast` CLI group."""
 
 from __future__ import annotations
 
@@ -6,13 +6,12 @@ import argparse
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from xlstm_seq.cli import forecast as cli
-from xlstm_seq.forecasting.benchmark import run_benchmark
-from xlstm_seq.forecasting.benchmark_config import LongHorizonConfig, ModelSettings
+from xlstm_seq_bench.forecasting.long_horizon import run_benchmark
+from xlstm_seq_bench.forecasting.long_horizon_config import LongHorizonConfig, ModelSettings
 
 ROOT = Path(os.environ.get("XLSTM_SEQ_DATA", "/nonexistent"))
 
@@ -61,35 +60,15 @@ def test_cli_group_parses():
     assert args.func is cli._benchmark and args.overrides == ["datasets=[etth1]"] and args.no_track
     # The group also holds the other forecasting commands (owned elsewhere); these two are the benchmark's.
     assert {"forecast benchmark", "forecast demo"} <= set(cli.CONFIG_CLASSES)
-    assert cli.CONFIG_CLASSES["forecast benchmark"] == "xlstm_seq.forecasting.benchmark:LongHorizonConfig"
-
-
-@pytest.mark.skipif(not (ROOT / "air_passengers/AirPassengers.csv").is_file(), reason="AirPassengers not in data root")
-def test_forecast_demo_runs_and_reports_metrics():
-    from xlstm_seq.forecasting.demo import ForecastDemoConfig, forecast_demo
-
-    lines = []
-    results = forecast_demo(ForecastDemoConfig(max_steps=5), track=False, out=lines.append)
-    assert set(results) == {"mae", "smape", "mase", "seasonal_naive_mae", "coverage_80", "fit_seconds"}
-    assert all(np.isfinite(v) for v in results.values())
-    assert "AirPassengers" in lines[0]
-
-
-@pytest.mark.skipif(not (ROOT / "air_passengers/AirPassengers.csv").is_file(), reason="AirPassengers not in data root")
-def test_forecast_demo_command_takes_its_overrides(capsys):
-    from xlstm_seq.cli.main import main
-
-    with pytest.raises(ValueError, match="bogus"):
-        main(["forecast", "demo", "--no-track", "bogus=1"])
-    assert main(["forecast", "demo", "--no-track", "max_steps=5"]) == 0
-    assert "AirPassengers" in capsys.readouterr().out
+    expected = "xlstm_seq_bench.forecasting.long_horizon_config:LongHorizonConfig"
+    assert cli.CONFIG_CLASSES["forecast benchmark"] == expected
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not (ROOT / "ett/ETTh1.csv").is_file(), reason="ETTh1 not in the data root")
 def test_fit_time_comparison_against_neuralforecast(tmp_path, tmp_mlflow):
     pytest.importorskip("neuralforecast", reason="the benchmark extra (neuralforecast) is not installed")
-    from xlstm_seq.forecasting.benchmark import fit_time_comparison
+    from xlstm_seq_bench.forecasting.long_horizon import fit_time_comparison
 
     tiny = ModelSettings(embedding_dim=8, num_heads=2, batch_size=4)
     config = LongHorizonConfig(datasets=["etth1"], horizons=[24], input_size=48, fit_time_steps=2, xlstm=tiny)

@@ -18,11 +18,17 @@ import numpy as np
 import torch
 
 from xlstm_seq.devices import resolve_device
-from xlstm_seq.forecasting.benchmark_config import SCORED_PART, LongHorizonConfig, ModelSettings
-from xlstm_seq.forecasting.benchmark_report import Cell, benchmark_markdown, environment, model_label, summary_figure
 from xlstm_seq.forecasting.datasets import LongHorizonData, load_long_horizon
 from xlstm_seq.forecasting.metrics import mae, mse, seasonal_naive
 from xlstm_seq.tracking import create_tracker
+from xlstm_seq_bench.forecasting.long_horizon_config import SCORED_PART, LongHorizonConfig, ModelSettings
+from xlstm_seq_bench.forecasting.long_horizon_report import (
+    Cell,
+    benchmark_markdown,
+    environment,
+    model_label,
+    summary_figure,
+)
 
 
 class FitResult(NamedTuple):

@@ -235,7 +235,7 @@ def markdown(config: AirPassengersConfig, rows: list[Row], n_train: int, revisio
     import pandas
     import torch
 
-    from xlstm_seq.forecasting.benchmark_report import mean_std
+    from xlstm_seq_bench.forecasting.long_horizon_report import mean_std
 
     date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     load = os.getloadavg()[0]

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from xlstm_seq.data import data_root
-from xlstm_seq.forecasting.m4 import M4Config, M4ModelConfig, naive2, run_m4, seasonal_indices, seasonality_test
+from xlstm_seq_bench.forecasting.m4 import M4Config, M4ModelConfig, naive2, run_m4, seasonal_indices, seasonality_test
 
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "forecasting" / "m4.yaml"
+CONFIG = Path(__file__).resolve().parents[3] / "configs" / "forecasting" / "m4.yaml"
 
 
 def test_naive2_reseasonalises_a_multiplicative_seasonal_series():

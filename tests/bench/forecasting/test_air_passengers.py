@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import xlstm_seq.forecasting.air_passengers as module
+import xlstm_seq_bench.forecasting.air_passengers as module
 from xlstm_seq.data import data_root
-from xlstm_seq.forecasting.air_passengers import AirPassengersConfig, run_air_passengers
+from xlstm_seq_bench.forecasting.air_passengers import AirPassengersConfig, run_air_passengers
 
 pytestmark = pytest.mark.skipif(
     not (data_root() / "air_passengers/AirPassengers.csv").is_file(), reason="AirPassengers not in the data root"

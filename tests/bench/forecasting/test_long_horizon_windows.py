@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from xlstm_seq.forecasting.benchmark import _seasonal_naive, _test_windows
 from xlstm_seq.forecasting.datasets import LongHorizonData, split_borders
+from xlstm_seq_bench.forecasting.long_horizon import _seasonal_naive, _test_windows
 
 
 def _ett_like(n_rows: int = 14400, columns: int = 2) -> LongHorizonData:
