@@ -1,4 +1,4 @@
-"""Recurrent xLSTM policies for stable-baselines3 (issue 6).
+"""Recurrent xLSTM policies for stable-baselines3.
 
     from xlstm_seq.rl import XLSTMPPO
     model = XLSTMPPO("MlpXLSTMPolicy", "CartPoleNoVel-v1", n_steps=128, batch_size=256)
@@ -10,8 +10,11 @@
 * ``MlpXLSTMPolicy``, ``CnnXLSTMPolicy``, ``MultiInputXLSTMPolicy`` (rl/policies.py): features -> xLSTM memory
   (mLSTM, sLSTM or mixed, by an ``xLSTMConfig``) -> actor/critic heads, shared or separate critic memory.
 * rl/envs.py: ``CartPoleNoVel-v1``, ``PendulumNoVel-v1``, ``LunarLanderNoVel-v3`` (registered on import) and
-  POPGym through ``make_env``; rl/logger.py: SB3 logger -> MLflow tracker; rl/benchmark.py: the benchmark;
-  rl/demo.py: ``rl_demo``.
+  POPGym through ``make_env``; rl/logger.py: SB3 logger -> MLflow tracker; rl/train.py: ``xlstm-seq rl train``
+  (``RLTrainConfig``, ``EnvBudget``, ``run_train``) and ``rl_demo``, the RL step of ``xlstm-seq demo``.
+
+The comparison with RecurrentPPO and PPO (``xlstm-seq rl benchmark``) belongs to the benchmark suite
+(``xlstm_seq_bench.rl``), not to this package.
 """
 
 from xlstm_seq.rl import envs as envs

@@ -9,7 +9,7 @@ Importing this module registers, as gymnasium ids:
 
 POPGym (``pip install "xlstm-seq[rl]"`` plus ``popgym``) registers its own ids (``popgym-RepeatPreviousEasy-v0``
 ...); ``make_env`` imports it on demand and flattens its Tuple observations into one-hot vectors so that SB3
-policies can read them. The issue's "StatelessCartPoleEasy" is called ``PositionOnlyCartPoleEasy`` in popgym 1.0.7
+policies can read them. The task often named "StatelessCartPoleEasy" is ``PositionOnlyCartPoleEasy`` in popgym 1.0.7
 (id ``popgym-PositionOnlyCartPoleEasy-v0``).
 """
 

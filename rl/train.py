@@ -16,7 +16,40 @@ import numpy as np
 import torch
 
 from xlstm_seq.config import ConfigMixin, xLSTMConfig
-from xlstm_seq.rl.benchmark import EnvBudget
+
+
+@dataclass
+class EnvBudget(ConfigMixin):
+    """One environment with its training budget and PPO settings (``rl train``'s ``env``; the benchmark's grid
+    holds one per environment)."""
+
+    env_id: str = "CartPoleNoVel-v1"
+    """A gymnasium id (the NoVel ids of xlstm_seq.rl.envs, or POPGym's ``popgym-...-v0``)."""
+    total_timesteps: int = 50_000
+    """Training budget in environment steps."""
+    n_envs: int = 8
+    """Parallel environments (DummyVecEnv)."""
+    normalize: bool = True
+    """Wrap in VecNormalize (observations and rewards; evaluation uses the frozen observation statistics)."""
+    n_steps: int = 128
+    """Rollout steps per environment."""
+    batch_size: int = 256
+    """Minibatch size in environment steps."""
+    n_epochs: int = 10
+    learning_rate: float = 7e-4
+    gamma: float = 0.99
+    gae_lambda: float = 0.98
+    ent_coef: float = 0.0
+    max_grad_norm: float = 1.0
+    eval_episodes: int = 20
+    """Episodes of the final deterministic evaluation."""
+
+    def __post_init__(self) -> None:
+        for name in ("total_timesteps", "n_envs", "n_steps", "batch_size", "n_epochs", "eval_episodes"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"envs[{self.env_id}].{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"envs[{self.env_id}].learning_rate must be > 0, got {self.learning_rate}")
 
 
 def _default_memory() -> xLSTMConfig:
@@ -28,7 +61,7 @@ class RLTrainConfig(ConfigMixin):
     """One XLSTMPPO training run."""
 
     env: EnvBudget = field(default_factory=EnvBudget)
-    """Environment, budget and PPO settings (as one entry of the benchmark)."""
+    """Environment, budget and PPO settings."""
     xlstm: xLSTMConfig = field(default_factory=_default_memory)
     """The memory stack."""
     critic_memory: str = "shared"
@@ -130,7 +163,7 @@ def rl_demo(total_timesteps: int = 4096, *, track: bool = True, seed: int = 0, o
     """The RL step of `xlstm-seq demo`: XLSTMPPO for a few thousand steps on CartPoleNoVel-v1, tracked.
 
     A short run only shows the machinery (training, evaluation, tracking, saving); the 50k-step results are in
-    benchmarks/rl.md (a memoryless policy scores about 50 on this task).
+    the RL benchmark's table (``xlstm-seq rl benchmark``; a memoryless policy scores about 50 on this task).
     """
     config = RLTrainConfig(env=EnvBudget(total_timesteps=total_timesteps, eval_episodes=10), seed=seed)
     return run_train(config, track=track, out=out)

@@ -1,14 +1,15 @@
 """The `xlstm-seq rl` command group: `benchmark` and `train`. Only argparse at import time; the RL code
-(stable-baselines3, gymnasium) is imported inside the handlers."""
+(stable-baselines3, gymnasium) is imported inside the handlers, and `benchmark` runs the benchmark suite
+(xlstm_seq_bench.rl), which the library itself never imports."""
 
 from __future__ import annotations
 
 import argparse
 
-from xlstm_seq.cli.command_line import reproducing_command
+from xlstm_seq.cli.command_line import reproducing_command, require_bench
 
 CONFIG_CLASSES = {
-    "rl benchmark": "xlstm_seq.rl.benchmark:RLBenchmarkConfig",
+    "rl benchmark": "xlstm_seq_bench.rl.config:RLBenchmarkConfig",
     "rl train": "xlstm_seq.rl.train:RLTrainConfig",
 }
 
@@ -21,7 +22,8 @@ def _load(config_class, path: str | None, overrides: list[str]):
 
 
 def _benchmark(args: argparse.Namespace) -> int:
-    from xlstm_seq.rl.benchmark import RLBenchmarkConfig, run_benchmark
+    require_bench("rl benchmark")
+    from xlstm_seq_bench.rl.benchmark import RLBenchmarkConfig, run_benchmark
 
     config = _load(RLBenchmarkConfig, args.config, args.overrides)
     not_run = {}

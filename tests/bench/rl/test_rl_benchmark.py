@@ -1,4 +1,4 @@
-"""The benchmark (tiny budgets), the `xlstm-seq rl` commands, the demo step, and the slow CartPoleNoVel bar."""
+"""`xlstm-seq rl benchmark` at tiny budgets: the grid, the table, the targets, per-environment overrides."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from mlflow.tracking import MlflowClient
 
 from xlstm_seq.cli.main import build_parser, main
 from xlstm_seq.config import xLSTMConfig
-from xlstm_seq.rl.benchmark import EnvBudget, RLBenchmarkConfig, run_benchmark, target_lines
-from xlstm_seq.rl.train import RLTrainConfig, rl_demo, run_train
+from xlstm_seq.tracking.provenance import Provenance
+from xlstm_seq_bench.rl.benchmark import _build_model, _make_vec_env, run_benchmark
+from xlstm_seq_bench.rl.config import BenchmarkEnv, RLBenchmarkConfig
+from xlstm_seq_bench.rl.report import render_markdown, target_lines
 
 TINY_ENV = dict(n_envs=2, n_steps=32, batch_size=32, n_epochs=1, eval_episodes=2)
 
@@ -21,7 +23,7 @@ def test_benchmark_runs_every_algorithm_and_writes_table_and_curves(tmp_path, mo
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     config = RLBenchmarkConfig(
         seeds=[0],
-        envs=[EnvBudget(env_id="CartPoleNoVel-v1", total_timesteps=128, **TINY_ENV)],
+        envs=[BenchmarkEnv(env_id="CartPoleNoVel-v1", total_timesteps=128, **TINY_ENV)],
         xlstm=xLSTMConfig(embedding_dim=8, num_blocks=1, num_heads=2),
         lstm_hidden_size=8,
         out=str(tmp_path / "rl_cartpole.md"),
@@ -60,7 +62,7 @@ def _row(env_id, algorithm, per_seed, sps):
                 sps_mean=sps)  # fmt: skip
 
 
-def test_target_lines_judge_the_issue_targets():
+def test_target_lines_judge_the_targets():
     rows = [
         _row("CartPoleNoVel-v1", "xlstm_ppo", [500.0, 449.0, 500.0], 600.0),
         _row("CartPoleNoVel-v1", "recurrent_ppo", [500.0, 500.0, 500.0], 150.0),
@@ -78,15 +80,14 @@ def test_target_lines_judge_the_issue_targets():
 
 
 def test_config_notes_are_written_under_the_table_and_must_be_strings():
-    from xlstm_seq.rl.benchmark import render_markdown
-
     rows = [_row("popgym-AutoencodeEasy-v0", "xlstm_ppo", [-0.2, -0.3], 900.0)]
     for row in rows:
         row.update(seeds=[0, 1], return_std=0.05, sps_std=1.0)
     config = RLBenchmarkConfig(notes=["recipe chosen on seeds 10 and 11"])
-    markdown = render_markdown(rows, config, "xlstm-seq rl benchmark --config c.yaml")
+    provenance = Provenance.capture("xlstm-seq rl benchmark --config c.yaml", threads=1)
+    markdown = render_markdown(rows, config, provenance)
     assert "Notes (from the config):\n\n- recipe chosen on seeds 10 and 11" in markdown
-    assert "Notes" not in render_markdown(rows, config.replace(notes=[]), "cmd")
+    assert "Notes" not in render_markdown(rows, config.replace(notes=[]), provenance)
     with pytest.raises(TypeError, match="notes must be a list of strings"):
         RLBenchmarkConfig(notes="one line")
 
@@ -94,9 +95,7 @@ def test_config_notes_are_written_under_the_table_and_must_be_strings():
 def test_xlstm_head_mlps_of_the_config_reach_the_policy():
     from torch import nn
 
-    from xlstm_seq.rl.benchmark import _build_model, _make_vec_env
-
-    budget = EnvBudget(env_id="CartPoleNoVel-v1", total_timesteps=64, **TINY_ENV)
+    budget = BenchmarkEnv(env_id="CartPoleNoVel-v1", total_timesteps=64, **TINY_ENV)
     config = RLBenchmarkConfig(
         xlstm=xLSTMConfig(embedding_dim=8, num_blocks=1, num_heads=2),
         xlstm_actor_net_arch=[5],
@@ -110,10 +109,8 @@ def test_xlstm_head_mlps_of_the_config_reach_the_policy():
 
 
 def test_env_overrides_change_the_model_of_that_environment_only():
-    from xlstm_seq.rl.benchmark import _build_model, _make_vec_env, render_markdown
-
-    plain = EnvBudget(env_id="CartPoleNoVel-v1", total_timesteps=64, **TINY_ENV)
-    changed = EnvBudget(
+    plain = BenchmarkEnv(env_id="CartPoleNoVel-v1", total_timesteps=64, **TINY_ENV)
+    changed = BenchmarkEnv(
         env_id="CartPoleNoVel-v1",
         total_timesteps=64,
         **TINY_ENV,
@@ -131,12 +128,12 @@ def test_env_overrides_change_the_model_of_that_environment_only():
     assert policy.critic_memory == "separate"
     rows = [_row("CartPoleNoVel-v1", "xlstm_ppo", [500.0], 900.0)]
     rows[0].update(seeds=[0], return_std=0.0, sps_std=1.0)
-    markdown = render_markdown(rows, config.replace(envs=[changed]), "cmd")
+    markdown = render_markdown(rows, config.replace(envs=[changed]), Provenance.capture("cmd"))
     assert "Per-environment model changes" in markdown and "mLSTM convolution 8, separate critic memory" in markdown
     with pytest.raises(ValueError, match=r"envs\[CartPoleNoVel-v1\].overrides: unknown key\(s\) \['gamma'\]"):
-        EnvBudget(env_id="CartPoleNoVel-v1", overrides={"gamma": 0.5})
+        BenchmarkEnv(env_id="CartPoleNoVel-v1", overrides={"gamma": 0.5})
     with pytest.raises(ValueError, match=r"envs\[CartPoleNoVel-v1\].overrides: .*critic_memory"):
-        RLBenchmarkConfig(envs=[EnvBudget(overrides={"critic_memory": "both"})])
+        RLBenchmarkConfig(envs=[BenchmarkEnv(overrides={"critic_memory": "both"})])
 
 
 def test_benchmark_config_rejects_unknown_algorithms_and_empty_grids():
@@ -153,32 +150,3 @@ def test_rl_commands_are_listed_and_read_their_configs(tmp_path, capsys):
     assert args.config == "configs/rl/pomdp.yaml" and args.seeds == [1]
     with pytest.raises(SystemExit, match="not in the config"):
         main(["rl", "benchmark", "--envs", "Nope-v0", "--no-track"])
-
-
-def test_rl_train_command_trains_saves_and_evaluates(tmp_path):
-    save = tmp_path / "agent" / "model.zip"
-    config = RLTrainConfig(
-        env=EnvBudget(total_timesteps=64, **TINY_ENV), xlstm=xLSTMConfig(8, 1, 2), save_path=str(save)
-    )
-    path = tmp_path / "train.yaml"
-    config.to_yaml(path)
-    assert main(["rl", "train", "--config", str(path), "--no-track"]) == 0
-    assert save.exists() and (tmp_path / "agent" / "model_vecnormalize.pkl").exists()
-    results = run_train(config.replace(save_path=None), track=False, out=lambda _: None)
-    assert results["train/env_steps_per_second"] > 0
-
-
-def test_rl_demo_is_tracked(tmp_path):
-    lines: list[str] = []
-    results = rl_demo(total_timesteps=64, out=lines.append)
-    assert 0 < results["eval/mean_return"] <= 500
-    assert any(line.startswith("MLflow run") for line in lines)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_xlstm_ppo_reaches_450_on_cartpole_novel_in_50k_steps(seed):
-    """The issue's bar on every benchmark seed (sb3-contrib's setup): deterministic return >= 450 after 50k steps."""
-    config = RLTrainConfig(env=EnvBudget(env_id="CartPoleNoVel-v1", total_timesteps=50_000), seed=seed)
-    results = run_train(config, track=False)
-    assert results["eval/mean_return"] >= 450, results
