@@ -1,4 +1,4 @@
-"""xLSTM and GPT-2 language models (issue 7).
+"""xLSTM and GPT-2 language models.
 
 Modules:
     gpt2         GPT2Config, GPT2: nanoGPT-style baseline (learned positions, SDPA, tied embeddings)
@@ -12,6 +12,7 @@ Modules:
     evaluation   sliding-window perplexity, LAMBADA, HellaSwag, frequency buckets (scoring functions)
     eval_data    the evaluation sets from the data root
     eval_suite   EvalSettings, EvalConfig, run_suite, run_eval (`xlstm-seq lm eval`)
-    benchmark    LMBenchmarkConfig, run_benchmark: xLSTM vs GPT-2 (`xlstm-seq lm benchmark`)
-    synthetic    synthetic-task benchmark (issue 8, another part)
+
+The comparison of the two (`xlstm-seq lm benchmark`) and the synthetic-task benchmark (`xlstm-seq synthetic ...`)
+belong to the benchmark suite (xlstm_seq_bench.lm, xlstm_seq_bench.synthetic), not to this package.
 """

@@ -1,16 +1,17 @@
-"""`xlstm-seq lm ...`: language modelling (issue 7): prepare, train, eval, benchmark. Only argparse at import time."""
+"""`xlstm-seq lm ...`: language modelling: prepare, train, eval, benchmark. Only argparse at import time; `benchmark`
+runs the benchmark suite (xlstm_seq_bench.lm), which the library itself never imports."""
 
 from __future__ import annotations
 
 import argparse
 
-from xlstm_seq.cli.command_line import reproducing_command
+from xlstm_seq.cli.command_line import reproducing_command, require_bench
 
 CONFIG_CLASSES = {
     "lm prepare": "xlstm_seq.lm.shards:PrepareConfig",
     "lm train": "xlstm_seq.lm.trainer:TrainConfig",
     "lm eval": "xlstm_seq.lm.eval_suite:EvalConfig",
-    "lm benchmark": "xlstm_seq.lm.benchmark:LMBenchmarkConfig",
+    "lm benchmark": "xlstm_seq_bench.lm.benchmark:LMBenchmarkConfig",
 }
 
 
@@ -66,7 +67,8 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _benchmark(args: argparse.Namespace) -> int:
-    from xlstm_seq.lm.benchmark import LMBenchmarkConfig, run_benchmark
+    require_bench("lm benchmark")
+    from xlstm_seq_bench.lm.benchmark import LMBenchmarkConfig, run_benchmark
 
     config = _load(LMBenchmarkConfig, args)
     command = reproducing_command(["xlstm-seq", "lm", "benchmark"], args, options=("no_track",))

@@ -3,6 +3,9 @@ the same suite, and writes the survey's table with our numbers beside the survey
 
     xlstm-seq lm benchmark --config configs/lm/tiny.yaml          # CPU, minutes
     xlstm-seq lm benchmark --config configs/lm/scaled-125m.yaml   # one GPU, >= 100M tokens per model
+
+The survey's numbers come from ``survey_125m.yaml`` beside this file (with their source); the header of the report
+is the run's :class:`~xlstm_seq.tracking.provenance.Provenance`.
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
-import platform
 import shutil
 import statistics
 from dataclasses import dataclass, field
@@ -24,19 +26,38 @@ from xlstm_seq.lm.models import LMModelConfig
 from xlstm_seq.lm.shards import PrepareConfig, prepare
 from xlstm_seq.lm.trainer import TrainConfig, Trainer
 from xlstm_seq.lm.xlstm_lm import xLSTMLMConfig
-from xlstm_seq.tracking.provenance import cpu_model, visible_cores
+from xlstm_seq.tracking.provenance import Provenance, cpu_model, visible_cores
 
 log = logging.getLogger(__name__)
 
 KINDS = ("xlstm", "gpt2")
-# The survey's table (125M xLSTM vs 124M GPT-2, 0.52B FineWeb-Edu tokens): metric key, label, higher is better.
-SURVEY_ROWS = (
-    ("hellaswag/acc_norm", "HellaSwag acc_norm", True, 0.2762, 0.2633),
-    ("lambada/sliding_ppl", "LAMBADA perplexity (whole text, sliding)", False, 114.33, 146.62),
-    ("wikitext-103/ppl", "WikiText-103 perplexity", False, 72.43, 91.37),
-    ("wikitext-2/ppl", "WikiText-2 perplexity", False, 72.43, 91.19),
-    ("ptb/ppl", "PTB perplexity", False, 93.97, 128.87),
-)
+#: The survey's published table (125M xLSTM vs 124M GPT-2, 0.52B FineWeb-Edu tokens) and its source.
+SURVEY_FILE = Path(__file__).with_name("survey_125m.yaml")
+
+
+@dataclass(frozen=True)
+class SurveyTable:
+    """The survey's numbers as ``survey_125m.yaml`` holds them."""
+
+    rows: tuple[tuple[str, str, bool, float, float], ...]
+    """(metric key, label, higher is better, survey xLSTM, survey GPT-2) per row of the comparison table."""
+    budget: str
+    """The survey's training budget."""
+    throughput: str
+    """The survey's measured throughput of xLSTM relative to GPT-2."""
+    source: str
+    """Where the numbers come from."""
+
+
+def survey_table(path: Path = SURVEY_FILE) -> SurveyTable:
+    """The survey's published table, read from ``survey_125m.yaml``."""
+    from xlstm_seq.config_io import load_yaml
+
+    data = load_yaml(path)
+    rows = tuple((r["metric"], r["label"], r["higher_is_better"], r["xlstm"], r["gpt2"]) for r in data["rows"])
+    return SurveyTable(rows=rows, budget=data["budget"], throughput=data["throughput"], source=data["source"])
+
+
 EXTRA_ROWS = (
     ("val_loss", "validation loss (held-out shard)", False),
     ("lambada/accuracy", "LAMBADA last-word accuracy", True),
@@ -119,6 +140,7 @@ def run_benchmark(config: LMBenchmarkConfig, *, track: bool = True, command: str
     """Prepares the data, trains and evaluates both models for every seed, writes ``config.out``."""
     from xlstm_seq.tracking import create_tracker
 
+    provenance = _provenance(config, command)
     started = _dt.datetime.now(_dt.timezone.utc)
     index = prepare(config.data)
     results: dict[str, list[dict[str, float]]] = {kind: [] for kind in KINDS}
@@ -135,13 +157,13 @@ def run_benchmark(config: LMBenchmarkConfig, *, track: bool = True, command: str
                 trainer.close()
             results[kind].append({**summary, **metrics, "val_loss": summary["val_loss"]})
             log.info("%s seed %d: %s", kind, seed, json.dumps(results[kind][-1]))
-    env = _environment()
-    env["started"] = started.strftime("%Y-%m-%d %H:%M UTC")
-    env["wall_min"] = f"{(_dt.datetime.now(_dt.timezone.utc) - started).total_seconds() / 60:.1f}"
-    markdown = render_markdown(config, results, index, env, command)
+    provenance = provenance.finish()
+    wall_min = (_dt.datetime.now(_dt.timezone.utc) - started).total_seconds() / 60
+    markdown = render_markdown(config, results, index, provenance, wall_min)
     Path(config.out).parent.mkdir(parents=True, exist_ok=True)
     Path(config.out).write_text(markdown)
-    with create_tracker(config.experiment, run_name="benchmark-summary", enabled=track) as tracker:
+    tags = provenance.tags()
+    with create_tracker(config.experiment, run_name="benchmark-summary", enabled=track, tags=tags) as tracker:
         tracker.log_params({"config": config.to_dict()})
         for kind in KINDS:
             tracker.log_metrics({f"{kind}/{k}": _mean(results[kind], k) for k in results[kind][0]})
@@ -186,19 +208,20 @@ def render_markdown(
     config: LMBenchmarkConfig,
     results: dict[str, list[dict[str, float]]],
     index: dict[str, Any],
-    env: dict[str, str],
-    command: str,
+    provenance: Provenance,
+    wall_min: float,
+    survey: SurveyTable | None = None,
 ) -> str:
-    """The benchmark report: setup, the survey's table beside ours, throughput, extra metrics."""
+    """The benchmark report: the provenance header, setup, the survey's table beside ours, throughput, extra
+    metrics. ``survey`` defaults to :func:`survey_table`."""
+    survey = survey or survey_table()
     t = config.train
     first = {kind: results[kind][0] for kind in KINDS}
     tokens = int(first["xlstm"]["tokens_seen"])
     lines = [
         "# Language modelling: xLSTM vs GPT-2",
         "",
-        f"Command: `{command or 'xlstm-seq lm benchmark'}`  ",
-        f"Date: {env['started']} (wall {env['wall_min']} min) · git {env['git']}  ",
-        f"Device: {env['device']} · {env['threads']} torch threads · python {env['python']} · torch {env['torch']}",
+        *provenance.markdown(notes=[f"wall time {wall_min:.1f} min"]),
         "",
         "## Setup",
         "",
@@ -223,7 +246,7 @@ def render_markdown(
         "| metric | survey xLSTM | survey GPT-2 | our xLSTM | our GPT-2 | better here |",
         "|---|---|---|---|---|---|",
     ]
-    for key, label, higher, survey_x, survey_g in SURVEY_ROWS:
+    for key, label, higher, survey_x, survey_g in survey.rows:
         digits = 4 if higher else 2
         lines.append(
             f"| {label} | {survey_x} | {survey_g} | {_cell(results['xlstm'], key, digits)} | "
@@ -231,7 +254,7 @@ def render_markdown(
         )
     lines += [
         "",
-        "The survey's budget was 0.52B FineWeb-Edu tokens; ours is the one above, on other text, so compare the",
+        f"The survey's budget was {survey.budget}; ours is the one above, on other text, so compare the",
         "direction of each row, not the numbers.",
         "",
         "## Throughput (training, same device and settings)",
@@ -245,7 +268,7 @@ def render_markdown(
         f"| GPT-2 | {_cell(results['gpt2'], 'tokens_per_s_overall', 0)} | 1.00x |",
         "",
         "Optimiser steps only (validation and checkpoints excluded), first step of each run left out. The survey",
-        "measured xLSTM at 0.41-0.44x GPT-2's throughput (2.25-2.45x slower).",
+        f"measured {survey.throughput}.",
         "",
         "## More metrics",
         "",
@@ -262,23 +285,15 @@ def render_markdown(
     return "\n".join(lines)
 
 
-def _environment() -> dict[str, str]:
+def _provenance(config: LMBenchmarkConfig, command: str) -> Provenance:
+    """The report's provenance, taken as the benchmark starts: the CUDA device the runs train on, else this CPU."""
     import torch
 
-    from xlstm_seq.tracking.provenance import git_info
+    from xlstm_seq.lm.trainer import resolve_device
 
-    info = git_info()
-    sha = info.get("git.sha", "unknown")
-    if info.get("git.dirty") == "true":
-        sha += " (uncommitted changes)"
-    if torch.cuda.is_available():
-        device = torch.cuda.get_device_name(0)
-    else:
-        device = "CPU " + cpu_model() + f" ({visible_cores()} cores)"
-    return {
-        "device": device,
-        "threads": str(torch.get_num_threads()),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "git": sha,
-    }
+    command = command or "xlstm-seq lm benchmark"
+    if resolve_device(config.train.device).type == "cuda":
+        return Provenance.capture(command)
+    threads = torch.get_num_threads()
+    device = f"CPU {cpu_model()} ({visible_cores()} cores visible, {threads} torch thread{'s' if threads > 1 else ''})"
+    return Provenance.capture(command, threads=threads, device=device)

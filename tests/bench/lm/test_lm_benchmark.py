@@ -1,4 +1,4 @@
-"""`lm benchmark` end to end on a tiny corpus, `lm eval` on its checkpoint, and the CLI wiring."""
+"""`lm benchmark` end to end on a tiny corpus, `lm eval` on its checkpoint, and the survey's table in the report."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import pytest
 
 from xlstm_seq.cli.main import main
 from xlstm_seq.data import data_root
+from xlstm_seq.tracking.provenance import Provenance
+from xlstm_seq_bench.lm.benchmark import LMBenchmarkConfig, render_markdown, survey_table
 
 EVAL_DIRS = ("gpt2_bpe", "hellaswag", "lambada", "wikitext-2", "wikitext-2-raw", "wikitext-103", "ptb")
 
@@ -59,6 +61,8 @@ def test_benchmark_and_eval_commands_end_to_end(tmp_path, monkeypatch, capsys):
     report = (tmp_path / "lm.md").read_text()
     for row in ("HellaSwag acc_norm", "LAMBADA perplexity", "WikiText-103", "WikiText-2 perplexity", "PTB"):
         assert row in report
+    for _, label, _, survey_x, survey_g in survey_table().rows:
+        assert f"| {label} | {survey_x} | {survey_g} |" in report
     assert "| xLSTM |" in report and "relative to GPT-2" in report and "Seeds: [0, 1]" in report
     assert " ± " in report  # two seeds: mean and spread
 
@@ -78,17 +82,26 @@ def test_benchmark_and_eval_commands_end_to_end(tmp_path, monkeypatch, capsys):
     assert names == ["benchmark-summary", "gpt2-seed0", "gpt2-seed1", "xlstm-seed0", "xlstm-seed1"]
 
 
-def test_prepare_and_train_commands(tmp_path, monkeypatch, capsys):
-    root = tiny_root(tmp_path)
-    monkeypatch.setenv("XLSTM_SEQ_DATA", str(root))
-    shards = tmp_path / "shards"
-    assert main(["lm", "prepare", "--no-progress", f"out_dir={shards}", "shard_tokens=5000"]) == 0
-    assert "train and" in capsys.readouterr().out
-    args = ["lm", "train", "--no-track", f"data_dir={shards}", f"out_dir={tmp_path / 'run'}", "seq_len=16",
-            "batch_size=2", "max_steps=2", "warmup_steps=1", "eval_batches=1", "device=cpu",
-            "model.kind=gpt2", "model.gpt2.num_layers=1", "model.gpt2.embedding_dim=16",
-            "model.gpt2.num_heads=2"]  # fmt: skip
-    assert main(args) == 0
-    assert "step 2: train loss" in capsys.readouterr().out
-    with pytest.raises(ValueError, match="unknown key"):
-        main(["lm", "train", "--no-track", "max_stepz=2"])
+def test_survey_table_is_the_published_one_and_the_report_prints_it():
+    survey = survey_table()
+    assert survey.rows == (
+        ("hellaswag/acc_norm", "HellaSwag acc_norm", True, 0.2762, 0.2633),
+        ("lambada/sliding_ppl", "LAMBADA perplexity (whole text, sliding)", False, 114.33, 146.62),
+        ("wikitext-103/ppl", "WikiText-103 perplexity", False, 72.43, 91.37),
+        ("wikitext-2/ppl", "WikiText-2 perplexity", False, 72.43, 91.19),
+        ("ptb/ppl", "PTB perplexity", False, 93.97, 128.87),
+    )
+    assert survey.budget == "0.52B FineWeb-Edu tokens" and survey.source
+    assert survey.throughput == "xLSTM at 0.41-0.44x GPT-2's throughput (2.25-2.45x slower)"
+
+    metrics = {key: 1.0 for key, *_ in survey.rows}
+    run = {"tokens_seen": 1000, "parameters": 1e6, "tokens_per_s_overall": 100.0, "val_loss": 5.0, **metrics}
+    results = {"xlstm": [run], "gpt2": [run]}
+    index = {"num_tokens": {"train": 1000, "val": 100}}
+    config = LMBenchmarkConfig()
+    report = render_markdown(config, results, index, Provenance.capture("xlstm-seq lm benchmark"), 1.0)
+    assert report.startswith("# Language modelling: xLSTM vs GPT-2\n\nWritten by `xlstm-seq lm benchmark`.")
+    for _, label, _, survey_x, survey_g in survey.rows:
+        assert f"| {label} | {survey_x} | {survey_g} |" in report
+    assert f"The survey's budget was {survey.budget};" in report
+    assert f"measured {survey.throughput}." in report
