@@ -1,20 +1,22 @@
-"""`xlstm-seq synthetic ...`: the synthetic-task benchmark (issue 8). Only argparse at import time."""
+"""`xlstm-seq synthetic ...`: the synthetic-task benchmark. Only argparse at import time; the commands run the
+benchmark suite (xlstm_seq_bench.synthetic), which the library itself never imports."""
 
 from __future__ import annotations
 
 import argparse
 
-from xlstm_seq.cli.command_line import reproducing_command
+from xlstm_seq.cli.command_line import reproducing_command, require_bench
 
 CONFIG_CLASSES = {
-    "synthetic benchmark": "xlstm_seq.lm.synthetic.benchmark:SyntheticBenchmarkConfig",
-    "synthetic report": "xlstm_seq.lm.synthetic.benchmark:SyntheticBenchmarkConfig",
+    "synthetic benchmark": "xlstm_seq_bench.synthetic.benchmark:SyntheticBenchmarkConfig",
+    "synthetic report": "xlstm_seq_bench.synthetic.benchmark:SyntheticBenchmarkConfig",
 }
 
 
 def _benchmark(args: argparse.Namespace) -> int:
+    require_bench("synthetic benchmark")
     from xlstm_seq.config_io import apply_overrides, load_yaml
-    from xlstm_seq.lm.synthetic.benchmark import SyntheticBenchmarkConfig, run_benchmark
+    from xlstm_seq_bench.synthetic.benchmark import SyntheticBenchmarkConfig, run_benchmark
 
     data = load_yaml(args.config) if args.config else SyntheticBenchmarkConfig().to_dict()
     config = SyntheticBenchmarkConfig.from_dict(apply_overrides(data, args.overrides))
@@ -28,8 +30,9 @@ def _benchmark(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    require_bench("synthetic report")
     from xlstm_seq.config_io import apply_overrides, load_yaml
-    from xlstm_seq.lm.synthetic.benchmark import SyntheticBenchmarkConfig, render_report
+    from xlstm_seq_bench.synthetic.benchmark import SyntheticBenchmarkConfig, render_report
 
     data = load_yaml(args.config) if args.config else SyntheticBenchmarkConfig().to_dict()
     config = SyntheticBenchmarkConfig.from_dict(apply_overrides(data, args.overrides))

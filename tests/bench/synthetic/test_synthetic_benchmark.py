@@ -9,10 +9,12 @@ import mlflow
 import pytest
 
 from xlstm_seq.cli.main import config_class_for_command, main
-from xlstm_seq.lm.synthetic.benchmark import SyntheticBenchmarkConfig
-from xlstm_seq.lm.synthetic.report import RunResult, render_markdown
+from xlstm_seq.tracking.provenance import Provenance
+from xlstm_seq_bench.synthetic.benchmark import SyntheticBenchmarkConfig
+from xlstm_seq_bench.synthetic.report import RunResult, provenance_from_tags, render_markdown
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
+TEST = Provenance.capture("test")
 SMOKE = REPO / "configs" / "synthetic" / "smoke.yaml"
 
 
@@ -27,7 +29,7 @@ def test_cli_smoke_config_runs_end_to_end(tmp_path, monkeypatch):
     config = SyntheticBenchmarkConfig.from_yaml(SMOKE)
     markdown = out.read_text()
     assert plot.stat().st_size > 1000
-    assert "train.steps=3" in markdown and "Device:" in markdown and "git " in markdown
+    assert "train.steps=3" in markdown and "- device: " in markdown and "; git " in markdown
     for setup in config.tasks:
         assert f"### {setup.label}" in markdown
     for spec in config.models:
@@ -64,7 +66,11 @@ def test_cli_smoke_config_runs_end_to_end(tmp_path, monkeypatch):
         return text[text.index("## Tasks") : text.index("![")]
 
     assert tables(again.read_text()) == tables(markdown)
-    assert "Rendered by `xlstm-seq synthetic report" in again.read_text()
+    header = again.read_text()[: again.read_text().index("## Tasks")]
+    assert "- Rendered by `xlstm-seq synthetic report" in header
+    # The re-rendered header is the benchmark's own (command, date, commit, device), not the report command's.
+    assert header.splitlines()[2:6] == markdown.splitlines()[2:6]
+    assert header.splitlines()[2].startswith("Written by `xlstm-seq synthetic benchmark --config")
     with pytest.raises(ValueError, match=r"run\(s\) missing .*parity-lstm-seed7"):
         main(["synthetic", "report", "--config", str(SMOKE), "--out", str(again), "seeds=[0,7]"])
 
@@ -105,7 +111,7 @@ def test_report_marks_solved_only_when_every_seed_reaches_the_bar():
         RunResult(seed=1, accuracy={8: 1.0, 32: 0.90}, **base),
         RunResult(**{**base, "model": "gpt2"}, seed=0, accuracy={8: 1.0, 32: 0.96}),
     ]
-    markdown = render_markdown(config, results, wall_seconds=60.0, command="test")
+    markdown = render_markdown(config, results, wall_seconds=60.0, provenance=TEST)
     row = next(line for line in markdown.splitlines() if line.startswith("| parity | ") and "min" in line)
     assert "no (min 0.90)" in row and "yes (min 0.96)" in row
     assert "0.945 +- 0.064" in markdown  # mean and sample std of 0.99 and 0.90
@@ -127,7 +133,7 @@ def test_task_overrides_change_one_task_only_and_are_reported():
     assert "xlstm[1:0]" not in [m.kind for m in smoke.models]
     base = dict(task="nearest_neighbour", model="xlstm[1:1]", parameters=10, steps=1, learning_rate=0.1)
     results = [RunResult(seed=0, accuracy={6: 0.5, 12: 0.4}, train_seconds=1.0, **base)]
-    markdown = render_markdown(config, results, wall_seconds=None, command="test")
+    markdown = render_markdown(config, results, wall_seconds=None, provenance=TEST)
     assert "- nearest_neighbour, xlstm[1:1]: num_heads=1, mlstm_conv_kernel=1" in markdown
 
 
@@ -158,14 +164,28 @@ def test_report_checks_the_nearest_neighbour_target_on_both_layouts():
         RunResult(task="nearest_neighbour_query_first", model="xlstm[1:1]", accuracy={6: 0.95, 12: 0.70}, **base),
         RunResult(task="nearest_neighbour_query_first", model="gpt2", accuracy={6: 0.94, 12: 0.75}, **base),
     ]
-    markdown = render_markdown(config, results, wall_seconds=None, command="test")
+    markdown = render_markdown(config, results, wall_seconds=None, provenance=TEST)
     (last,) = [line for line in markdown.splitlines() if line.startswith("- nearest_neighbour (query after")]
     (first,) = [line for line in markdown.splitlines() if line.startswith("- nearest_neighbour_query_first (")]
     assert "**met at no length**" in last and "T=6: xlstm[1:1] 0.500 vs gpt2 0.900" in last
-    assert "the issue's target as worded" in last and "not the issue's wording" in first
+    assert "the target as worded" in last and "not the target's wording" in first
+    assert "## Targets, checked on these numbers" in markdown
     assert "**met at some lengths**" in first and "T=12: xlstm[1:1] 0.700 vs gpt2 0.750" in first
     # The kernel-readout section scores the query-last test sets; the smoke xlstm[1:1] has 2 x 16 q.k channels in
     # one head there (the default task override sets one head on nearest_neighbour).
     assert "## nearest_neighbour: what a fixed kernel readout can reach" in markdown
     assert "## Notes\n\n- how the recipe was chosen\n" in markdown
     assert "32 for xlstm[1:1]" in markdown and "| exp(20 s) (softmax attention) | unbounded |" in markdown
+
+
+def test_provenance_read_back_from_the_summary_run_tags_is_the_one_written():
+    written = Provenance.capture("xlstm-seq synthetic benchmark --config c.yaml", packages=("pandas",)).finish()
+    back = provenance_from_tags({**written.tags(), "command": "other"}, "other")
+    assert (back.command, back.revision, back.started, back.device, back.host) == (
+        written.command, written.revision, written.started, written.device, written.host,
+    )  # fmt: skip
+    assert back.versions == written.versions and back.load_end == written.load_end
+    old_run = provenance_from_tags(
+        {"git.sha": "0123456789abcdef", "git.dirty": "true"}, "xlstm-seq synthetic benchmark"
+    )
+    assert old_run.revision == "0123456 (uncommitted changes)" and old_run.command == "xlstm-seq synthetic benchmark"

@@ -19,14 +19,14 @@ import torch
 import torch.nn.functional as F
 
 from xlstm_seq.config import ConfigMixin
-from xlstm_seq.lm.synthetic.models import (
+from xlstm_seq_bench.synthetic.models import (
     ModelSpec,
     SyntheticModel,
     build_model,
     count_parameters,
     slstm_recurrent_weights,
 )
-from xlstm_seq.lm.synthetic.tasks import IGNORE_INDEX, SyntheticBatch, SyntheticTask, make_task
+from xlstm_seq_bench.synthetic.tasks import IGNORE_INDEX, SyntheticBatch, SyntheticTask, make_task
 
 __all__ = ["TaskSetup", "TrainSettings", "accuracy", "majority_baseline", "test_batches", "train_and_evaluate"]
 
@@ -36,7 +36,7 @@ class TaskSetup(ConfigMixin):
     """One task of the benchmark and its lengths."""
 
     name: str = "parity"
-    """A key of ``xlstm_seq.lm.synthetic.TASKS``."""
+    """A key of ``xlstm_seq_bench.synthetic.TASKS``."""
     params: dict[str, Any] = field(default_factory=dict)
     """Constructor arguments of the task (e.g. ``num_pairs`` for mqar)."""
     train_length: int = 40

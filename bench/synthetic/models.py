@@ -24,9 +24,9 @@ from torch import Tensor, nn
 
 from xlstm_seq.config import ConfigMixin, mLSTMLayerConfig, sLSTMLayerConfig, xLSTMConfig
 from xlstm_seq.lm.gpt2 import GPT2, GPT2Config
-from xlstm_seq.lm.synthetic.tasks import SyntheticTask
 from xlstm_seq.slstm_layer import sLSTMLayer
 from xlstm_seq.stack import xLSTMStack
+from xlstm_seq_bench.synthetic.tasks import SyntheticTask
 
 __all__ = ["MODEL_KINDS", "ModelSpec", "SyntheticModel", "build_model", "count_parameters", "slstm_recurrent_weights"]
 

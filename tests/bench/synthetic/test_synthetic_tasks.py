@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from xlstm_seq.lm.synthetic import IGNORE_INDEX, TASKS, make_task
-from xlstm_seq.lm.synthetic.tasks import MODARITH_SYMBOLS, evaluate_modarith
+from xlstm_seq_bench.synthetic import IGNORE_INDEX, TASKS, make_task
+from xlstm_seq_bench.synthetic.tasks import MODARITH_SYMBOLS, evaluate_modarith
 
 LENGTHS = [1, 2, 3, 7, 24, 33, 100]
 

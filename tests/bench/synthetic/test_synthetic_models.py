@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from xlstm_seq.lm.synthetic import MODEL_KINDS, TASKS, ModelSpec, build_model, count_parameters, make_task
-from xlstm_seq.lm.synthetic.training import TaskSetup, TrainSettings, accuracy, train_and_evaluate
+from xlstm_seq_bench.synthetic import MODEL_KINDS, TASKS, ModelSpec, build_model, count_parameters, make_task
+from xlstm_seq_bench.synthetic.training import TaskSetup, TrainSettings, accuracy, train_and_evaluate
 
 TINY = {"embedding_dim": 8, "num_blocks": 2, "num_heads": 2}
 
@@ -139,8 +139,8 @@ def test_xlstm_recipe_settings_reach_the_layers():
 
 
 def test_slstm_input_bias_and_recurrent_learning_rate_reach_the_model_and_optimizer():
-    from xlstm_seq.lm.synthetic.training import _parameter_groups
     from xlstm_seq.slstm_layer import sLSTMLayer
+    from xlstm_seq_bench.synthetic.training import _parameter_groups
 
     spec = ModelSpec("xlstm[1:1]", **TINY, slstm_input_bias=-2.0, slstm_recurrent_lr_factor=0.25)
     model = build_model(spec, make_task("parity"), context_length=8)

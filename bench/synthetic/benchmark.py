@@ -21,11 +21,17 @@ from typing import Any
 import torch
 
 from xlstm_seq.config import ConfigMixin
-from xlstm_seq.lm.synthetic.models import MODEL_KINDS, ModelSpec
-from xlstm_seq.lm.synthetic.report import RunResult, plot_accuracy, render_markdown
-from xlstm_seq.lm.synthetic.tasks import TASKS
-from xlstm_seq.lm.synthetic.training import TaskSetup, TrainSettings, train_and_evaluate
 from xlstm_seq.tracking import create_tracker
+from xlstm_seq_bench.synthetic.models import MODEL_KINDS, ModelSpec
+from xlstm_seq_bench.synthetic.report import (
+    RunResult,
+    capture_provenance,
+    plot_accuracy,
+    provenance_from_tags,
+    render_markdown,
+)
+from xlstm_seq_bench.synthetic.tasks import TASKS
+from xlstm_seq_bench.synthetic.training import TaskSetup, TrainSettings, train_and_evaluate
 
 __all__ = ["SyntheticBenchmarkConfig", "load_results", "render_report", "run_benchmark"]
 
@@ -97,7 +103,7 @@ def _default_notes() -> list[str]:
         "model's learning rate was then picked from 1e-3, 3e-3 and 1e-2 by accuracy at the training length on run "
         "seeds 5 and 6 (the overrides above; the config's comments give the probe numbers). No model got "
         "architecture changes for this task.",
-        "nearest_neighbour (the query after the set, the issue's wording): earlier sessions tried 1, 4 and 8 heads, "
+        "nearest_neighbour (the query after the set, the target's wording): earlier runs tried 1, 4 and 8 heads, "
         "width 64, dense q/k/v projections, no convolution and learning-rate sweeps for the mLSTM models without "
         "closing the gap to the Transformer. The kernel table at the end shows why a linear memory of this width "
         "is limited there; with the query first a recurrent model can keep a running best instead.",
@@ -244,9 +250,10 @@ def run_benchmark(
         config: the settings (default: ``SyntheticBenchmarkConfig()``).
         track: log to MLflow (the store from ``MLFLOW_TRACKING_URI``, else ``./mlflow.db``).
         out: where progress lines go.
-        command: the command line quoted in the report (default: built from the config's paths).
+        command: the command line quoted in the report (default: ``xlstm-seq synthetic benchmark``).
     """
     config = config or SyntheticBenchmarkConfig()
+    provenance = capture_provenance(config, command or "xlstm-seq synthetic benchmark")
     jobs = [
         (setup, config.spec_for(setup, spec), seed)
         for setup in config.tasks
@@ -286,15 +293,16 @@ def run_benchmark(
                 finished(*futures[future], future.result())
     wall_seconds = time.perf_counter() - started
 
-    command = command or "xlstm-seq synthetic benchmark"
-    markdown = render_markdown(config, results, wall_seconds=wall_seconds, command=command)
+    provenance = provenance.finish()
+    markdown = render_markdown(config, results, wall_seconds=wall_seconds, provenance=provenance)
     figure = plot_accuracy(config, results)
     out_path, plot_path = Path(config.out), Path(config.plot)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     plot_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(markdown)
     figure.savefig(plot_path, dpi=120)
-    with create_tracker(config.experiment, run_name="summary", enabled=track, tags={"benchmark": "synthetic"}) as t:
+    tags = {"benchmark": "synthetic", **provenance.tags()}
+    with create_tracker(config.experiment, run_name="summary", enabled=track, tags=tags) as t:
         t.log_params({"config": config.to_dict()})
         t.log_text(config.to_yaml(), "config.yaml")
         t.log_text(markdown, "synthetic.md")
@@ -313,7 +321,8 @@ def load_results(
     """The latest tracked run of every (task, model, seed) of ``config``, read back from MLflow.
 
     Returns:
-        The results, the wall time of the latest summary run (None when absent) and its tags (git SHA, command).
+        The results, the wall time of the latest summary run (None when absent) and its tags (provenance, git SHA,
+        command).
 
     Raises:
         ValueError: the experiment or one of the runs is missing from the store (naming them).
@@ -370,9 +379,8 @@ def render_report(
 
     results, wall, tags = load_results(config, tracking_uri=tracking_uri)
     note = f"Rendered by `{command}` from the tracked runs (no retraining)."
-    git = {k: v for k, v in tags.items() if k.startswith("git.")} or None
-    benchmark_command = tags.get("command", "xlstm-seq synthetic benchmark")
-    markdown = render_markdown(config, results, wall_seconds=wall, command=benchmark_command, note=note, git=git)
+    provenance = provenance_from_tags(tags, tags.get("command", "xlstm-seq synthetic benchmark"))
+    markdown = render_markdown(config, results, wall_seconds=wall, provenance=provenance, note=note)
     figure = plot_accuracy(config, results)
     Path(config.out).parent.mkdir(parents=True, exist_ok=True)
     Path(config.plot).parent.mkdir(parents=True, exist_ok=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xlstm_seq.lm.synthetic import make_task
-from xlstm_seq.lm.synthetic.kernel_bound import (
+from xlstm_seq_bench.synthetic import make_task
+from xlstm_seq_bench.synthetic.kernel_bound import (
     KERNELS,
     Kernel,
     kernel_bound_lines,
@@ -14,8 +14,8 @@ from xlstm_seq.lm.synthetic.kernel_bound import (
     kernel_readout_accuracy,
     sphere_polynomial_dim,
 )
-from xlstm_seq.lm.synthetic.training import TrainSettings
-from xlstm_seq.lm.synthetic.training import test_batches as make_test_batches
+from xlstm_seq_bench.synthetic.training import TrainSettings
+from xlstm_seq_bench.synthetic.training import test_batches as make_test_batches
 
 
 @pytest.mark.parametrize(

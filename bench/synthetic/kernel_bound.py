@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from xlstm_seq.lm.synthetic.tasks import NearestNeighbourSearch, SyntheticBatch
+from xlstm_seq_bench.synthetic.tasks import NearestNeighbourSearch, SyntheticBatch
 
 __all__ = [
     "KERNELS",
@@ -103,7 +103,7 @@ def kernel_bound_lines(
         label: the task's label in the report.
         qk_widths: q.k channels per head of each mLSTM-containing model on this task, for the text.
     """
-    from xlstm_seq.lm.synthetic.training import test_batches
+    from xlstm_seq_bench.synthetic.training import test_batches
 
     widths = ", ".join(f"{width} for {kind}" for kind, width in qk_widths.items()) or "none here"
     header = " | ".join(f"T={length}" for length in lengths)

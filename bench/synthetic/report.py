@@ -1,25 +1,25 @@
-"""The synthetic benchmark's report: one result per run, the markdown table and the accuracy-vs-length plot."""
+"""The synthetic benchmark's report: one result per run, the markdown table (under the run's
+:class:`~xlstm_seq.tracking.provenance.Provenance`) and the accuracy-vs-length plot."""
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
 import statistics
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from xlstm_seq.lm.synthetic.training import majority_baseline
-from xlstm_seq.tracking.provenance import cpu_model, git_info, package_versions
+from xlstm_seq.tracking.provenance import Provenance, cpu_model, visible_cores
+from xlstm_seq_bench.synthetic.training import majority_baseline
 
 if TYPE_CHECKING:
-    from xlstm_seq.lm.synthetic.benchmark import SyntheticBenchmarkConfig
+    from xlstm_seq_bench.synthetic.benchmark import SyntheticBenchmarkConfig
 
-__all__ = ["RunResult", "mean_std", "plot_accuracy", "render_markdown"]
+__all__ = ["RunResult", "capture_provenance", "mean_std", "plot_accuracy", "provenance_from_tags", "render_markdown"]
 
 SOLVED = 0.95
-"""Accuracy at which a task counts as solved at a length (the issue's bar)."""
+"""Accuracy at which a task counts as solved at a length (the target's bar)."""
 
 
 @dataclass(frozen=True)
@@ -82,37 +82,31 @@ def render_markdown(
     results: list[RunResult],
     *,
     wall_seconds: float | None,
-    command: str,
+    provenance: Provenance,
     note: str | None = None,
-    git: dict[str, str] | None = None,
 ) -> str:
-    """The report: setup, parameters per model, accuracy mean +- std per task, model and length, and which
-    (task, model) pairs reach ``SOLVED`` at 4x the training length."""
-    import torch
-
+    """The report: the provenance header (the benchmark's, also when re-rendered from its runs) with the setup as
+    notes, parameters per model, accuracy mean +- std per task, model and length, and which (task, model) pairs
+    reach ``SOLVED`` at 4x the training length. ``note`` is the first note under the header (e.g. how it was
+    re-rendered)."""
     groups = _grouped(results)
-    versions = package_versions()
-    git = git or git_info()  # the benchmark's own commit when re-rendered from its runs
-    dirty = " (with uncommitted changes)" if git.get("git.dirty") == "true" else ""
-    lines = [
-        "# Synthetic tasks: state tracking, associative recall, nearest-neighbour search",
-        "",
-        f"Numbers from `{command}`; written on {_dt.date.today().isoformat()}." + (f" {note}" if note else ""),
-        "",
-        f"- Device: {cpu_model()} ({os.cpu_count()} cores visible), CPU only, torch {torch.__version__}; "
-        f"{config.workers} worker process(es) x {config.threads} torch thread(s) each. The machine may have been "
-        "shared with other work, so the times are upper bounds.",
-        f"- Versions: python {versions.get('version.python')}, torch {versions.get('version.torch')}, numpy "
-        f"{versions.get('version.numpy')}, xlstm-seq {versions.get('version.xlstm_seq')}; git "
-        f"{git.get('git.sha', 'unknown')}{dirty}.",
-        f"- Seeds: {config.seeds} (parameters and training batches); test sets: seed {config.train.eval_seed}, "
+    notes = [
+        *([note] if note else []),
+        f"CPU only; {config.workers} worker process(es) x {config.threads} torch thread(s) each. The machine may have "
+        "been shared with other work, so the times are upper bounds.",
+        f"Seeds: {config.seeds} (parameters and training batches); test sets: seed {config.train.eval_seed}, "
         f"{config.train.eval_sequences} sequences per length, the same for every model.",
-        f"- Training: AdamW, batch {config.train.batch_size}, peak lr {config.train.learning_rate} (unless the "
+        f"Training: AdamW, batch {config.train.batch_size}, peak lr {config.train.learning_rate} (unless the "
         f"model sets its own), {config.train.warmup_steps} warmup steps then cosine to a tenth, clip "
         f"{config.train.grad_clip}, weight decay {config.train.weight_decay}; a fresh batch every step, its length "
         "drawn uniformly from the task's training range.",
-        "- Wall time of the whole benchmark: "
+        "Wall time of the whole benchmark: "
         + (f"{wall_seconds / 60:.1f} min." if wall_seconds is not None else "not recorded."),
+    ]
+    lines = [
+        "# Synthetic tasks: state tracking, associative recall, nearest-neighbour search",
+        "",
+        *provenance.markdown(notes=notes),
         "",
         "## Tasks",
         "",
@@ -235,10 +229,10 @@ def _mean_at(groups, task: str, model: str, length: int) -> float | None:
 
 
 def _targets_section(config: SyntheticBenchmarkConfig, groups: dict[tuple[str, str], list[RunResult]]) -> list[str]:
-    """The issue's targets, each checked against this run's numbers (mean over seeds unless said otherwise)."""
+    """The targets, each checked against this run's numbers (mean over seeds unless said otherwise)."""
     kinds = [spec.kind for spec in config.models]
     tasks = {setup.name: setup for setup in config.tasks}
-    lines = ["", "## The issue's targets, checked on these numbers", ""]
+    lines = ["", "## Targets, checked on these numbers", ""]
     slstm_models = [k for k in kinds if k in ("xlstm[0:1]", "xlstm[1:1]")]
     for name in ("parity", "modarith"):
         setup = tasks.get(name)
@@ -267,8 +261,8 @@ def _targets_section(config: SyntheticBenchmarkConfig, groups: dict[tuple[str, s
         )
     xlstm_kinds = [k for k in kinds if k.startswith("xlstm")]
     layouts = (
-        ("nearest_neighbour", "query after the set: the issue's target as worded"),
-        ("nearest_neighbour_query_first", "query first: the thesis's layout, not the issue's wording"),
+        ("nearest_neighbour", "query after the set: the target as worded"),
+        ("nearest_neighbour_query_first", "query first: the thesis's layout, not the target's wording"),
     )
     for name, layout in layouts:
         setup = tasks.get(name)
@@ -292,7 +286,7 @@ def _targets_section(config: SyntheticBenchmarkConfig, groups: dict[tuple[str, s
 def _kernel_bound_section(config: SyntheticBenchmarkConfig) -> list[str]:
     """Ideal kernel readouts on the query-last nearest-neighbour test sets (see kernel_bound.py)."""
     from xlstm_seq.config import mLSTMLayerConfig
-    from xlstm_seq.lm.synthetic.kernel_bound import kernel_bound_lines
+    from xlstm_seq_bench.synthetic.kernel_bound import kernel_bound_lines
 
     setup = next((s for s in config.tasks if s.name == "nearest_neighbour"), None)
     if setup is None:
@@ -303,6 +297,43 @@ def _kernel_bound_section(config: SyntheticBenchmarkConfig) -> list[str]:
             spec = config.spec_for(setup, model)
             widths[spec.kind] = int(round(mLSTMLayerConfig().proj_factor * spec.embedding_dim)) // spec.num_heads
     return kernel_bound_lines(setup.make(), config.test_lengths(setup), config.train, setup.label, widths)
+
+
+def capture_provenance(config: SyntheticBenchmarkConfig, command: str) -> Provenance:
+    """The benchmark's provenance, taken as it starts: this CPU, with every worker's threads counted as busy."""
+    busy = config.workers * config.threads
+    device = f"{cpu_model()} (CPU, {visible_cores()} cores visible, {busy} busy thread{'s' if busy > 1 else ''})"
+    return Provenance.capture(command, threads=busy, device=device)
+
+
+def provenance_from_tags(tags: dict[str, str], command: str) -> Provenance:
+    """The benchmark's provenance as its summary run was tagged (``Provenance.tags``), for a report re-rendered from
+    the runs. A run tagged before those tags existed gives this machine's provenance with the run's ``command``
+    and git commit (its ``git.*`` tags).
+
+    The threads are left out: whether the cores were shared would otherwise be judged by this machine's load now.
+    """
+    if "provenance.command" in tags:
+        prefix = "provenance.version."
+        versions = {k.removeprefix(prefix): v for k, v in tags.items() if k.startswith(prefix)}
+        first = ("python", "torch", "numpy", "xlstm-seq")  # the order Provenance.capture writes them in
+        order = sorted(versions, key=lambda name: (first.index(name) if name in first else len(first), name))
+        return Provenance(
+            command=tags["provenance.command"],
+            revision=tags.get("provenance.revision", "unknown"),
+            started=tags.get("provenance.started", "unknown"),
+            device=tags.get("provenance.device", "unknown"),
+            host=tags.get("provenance.host", "unknown"),
+            versions={name: versions[name] for name in order},
+            load_start=tags.get("provenance.load_start", "n/a"),
+            load_end=tags.get("provenance.load_end"),
+        )
+    provenance = Provenance.capture(command)
+    sha = tags.get("git.sha")
+    if sha is None:
+        return provenance
+    dirty = " (uncommitted changes)" if tags.get("git.dirty") == "true" else ""
+    return replace(provenance, revision=sha[:7] + dirty if sha != "unknown" else sha + dirty)
 
 
 def plot_accuracy(config: SyntheticBenchmarkConfig, results: list[RunResult]):
