@@ -1,4 +1,5 @@
-"""CPU benchmark of the xLSTM core: ``xlstm-seq kernels bench --device cpu`` (writes ``benchmarks/core_cpu.md``).
+"""CPU benchmark of the xLSTM core: ``xlstm-seq kernels bench --device cpu`` (writes
+``benchmarks/kernels/core_cpu.md``).
 
 Two parts, both the baseline that the kernel work improves on:
 
@@ -38,7 +39,7 @@ from xlstm_seq_bench.kernels.timing import (
 
 __all__ = ["BenchSettings", "run_core_cpu_benchmark"]
 
-DEFAULT_OUT = Path("benchmarks/core_cpu.md")
+DEFAULT_OUT = Path("benchmarks/kernels/core_cpu.md")
 _WORKER = "xlstm_seq_bench.kernels.core_cpu:mlstm_point"
 _MIB = 2**20
 
@@ -638,7 +639,7 @@ def run_core_cpu_benchmark(
     """Runs the CPU benchmark of the core, writes the markdown table to ``out_path`` and returns it.
 
     Args:
-        out_path: Markdown file to write (folders are created). Default ``benchmarks/core_cpu.md``.
+        out_path: Markdown file to write (folders are created). Default ``benchmarks/kernels/core_cpu.md``.
         quick: Tiny sizes (a smoke run in seconds, not for reporting). Default False.
         track: Log one MLflow run (experiment ``xlstm-seq-benchmarks``, run ``core_cpu``): every measurement
             as a metric, the table as text, the plot as a figure. Default True.

@@ -30,7 +30,7 @@ from xlstm_seq_bench.kernels.kernel_report import KernelReport
 
 __all__ = ["MLSTMShape", "run_mlstm_benchmark"]
 
-DEFAULT_OUT = Path("benchmarks/mlstm_gpu.md")
+DEFAULT_OUT = Path("benchmarks/kernels/mlstm_gpu.md")
 #: Provider groups by key (``--providers``): a baseline whose compiler crashes the process can run in its own.
 PROVIDER_KEYS = ("ours", "reference", "sdpa", "xl_chunk_siging", "limit_chunk", "xl_chunk")
 

@@ -27,7 +27,7 @@ from xlstm_seq_bench.kernels.kernel_report import KernelReport
 
 __all__ = ["run_slstm_benchmark"]
 
-DEFAULT_OUT = Path("benchmarks/slstm_gpu.md")
+DEFAULT_OUT = Path("benchmarks/kernels/slstm_gpu.md")
 HIDDEN = 768
 SHAPES = [(16, 1024, 64, 12), (16, 1024, 128, 6), (16, 1024, 256, 3)]  # (B, T, D, H)
 QUICK_SHAPES = [(2, 20, 16, 2)]

@@ -91,7 +91,7 @@ class LMBenchmarkConfig(ConfigMixin):
     """One training run per model and seed; the table shows mean and spread over seeds."""
     runs_dir: str = "runs/lm/benchmark"
     """Checkpoints go to runs_dir/<kind>-seed<seed> (cleared at the start of each run)."""
-    out: str = "benchmarks/lm.md"
+    out: str = "benchmarks/lm/tiny.md"
     """Markdown report."""
     experiment: str = "xlstm-seq-lm-benchmark"
     """MLflow experiment of the training runs and the summary run."""

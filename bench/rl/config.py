@@ -92,7 +92,7 @@ class RLBenchmarkConfig(ConfigMixin):
     """PPO's MLP for actor and critic."""
     torch_threads: int = 1
     """torch intra-op threads for every run (tiny per-step tensors are fastest, and fairest, on one)."""
-    out: str = "benchmarks/rl.md"
+    out: str = "benchmarks/rl/pomdp.md"
     """Markdown table written at the end."""
     figure: str | None = None
     """Learning-curve PNG written at the end; None: beside ``out`` as ``<out stem>_learning_curves.png`` (so

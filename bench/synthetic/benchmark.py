@@ -3,8 +3,8 @@
 Each (task, model, seed) trains on short sequences and is tested at the training length and at the multiples
 ``test_multipliers`` of it (length extrapolation). Every run is one MLflow run (config, loss curve, accuracy
 per length); a final summary run holds the markdown table and the plot, which are also written to
-``out`` (default ``benchmarks/synthetic.md``) and ``plot``. Runs are spread over ``workers`` processes with
-``threads`` torch threads each: these models are tiny, so two single-threaded processes use two cores far
+``out`` (default ``benchmarks/synthetic/tasks.md``) and ``plot``. Runs are spread over ``workers`` processes
+with ``threads`` torch threads each: these models are tiny, so two single-threaded processes use two cores far
 better than one process with two threads.
 """
 
@@ -134,9 +134,9 @@ class SyntheticBenchmarkConfig(ConfigMixin):
     """Processes running (task, model, seed) jobs side by side (1: run in this process)."""
     threads: int = 1
     """torch threads per worker."""
-    out: str = "benchmarks/synthetic.md"
+    out: str = "benchmarks/synthetic/tasks.md"
     """Markdown report written at the end (relative paths: to the working directory)."""
-    plot: str = "benchmarks/synthetic_accuracy.png"
+    plot: str = "benchmarks/synthetic/tasks_accuracy.png"
     """Plot of accuracy against test length, one panel per task."""
     experiment: str = "xlstm-seq-synthetic"
     """MLflow experiment of the runs."""

@@ -58,3 +58,51 @@ def test_reproducing_command_leaves_out_options_not_given():
     assert reproducing_command(["xlstm-seq", "synthetic", "benchmark"], args, ("out", "workers", "no_track")) == (
         "xlstm-seq synthetic benchmark"
     )
+
+
+# Each benchmark command, with arguments that would run it; without the suite it must stop before anything runs.
+BENCH_COMMANDS = (
+    ["kernels", "bench", "--quick", "--no-track"],
+    ["rl", "benchmark", "--no-track"],
+    ["lm", "benchmark", "--no-track"],
+    ["synthetic", "benchmark", "--no-track"],
+    ["synthetic", "report"],
+)
+
+
+def test_benchmark_commands_without_the_suite_say_what_to_install():
+    """Where xlstm_seq_bench is not installed (a library install without bench/), every benchmark command exits
+    with one line naming the distribution and how to install it, not a traceback; the library commands still parse.
+    """
+    import subprocess
+    import sys
+
+    # sys.modules[name] = None makes `import xlstm_seq_bench` fail and find_spec return None, as when absent.
+    code = (
+        "import sys\n"
+        "sys.modules['xlstm_seq_bench'] = None\n"
+        "from xlstm_seq.cli.main import console\n"
+        "sys.exit(console(sys.argv[1:]))\n"
+    )
+    for argv in BENCH_COMMANDS:
+        proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 1, (argv, proc.stdout, proc.stderr)
+        assert "Traceback" not in proc.stderr, (argv, proc.stderr)
+        line = proc.stderr.strip()
+        assert line == (
+            f"xlstm-seq {' '.join(argv[:2])}: needs the benchmark suite (xlstm-seq-bench), which is not installed; "
+            "from a checkout of the repository: pip install -e ./bench"
+        ), (argv, line)
+    help_proc = subprocess.run([sys.executable, "-c", code, "rl", "train", "--help"], capture_output=True, text=True)
+    assert help_proc.returncode == 0 and "--config" in help_proc.stdout
+
+
+def test_config_classes_of_benchmark_commands_live_in_the_suite():
+    from xlstm_seq.cli.main import _all_config_classes, config_class_for_command
+
+    table = _all_config_classes()
+    for command in ("rl benchmark", "lm benchmark", "synthetic benchmark", "synthetic report"):
+        assert table[command].startswith("xlstm_seq_bench."), command
+        assert config_class_for_command(command).__module__.startswith("xlstm_seq_bench."), command
+    for command in ("rl train", "lm prepare", "lm train", "lm eval"):
+        assert table[command].startswith("xlstm_seq."), command

@@ -102,7 +102,7 @@ def add_commands(groups) -> None:
     evaluate.add_argument("--no-track", action="store_true", help="do not log to MLflow")
     evaluate.set_defaults(func=_eval)
 
-    bench = lm.add_parser("benchmark", help="train and evaluate xLSTM and GPT-2 alike; writes benchmarks/lm.md")
+    bench = lm.add_parser("benchmark", help="train and evaluate xLSTM and GPT-2 alike; writes benchmarks/lm/tiny.md")
     _common(bench, "configs/lm/tiny.yaml")
     bench.add_argument("--no-track", action="store_true", help="do not log to MLflow")
     bench.set_defaults(func=_benchmark)

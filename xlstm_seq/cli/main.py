@@ -176,11 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["core", "mlstm", "slstm"],
         default="core",
         help="core: the CPU reference kernels and the stack (default); mlstm / slstm: the GPU kernels against "
-        "their peers (benchmarks/mlstm_gpu.md, benchmarks/slstm_gpu.md)",
+        "their peers (benchmarks/kernels/mlstm_gpu.md, slstm_gpu.md)",
     )
     bench.add_argument("--device", default="cpu", help="device to benchmark (default: cpu; cuda for --op mlstm/slstm)")
     bench.add_argument(
-        "--out", help="markdown file to write (default: benchmarks/core_cpu.md, mlstm_gpu.md or slstm_gpu.md)"
+        "--out", help="markdown file to write (default: benchmarks/kernels/core_cpu.md, mlstm_gpu.md or slstm_gpu.md)"
     )
     bench.add_argument(
         "--providers",

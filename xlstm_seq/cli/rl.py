@@ -62,7 +62,7 @@ def add_commands(groups) -> None:
     rl = groups.add_parser("rl", help="recurrent xLSTM agents for stable-baselines3").add_subparsers(
         dest="rl_command", required=True, metavar="SUBCOMMAND"
     )
-    bench = rl.add_parser("benchmark", help="XLSTMPPO vs RecurrentPPO vs PPO on POMDPs; writes benchmarks/rl.md")
+    bench = rl.add_parser("benchmark", help="XLSTMPPO vs RecurrentPPO vs PPO on POMDPs; writes benchmarks/rl/pomdp.md")
     bench.add_argument("--config", default="configs/rl/pomdp.yaml", help="YAML file (default: %(default)s)")
     bench.add_argument("--envs", nargs="+", help="run only these env ids of the config")
     bench.add_argument("--seeds", nargs="+", type=int, help="run only these seeds")
