@@ -70,6 +70,34 @@ def forecast_loss(
     return per_step.mean()
 
 
+def window_loss(
+    loss: str,
+    prediction: Tensor,
+    target: Tensor,
+    inputs: Tensor,
+    quantiles: Sequence[float],
+    *,
+    point_index: int,
+    scale_loss: bool,
+    frequency_weight: float = 0.0,
+    step_decay: float = 0.0,
+) -> Tensor:
+    """:func:`forecast_loss` of a forecaster's windows: prediction (B, h, C, Q) against target (B, h, C).
+
+    A point loss of a quantile model scores its median (``point_index`` among the sorted heads, as predict serves
+    it). With ``scale_loss`` both are divided by the std of the look-back inputs (B, L, C) of their window (1 where
+    that std is 0), so that series on different scales weigh alike.
+    """
+    if loss != "quantile" and prediction.shape[-1] > 1:
+        # The median as predict() serves it: from the sorted quantile heads.
+        prediction = prediction.sort(dim=-1).values[..., point_index, None]  # (B, h, C, 1)
+    if scale_loss:
+        std = inputs.std(dim=1, unbiased=False)  # (B, C)
+        std = torch.where(std > 0, std, torch.ones_like(std))[:, None, :]  # (B, 1, C)
+        prediction, target = prediction / std.unsqueeze(-1), target / std
+    return forecast_loss(loss, prediction, target, quantiles, frequency_weight, step_decay)
+
+
 def horizon_step_weights(h: int, decay: float, like: Tensor) -> Tensor:
     """Weights (h,) of forecast steps 1..h proportional to t^-decay, with mean 1 (so the loss keeps its scale).
 

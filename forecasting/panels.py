@@ -1,8 +1,9 @@
-"""Long frames to arrays and windows: the one place where forecasting data is cut into training batches.
+"""Long frames to arrays and windows and back: the one place where forecasting data is cut into batches.
 
 A *panel* is a block of C channels sharing one time axis: each series alone (channel-independent models)
 or all series together (models that mix over variates, which needs aligned timestamps). Panels are
 concatenated along time, and a window is addressed by its global start row, so a batch is a gather.
+Forecasts of windows go back to a long frame with :func:`long_frame`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from xlstm_seq.forecasting.validation import DS, ID, Y
+from xlstm_seq.forecasting.validation import DS, ID, Y, future_dates, merge_future_exog
 
 
 @dataclass
@@ -149,3 +150,93 @@ def window_starts(panels: Panels, input_size: int, h: int, first_target: int, la
         local = np.arange(lo - input_size, hi - input_size - h + 1)
         out.append(panels.offsets[p] + local)
     return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+
+def rolling_starts(
+    panels: Panels, input_size: int, h: int, n_windows: int, step: int, windows: Sequence[int] | None = None
+) -> np.ndarray:
+    """Global starts (sorted: by panel, then time) of the last ``n_windows`` windows of every panel, ``step`` rows
+    apart, the last one's targets ending at the panel's end; ``windows`` picks some of them (0 is the earliest).
+
+    Raises:
+        ValueError: naming the first series too short for input_size + (n_windows - 1) * step + h rows.
+    """
+    held_out = (n_windows - 1) * step + h
+    short = np.flatnonzero(panels.lengths < held_out + input_size)
+    if len(short):
+        raise ValueError(
+            f"series {panels.ids[short[0]][0]!r} has {panels.lengths[short[0]]} rows; {n_windows} windows of "
+            f"step {step} need input_size + {held_out} = {input_size + held_out}"
+        )
+    ends = panels.offsets[1:]
+    # Window w of every panel: inputs end at its cutoff, targets are the h rows after it.
+    windows = range(n_windows) if windows is None else windows
+    return np.sort(np.concatenate([ends - held_out + w * step - input_size for w in windows]))
+
+
+def long_frame(
+    panels: Panels, columns: dict[str, np.ndarray], starts: np.ndarray, input_size: int, datetime_ds: bool,
+    cutoffs: bool = False,
+) -> pd.DataFrame:  # fmt: skip
+    """Long frame (``unique_id``, ``ds``[, ``cutoff``, ``y``], one column per entry of ``columns``) of forecast columns
+    (n, h, C) of the windows at ``starts`` (n,); rows by window, then channel, then step. With ``cutoffs`` the last
+    look-back timestamp and the actual values join them (cross-validation); ``datetime_ds`` turns ds (and cutoff)
+    back into timestamps."""
+    n, h, C = next(iter(columns.values())).shape
+    fut = starts[:, None] + input_size + np.arange(h)  # (n, h)
+    panel = panels.panel_of(starts)
+    ids = np.array([panels.ids[p] for p in panel], dtype=object)  # (n, C)
+    data = {
+        ID: np.broadcast_to(ids[:, None, :], (n, h, C)).transpose(0, 2, 1).reshape(-1),
+        DS: np.broadcast_to(panels.ds[fut][:, None, :], (n, C, h)).reshape(-1),
+    }
+    if cutoffs:
+        data["cutoff"] = np.broadcast_to(panels.ds[starts + input_size - 1][:, None, None], (n, C, h)).reshape(-1)
+        data[Y] = panels.y[fut].transpose(0, 2, 1).reshape(-1).astype(np.float64)  # (n, C, h)
+    for name, values in columns.items():
+        data[name] = values.transpose(0, 2, 1).reshape(-1).astype(np.float64)  # (n, C, h)
+    frame = pd.DataFrame(data)
+    if datetime_ds:
+        frame[DS] = pd.to_datetime(frame[DS])
+        if cutoffs:
+            frame["cutoff"] = pd.to_datetime(frame["cutoff"])
+    return frame
+
+
+def forecast_frame(
+    df: pd.DataFrame, input_size: int, h: int, freq: str | int, hist: list[str], futr: list[str],
+    futr_df: pd.DataFrame | None,
+) -> pd.DataFrame:  # fmt: skip
+    """The frame predict forecasts from (``unique_id``, ``ds``, ``y``, hist + futr): the last ``input_size`` rows of
+    each series of a checked frame ``df``, then its ``h`` future rows (y and historic exogenous values 0, which no
+    window reads as input; future-known values from ``futr_df``), series in the order of ``df``."""
+    tails = df.groupby(ID, sort=False).tail(input_size)
+    sizes = tails.groupby(ID, sort=False).size()
+    short = sizes[sizes < input_size]
+    if len(short):
+        raise ValueError(
+            f"series {short.index[0]!r} has {int(short.iloc[0])} rows but predict needs input_size = {input_size}"
+        )
+    last = tails.groupby(ID, sort=False)[DS].last()
+    future = pd.DataFrame(
+        {ID: np.repeat(last.index.to_numpy(), h), DS: np.concatenate([future_dates(v, freq, h)
+                                                                     for v in last.to_numpy()])}
+    )  # fmt: skip
+    if futr:
+        future = merge_future_exog(future, futr_df, futr, h)
+    frame = pd.concat([tails, future], ignore_index=True).sort_values([ID, DS], kind="stable")
+    frame = frame.set_index(ID).loc[last.index].reset_index()  # keep the series order of df
+    for col in hist:
+        frame[col] = frame[col].fillna(0.0)  # historic exogenous values do not exist in the future
+    frame[Y] = frame[Y].fillna(0.0)
+    return frame[[ID, DS, Y] + hist + futr]
+
+
+def exog_scale(
+    train: pd.DataFrame, cols: list[str], static_df: pd.DataFrame | None, stat: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of the exogenous columns on the training rows (std 1 where a column is constant)."""
+    values = [train[c].to_numpy(np.float64) for c in cols] + [static_df[c].to_numpy(np.float64) for c in stat]
+    mean = np.array([v.mean() for v in values]) if values else np.zeros(0)
+    std = np.array([v.std() if v.std() > 0 else 1.0 for v in values]) if values else np.ones(0)
+    return mean, std

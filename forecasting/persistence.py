@@ -20,7 +20,9 @@ import pandas as pd
 import torch
 
 from xlstm_seq.devices import resolve_device
+from xlstm_seq.forecasting.calibration import Calibration, lower_quantiles
 from xlstm_seq.forecasting.models import build_model
+from xlstm_seq.forecasting.settings import check_settings, net_spec
 from xlstm_seq.forecasting.validation import DS, ID
 
 if TYPE_CHECKING:
@@ -59,7 +61,7 @@ def _config_text(fc: XLSTMForecaster) -> str:
             "quantiles": fc.quantiles_,
             "fit_seconds": fc.fit_seconds_,
             "steps_trained": fc.steps_trained_,
-            "calibrated": getattr(fc, "conformal_scores_", None) is not None,
+            "calibrated": getattr(fc, "calibration_", None) is not None,
         },
     }
     try:
@@ -109,10 +111,11 @@ def save_forecaster(fc: XLSTMForecaster, path: str | Path) -> Path:
         fc.history_.to_csv(staging / HISTORY, index=False)
         if fc.static_ is not None:
             fc.static_.to_csv(staging / STATIC, index=False)
-        if getattr(fc, "conformal_scores_", None) is not None:
-            tables = {"scores": fc.conformal_scores_}
-            if getattr(fc, "cqr_scores_", None) is not None:
-                tables["cqr_scores"] = fc.cqr_scores_
+        calibration = getattr(fc, "calibration_", None)
+        if calibration is not None:
+            tables = {"scores": calibration.scores}
+            if calibration.cqr_scores is not None:
+                tables["cqr_scores"] = calibration.cqr_scores
             tables = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in tables.items()}
             save_file(tables, str(staging / CALIBRATION))
         _swap_in(staging, path)
@@ -204,7 +207,7 @@ def load_forecaster(cls: type[XLSTMForecaster], path: str | Path, device: str | 
         hint = "pass load(path, device='cpu') to load it here"
         raise ValueError(f"{path} was saved with device={fc.device!r}: {err}; {hint}") from err
     try:
-        fc._check_settings()
+        check_settings(fc)
     except ValueError as err:
         raise ValueError(f"{config} holds settings XLSTMForecaster does not take: {err}") from err
     fitted = meta["fitted"]
@@ -231,7 +234,7 @@ def load_forecaster(cls: type[XLSTMForecaster], path: str | Path, device: str | 
         static = _read_csv(path / STATIC)
         static[ID] = static[ID].map(by_text)
         fc.static_ = static
-    fc.conformal_scores_, fc.cqr_scores_ = None, None
+    fc.calibration_ = None
     # Saves of format 1 written before "calibrated" existed: the file alone says so.
     if fitted.get("calibrated", (path / CALIBRATION).is_file()):
         try:
@@ -241,14 +244,13 @@ def load_forecaster(cls: type[XLSTMForecaster], path: str | Path, device: str | 
             raise ValueError(f"{path / CALIBRATION} is not readable conformal scores: {err}") from err
         if scores.ndim != 2 or scores.shape[1] != fc.h:
             raise ValueError(f"{path / CALIBRATION} holds scores of shape {scores.shape}; h={fc.h} needs (n, {fc.h})")
-        fc.conformal_scores_ = scores
         cqr = tables.get("cqr_scores")  # absent in saves from before CQR, and for point-loss models
         if cqr is not None:
-            want = (len(fc._trained_lower_quantiles()), scores.shape[0], fc.h)
+            want = (len(lower_quantiles(fc.quantiles_)), scores.shape[0], fc.h)
             if cqr.shape != want:
                 raise ValueError(f"{path / CALIBRATION} holds CQR scores of shape {cqr.shape}, expected {want}")
-            fc.cqr_scores_ = cqr
-    fc.net_ = build_model(fc.model, fc._spec(fc.n_channels_)).to(fc.device_)
+        fc.calibration_ = Calibration(scores, cqr)
+    fc.net_ = build_model(fc.model, net_spec(fc, fc.n_channels_)).to(fc.device_)
     weights = _require(path, WEIGHTS)
     try:
         fc.net_.load_state_dict(load_file(str(weights), device=str(fc.device_)))

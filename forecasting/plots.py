@@ -1,10 +1,51 @@
-"""Forecast-vs-actual figures (matplotlib, Agg backend) logged with every fit and benchmark run."""
+"""What every fit logs to MLflow (its settings, losses, a forecast-vs-actual figure and the saved model), and that
+figure (matplotlib, Agg backend), which benchmark runs log too."""
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import numpy as np
 
+from xlstm_seq.forecasting.calibration import forecast_columns
 from xlstm_seq.forecasting.panels import Panels
+from xlstm_seq.forecasting.training import TrainingHistory
+from xlstm_seq.tracking import create_tracker
+
+if TYPE_CHECKING:
+    from xlstm_seq.forecasting.forecaster import XLSTMForecaster
+
+
+def log_fit(fc: XLSTMForecaster, panels: Panels, history: TrainingHistory) -> None:
+    """One MLflow run of ``fc``'s fit on ``panels`` (nothing when ``fc.track`` is off): parameters, losses per step,
+    fit time, and the forecast of the last window of up to four channels with the saved model."""
+    with create_tracker(fc.experiment, run_name=f"{fc.alias_}-fit", enabled=fc.track,
+                        tracking_uri=fc.tracking_uri) as tracker:  # fmt: skip
+        tracker.log_params({**fc.get_params(), "freq_inferred": str(fc.freq_), "n_series": len(fc.series_)})
+        tracker.set_tags({"forecasting.model": fc.model, "forecasting.backbone": fc.backbone})
+        for step, value in enumerate(history.train):
+            tracker.log_metrics({"train/loss": value}, step=step)
+        for step, value in history.val:
+            tracker.log_metrics({"val/loss": value}, step=step)
+        tracker.log_metrics({"fit/seconds": fc.fit_seconds_, "fit/steps": fc.steps_trained_})
+        if not fc.track:
+            return
+        # Forecast vs actual on the last window of (up to) the first four channels.
+        starts = panels.offsets[1:] - fc.input_size - fc.h
+        starts = starts[:4] if fc.mixing == "independent" else starts[:1]
+        out = fc._forward_windows(panels, starts)  # (n, h, C, Q)
+        if fc.intervals != "quantile" and fc.calibration_ is not None:  # the calibrated band instead
+            widest = max(fc._levels())
+            cols = list(forecast_columns(fc, panels, starts, out, [widest]).values())  # point, lo, hi
+            out = np.stack([cols[1], cols[0], cols[2]], axis=-1)  # (n, h, C, 3)
+        # Without a validation split the last window is one the model trained on: the title says so.
+        what = "forecast of the held-out last window" if history.val else "in-sample fit of the last window"
+        figure = forecast_figure(panels, starts, out, fc.input_size, fc.h, fc.alias_, what)
+        tracker.log_figure(figure, "forecast")
+        with tempfile.TemporaryDirectory() as tmp:
+            tracker.log_artifact(fc.save(Path(tmp) / "model"), "model")
 
 
 def forecast_figure(

@@ -158,3 +158,40 @@ def check_long_frame(
     if found is None:
         raise ValueError(f"{name}: every series has a single row; cannot infer the frequency, pass freq=")
     return found
+
+
+def merge_future_exog(future: pd.DataFrame, futr_df: pd.DataFrame | None, futr: list[str], h: int) -> pd.DataFrame:
+    """The ``futr`` columns of ``futr_df`` joined onto the h future rows (``unique_id``, ``ds``) of every series that
+    predict forecasts; a missing frame, row or value is named with its series and timestamp."""
+    if futr_df is None:
+        raise ValueError(f"futr_exog_list is {futr}: predict needs futr_df with their future values")
+    require_frame(futr_df, "futr_df", [ID, DS] + futr)
+    check_numeric(futr_df, "futr_df", futr, finite=False)  # values are checked below, on the rows predict uses
+    check_unique_rows(futr_df, "futr_df")
+    merged = future.merge(futr_df[[ID, DS] + futr], on=[ID, DS], how="left", indicator=True)
+    absent = merged["_merge"] == "left_only"
+    if absent.any():
+        row = merged.loc[absent].iloc[0]
+        raise ValueError(
+            f"futr_df lacks {int(absent.sum())} future row(s), first for series {row[ID]!r} at ds={row[DS]}; "
+            f"it needs h={h} rows per series after the end of df"
+        )
+    for col in futr:
+        bad = ~np.isfinite(merged[col].to_numpy(np.float64))
+        if bad.any():
+            row = merged.loc[bad].iloc[0]
+            raise ValueError(
+                f"futr_df column {col!r} is missing a value for series {row[ID]!r} at ds={row[DS]} (NaN or infinite)"
+            )
+    return merged.drop(columns="_merge")
+
+
+def check_same_exog(df: pd.DataFrame, exog_columns: list[str]) -> None:
+    """``df`` holds exactly the exogenous columns ``exog_columns`` that fit saw."""
+    cols = set(df.columns) - {ID, DS, Y}
+    missing, extra = sorted(set(exog_columns) - cols), sorted(cols - set(exog_columns))
+    if missing or extra:
+        raise ValueError(
+            f"the exogenous columns differ between fit and predict: missing {missing}, unexpected {extra} "
+            f"(fit saw {exog_columns})"
+        )

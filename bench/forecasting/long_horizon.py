@@ -29,6 +29,7 @@ from xlstm_seq_bench.forecasting.long_horizon_report import (
     model_label,
     summary_figure,
 )
+from xlstm_seq_bench.forecasting.scoring import score_windows
 
 
 class FitResult(NamedTuple):
@@ -88,13 +89,13 @@ def _fit_ours(data, h, L, settings: ModelSettings, seed, config, track):
             **kwargs,
         )
         members.append(fc.fit(train, val_size=val_size))
-    scores = members[0].score_windows(df, n_windows=n_windows, step_size=step, ensemble_with=members[1:])
+    scores = score_windows(members[0], df, n_windows=n_windows, step_size=step, ensemble_with=members[1:])
     kept = _published_windows(config, data.name, n_windows)
     published = None
     if kept is not None:
         # The first `kept` windows (step 1): the same frame cut where the last kept window's targets end.
         cut = data.to_long(end - (n_windows - kept), integer_ds=True)
-        published = members[0].score_windows(cut, n_windows=kept, ensemble_with=members[1:])["mse"]
+        published = score_windows(members[0], cut, n_windows=kept, ensemble_with=members[1:])["mse"]
     return FitResult(scores["mse"], scores["mae"], sum(m.fit_seconds_ for m in members),
                      sum(m.steps_trained_ for m in members), published)  # fmt: skip
 

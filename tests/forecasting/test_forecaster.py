@@ -26,6 +26,13 @@ MODELS = [
 IDS = [f"{m}-{b}-{x}" for m, b, x in MODELS]
 
 
+def _window_scores(fc, df, n_windows: int) -> dict[str, float]:
+    """MSE and MAE of the point forecast (a quantile model's median) over the last n_windows windows (step 1)."""
+    y, y_hat = fc.forecast_windows(df, n_windows=n_windows)
+    error = y_hat[..., fc.quantiles_.index(0.5)].astype(np.float64) - y  # (n, h, C)
+    return {"mse": float((error**2).mean()), "mae": float(np.abs(error).mean())}
+
+
 def _forecaster(model, backbone, mixing, **kwargs):
     patch = 4 if model == "xlstm_encoder" else 8
     return XLSTMForecaster(model=model, backbone=backbone, mixing=mixing, patch_len=patch, **{**TINY, **kwargs})
@@ -174,7 +181,7 @@ def test_early_stopping_follows_valid_loss(frame, loss, valid_loss):
                      val_check_steps=5)  # fmt: skip
     fc.fit(df, val_size=12)
     # The kept weights score best_val_loss_ in valid_loss (a quantile model's median) on the validation windows.
-    scores = fc.score_windows(df, n_windows=12 - H + 1)
+    scores = _window_scores(fc, df, n_windows=12 - H + 1)
     assert fc.best_val_loss_ == pytest.approx(scores[valid_loss], rel=1e-4)
     assert fc.best_val_loss_ != pytest.approx(scores["mse" if valid_loss == "mae" else "mae"], rel=1e-2)
 
@@ -206,7 +213,7 @@ def test_ema_decay_checks_and_keeps_the_averaged_weights(frame):
     fc = _forecaster("xlstm_time", "mlstm", "independent", ema_decay=0.9, max_steps=20, val_check_steps=5)
     fc.fit(df, val_size=12)
     # The kept (averaged) weights score best_val_loss_ on the validation windows.
-    assert fc.best_val_loss_ == pytest.approx(fc.score_windows(df, n_windows=12 - H + 1)["mae"], rel=1e-4)
+    assert fc.best_val_loss_ == pytest.approx(_window_scores(fc, df, n_windows=12 - H + 1)["mae"], rel=1e-4)
 
 
 def test_predict_on_new_frame_and_integer_ds(frame):
@@ -235,7 +242,7 @@ def test_every_fit_logs_a_forecast_png_to_mlflow(tmp_mlflow, frame):
 
 
 def test_the_logged_plot_says_whether_its_window_was_trained_on(frame, monkeypatch):
-    import xlstm_seq.forecasting.forecaster as module
+    import xlstm_seq.forecasting.plots as module
 
     titles = []
     real = module.forecast_figure
@@ -251,48 +258,11 @@ def test_progress_bar_counts_the_steps(frame, capsys):
     assert "fit xLSTMTime" in err and f"{TINY['max_steps']}/{TINY['max_steps']}" in err and "val=" in err
 
 
-def test_cross_validation_with_exogenous_and_window_scores(frame, static):
+def test_cross_validation_and_window_forecasts_with_exogenous(frame, static):
     df = frame(n_series=3, length=60, exog=True)
     fc = _forecaster("xlstm_time", "mlstm", "variates", hist_exog_list=["hist_x"], futr_exog_list=["futr_x"],
                      stat_exog_list=["size"])  # fmt: skip
     cv = fc.cross_validation(df, n_windows=2, static_df=static(3))
     assert len(cv) == 3 * 2 * H and np.isfinite(cv["xLSTMTime"]).all()
     y, y_hat = fc.forecast_windows(df, n_windows=4, step_size=3)
-    assert y.shape == (4, H, 3) and y_hat.shape == (4, H, 3, 1)
-    scores = fc.score_windows(df, n_windows=4, step_size=3)
-    assert scores["mse"] == pytest.approx(float(((y - y_hat[..., 0]) ** 2).mean()), rel=1e-5)
-    assert scores["mae"] == pytest.approx(float(np.abs(y - y_hat[..., 0]).mean()), rel=1e-5)
-
-
-def test_window_scores_of_an_ensemble_average_the_members_point_forecasts(frame):
-    df = frame(n_series=2, length=60)
-    a = _forecaster("xlstm_time", "mlstm", "independent", random_seed=0).fit(df)
-    b = _forecaster("xlstm_time", "mlstm", "independent", random_seed=1).fit(df)
-    y, y_hat_a = a.forecast_windows(df, n_windows=3, step_size=4)
-    _, y_hat_b = b.forecast_windows(df, n_windows=3, step_size=4)
-    assert not np.allclose(y_hat_a, y_hat_b)  # other seeds, other forecasts: the mean is a real ensemble
-    mean = (y_hat_a[..., 0] + y_hat_b[..., 0]) / 2  # (n, h, C)
-    scores = a.score_windows(df, n_windows=3, step_size=4, ensemble_with=[b])
-    assert scores["mse"] == pytest.approx(float(((y - mean) ** 2).mean()), rel=1e-5)
-    assert scores["mae"] == pytest.approx(float(np.abs(y - mean).mean()), rel=1e-5)
-    other_horizon = _forecaster("xlstm_time", "mlstm", "independent", h=H + 1).fit(df)
-    with pytest.raises(ValueError, match="ensemble_with: every forecaster needs the same h"):
-        a.score_windows(df, n_windows=3, ensemble_with=[other_horizon])
-
-
-def test_an_ensemble_of_two_look_backs_forecasts_the_same_targets(frame):
-    df = frame(n_series=2, length=60)
-    short = _forecaster("xlstm_time", "mlstm", "independent", input_size=16, random_seed=0).fit(df)
-    long = _forecaster("xlstm_time", "mlstm", "independent", random_seed=1).fit(df)
-    assert short.input_size != long.input_size
-    y, y_hat_short = short.forecast_windows(df, n_windows=3, step_size=4)
-    y_long, y_hat_long = long.forecast_windows(df, n_windows=3, step_size=4)
-    np.testing.assert_array_equal(y, y_long)  # windows are anchored at the series ends: the same targets
-    mean = (y_hat_short[..., 0] + y_hat_long[..., 0]) / 2  # (n, h, C)
-    for first, other in ((short, long), (long, short)):
-        scores = first.score_windows(df, n_windows=3, step_size=4, ensemble_with=[other])
-        assert scores["mse"] == pytest.approx(float(((y - mean) ** 2).mean()), rel=1e-5)
-        assert scores["mae"] == pytest.approx(float(np.abs(y - mean).mean()), rel=1e-5)
-    short.score_windows(df, n_windows=35)  # 35 windows fit the short look-back alone, not the longer one
-    with pytest.raises(ValueError, match=r"has 60 rows; 35 windows of step 1 need input_size \+ 40 = 64"):
-        short.score_windows(df, n_windows=35, ensemble_with=[long])
+    assert y.shape == (4, H, 3) and y_hat.shape == (4, H, 3, 1) and np.isfinite(y_hat).all()
