@@ -7,7 +7,8 @@ scale. A validation or test window may take its look-back from the part before i
 
 Short-horizon sets: ``load_air_passengers`` (monthly, 144 values) and ``load_m4`` (Hourly, Weekly).
 A file missing from the data root is downloaded from its public source when there is one and the
-machine is online; otherwise the error names the expected file.
+machine is online; otherwise the error names the expected file. AirPassengers also ships inside the
+package (``xlstm_seq/data/``), so it loads offline with no data root at all.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from xlstm_seq.forecasting.validation import DS, ID, Y
 
 from xlstm_seq.data import DataFile, data_root, fetch
+from xlstm_seq.forecasting.validation import DS, ID, Y
 
 _ETT_URL = "https://raw.githubusercontent.com/zhouhaoyi/ETDataset/main/ETT-small/{}.csv"
 # The multivariate benchmark files of Lai et al. (LSTNet): no header and no dates. Autoformer's release of the same
@@ -191,7 +192,14 @@ def load_long_horizon(name: str, *, download: bool = True) -> LongHorizonData:
 
 
 def load_air_passengers(*, download: bool = True) -> pd.DataFrame:
-    """AirPassengers as a long frame: unique_id "AirPassengers", monthly ds (month starts), y passengers."""
+    """AirPassengers as a long frame: unique_id "AirPassengers", monthly ds (month starts), y passengers.
+
+    Reads the data root's ``air_passengers/AirPassengers.csv`` when there is one, else the byte-identical copy
+    bundled with the package (no download needed); the log names the copy read.
+
+    Returns:
+        144 rows, 1949-01 to 1960-12 (thousands of passengers, 104 to 622).
+    """
     raw = pd.read_csv(fetch("air_passengers", download=download))
     return pd.DataFrame({ID: "AirPassengers", DS: pd.to_datetime(raw.iloc[:, 0]), Y: raw.iloc[:, 1].astype(np.float64)})
 

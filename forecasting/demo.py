@@ -1,6 +1,7 @@
 """`forecast_demo`: AirPassengers, the last year held out, an xLSTM forecaster with 80/95 % intervals.
 
-The lead's `xlstm-seq demo` can call ``forecast_demo()``; `xlstm-seq forecast demo` runs it on its own.
+`xlstm-seq demo` runs ``forecast_demo()`` after the core tour; `xlstm-seq forecast demo` runs it on its own. The
+data ship with the package, so it needs no network and no data root.
 """
 
 from __future__ import annotations
@@ -60,9 +61,8 @@ def forecast_demo(config: ForecastDemoConfig | None = None, *, track: bool = Tru
     """
     import numpy as np
     import torch
-    from xlstm_seq.forecasting.datasets import load_air_passengers
-    from xlstm_seq.forecasting.forecaster import XLSTMForecaster
-    from xlstm_seq.forecasting.metrics import mae, mase, seasonal_naive, smape
+
+    from xlstm_seq.forecasting import XLSTMForecaster, load_air_passengers, mae, mase, seasonal_naive, smape
 
     config = config or ForecastDemoConfig()
     df = load_air_passengers()

@@ -3,6 +3,10 @@
 It builds a small mixed stack, trains it for a few hundred steps to forecast ETTh1's oil temperature (OT) a
 day ahead from windows of the training months, then runs the whole test period three ways (one full
 pass, chunks with the state carried, one ``step`` at a time) and shows they agree.
+
+It needs no network and no data root: without ``ett/ETTh1.csv`` in ``$XLSTM_SEQ_DATA`` it reads the first six
+months of ETTh1 that ship with the package (``xlstm_seq/data/``), and its first line says which copy it read.
+The numbers then differ from a run on the whole file, since the split follows the series' length.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from xlstm_seq.config import ConfigMixin, xLSTMConfig
-from xlstm_seq.data import fetch
+from xlstm_seq.data import fetch, is_bundled
 from xlstm_seq.stack import xLSTMStack
 from xlstm_seq.tracking import create_tracker
 
@@ -39,7 +43,7 @@ class DemoConfig(ConfigMixin):
     model: xLSTMConfig = field(default_factory=_default_model)
     """The stack to train."""
     series: str = "etth1"
-    """Data file name known to xlstm_seq.data (read from the data root)."""
+    """Data file name known to xlstm_seq.data (read from the data root, else the copy bundled with the package)."""
     column: str = "OT"
     """Column of the CSV to forecast."""
     train_fraction: float = 0.7
@@ -107,14 +111,17 @@ class NextValueModel(nn.Module):
         return x_t + self.decode(y_t).squeeze(-1), (stack_state, x_t)
 
 
-def load_series(name: str, column: str) -> np.ndarray:
-    """One numeric column of a CSV in the data root, as float32."""
+def load_series(name: str, column: str) -> tuple[np.ndarray, Path]:
+    """One numeric column of a data file, as float32, and the path it was read from.
+
+    The file is the data root's copy, else the one bundled with the package (``xlstm_seq.data.fetch``).
+    """
     path = fetch(name)
     with path.open(newline="") as handle:
         reader = csv.DictReader(handle)
         if column not in (reader.fieldnames or []):
             raise ValueError(f"{path} has no column {column!r}; columns: {reader.fieldnames}")
-        return np.array([float(row[column]) for row in reader], dtype=np.float32)
+        return np.array([float(row[column]) for row in reader], dtype=np.float32), path
 
 
 def _plot(losses: list[float], actual: np.ndarray, predicted: np.ndarray):
@@ -141,7 +148,9 @@ def run_demo(config: DemoConfig | None = None, *, track: bool = True, out=print)
     torch.manual_seed(config.seed)
     generator = np.random.default_rng(config.seed)
 
-    series = load_series(config.series, config.column)
+    series, path = load_series(config.series, config.column)
+    copy = "the copy bundled with xlstm-seq" if is_bundled(path) else "the data root"
+    out(f"data: {path} ({copy})")
     split = int(len(series) * config.train_fraction)
     mean, std = series[:split].mean(), series[:split].std() + 1e-8
     normed = torch.from_numpy((series - mean) / std)  # (N,)
