@@ -1,4 +1,4 @@
-"""Item 2 of issue 6: the training pass over whole sequences equals the rollout recorded step by step."""
+"""XLSTMPPO's training pass over whole sequences equals the rollout recorded step by step."""
 
 from __future__ import annotations
 
