@@ -9,8 +9,8 @@ Backends by name:
 * ``cuda``: the fused CUDA sLSTM kernel (``slstm/fused.py``); needs a CUDA build of torch, nvcc, ninja and an NVIDIA
   GPU with compute capability >= 8.0; built on first use (``slstm/cuda_loader.py``).
 * ``auto``: the fastest backend available for the op on the tensors' device (``triton`` for mLSTM and ``cuda`` for
-  sLSTM on CUDA devices where they can run, else ``torch``). The choice is made once per (op, device), cached, and logged once
-  through ``logging``.
+  sLSTM on CUDA devices where they can run, else ``torch``). The choice is made once per (op, device), cached, and
+  logged once through ``logging``.
 
 Nothing here imports Triton or compiles CUDA: availability is checked with ``importlib.util.find_spec`` and a
 look for nvcc on the file system, and only when a backend is asked for.

@@ -343,7 +343,7 @@ def mlstm_chunkwise_triton(
         initial_state: ``(C (B,H,DK,DV), n (B,H,DK), m (B,H))`` float32, or None for zeros.
         resets: (B,T) bool; memory is cleared to the zero state before step t where True. Default None.
         chunk_size: One of ``TRITON_CHUNK_SIZES``. None: ``DEFAULT_CHUNK_SIZE`` (64: 3x faster than 128 on an
-            H200, benchmarks/mlstm_gpu.md).
+            H200, benchmarks/kernels/mlstm_gpu.md).
         input_gate: ``"exp"`` (default) or ``"sigmoid"``.
 
     Returns:

@@ -31,15 +31,17 @@ POISON_OUTPUTS = False
 #: 16-bit inputs: how the state recurrences' k^T v (and q^T dh) products run. 0: fp32 IEEE dots on the CUDA cores.
 #: n >= 1: tensor-core dots, the fp32 left operand (k scaled by its gate weight) split into n input-dtype terms
 #: (hi + mid + lo: 3 x 8 bits cover bf16's 24-bit fp32 mantissa), fp32 accumulation; v and dh are exact in the
-#: input dtype. H200, bf16, TFLA's T = 8,192 shape (benchmarks/mlstm_gpu_sweep_1.md to _3.md): the forward state
-#: kernel takes 8.6 ms with IEEE dots, 1.4 ms with one term and 1.8 ms with three; one term leaves the returned C
-#: with bf16's rounding (max error 0.02-0.03 against 2.5e-6 to 9e-6 for the reference, which accumulates in fp32;
-#: benchmarks/gpu_tests.md), so the default takes three.
+#: input dtype. H200, bf16, TFLA's T = 8,192 shape (the launch sweeps: benchmarks/kernels/mlstm_gpu_sweep.md and,
+#: archived, benchmarks/archive/2026-12-04_kernels_mlstm_gpu_sweep_1.md and _2.md): the forward state kernel takes
+#: 8.6 ms with IEEE dots, 1.4 ms with one term and 1.8 ms with three; one term leaves the returned C with bf16's
+#: rounding (max error 0.02-0.03 against 2.5e-6 to 9e-6 for the reference, which accumulates in fp32;
+#: benchmarks/kernels/gpu_tests.md), so the default takes three.
 STATE_DOT_SPLITS = 3
 #: 16-bit inputs: True (default) keeps the score gradients dS and the weights P in fp32 (tf32 dots) in the backward's
 #: dq, dk, dv products instead of rounding them to the input dtype first (flash-attention's choice). The first H200
 #: run found the exponential gate's bf16 di/df over the tests' 2x-reference-error bound with rounding; in the sweep
-#: (benchmarks/mlstm_gpu_sweep_1.md) keeping fp32 lowered di's norm error from 1.59x to under 1.39x for 2% more time.
+#: (benchmarks/archive/2026-12-04_kernels_mlstm_gpu_sweep_1.md) keeping fp32 lowered di's norm error from 1.59x to
+#: under 1.39x for 2% more time.
 GRAD_DOT_FP32 = True
 
 
@@ -245,8 +247,9 @@ def _block(d: int, cap: int) -> int:
     return min(cap, max(16, triton.next_power_of_2(d)))
 
 
-# Launch settings, timed on an H200 in bf16 at TFLA's T = 8,192 shape (benchmarks/mlstm_gpu_sweep_1.md; no
-# autotuning: the interpreter cannot benchmark configs). State kernels: 64-wide head-dim tiles with a two-stage
+# Launch settings, timed on an H200 in bf16 at TFLA's T = 8,192 shape
+# (benchmarks/archive/2026-12-04_kernels_mlstm_gpu_sweep_1.md; no autotuning: the interpreter cannot benchmark
+# configs). State kernels: 64-wide head-dim tiles with a two-stage
 # prefetch of the next chunk's k and v (with tensor-core dots 1.4 ms against 3.0 ms for 32-wide single-stage tiles;
 # 64-wide tiles with fp32 IEEE dots spill and take 56 ms, so they go with tensor-core dots only: see state_tiles);
 # chunk kernels: 4 warps for the 64 x 64 tiles, one stage (output kernel 6.6 ms with 8 warps and 2 stages, 4.7 ms

@@ -9,7 +9,7 @@
 STATUS (2026-12-04): the 23 ``gpu`` tests in tests/kernels/test_slstm_cuda.py pass on an NVIDIA H200 (torch 2.11,
 CUDA 13.0; float32 and bfloat16 forward and backward against the reference with resets and initial states, T = 4096
 without NaN, chunks == steps == one pass, torch.compile, pickling), so ``auto`` picks this backend wherever it can be
-built. Timings: benchmarks/slstm_gpu.md.
+built. Timings: benchmarks/kernels/slstm_gpu.md.
 
 Both ops have fake implementations, so ``torch.compile`` and FakeTensor tracing see them without a GPU. Inputs the
 kernel does not cover (float64/float16, head dims other than 16, 32, ..., 128) run the reference in

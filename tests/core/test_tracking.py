@@ -132,6 +132,35 @@ def test_git_info_never_crashes_without_git(monkeypatch):
     assert {"version.python", "version.torch", "version.numpy", "version.mlflow", "version.xlstm_seq"} <= set(tags)
 
 
+def test_git_revision_is_the_one_a_copy_without_git_is_given(monkeypatch):
+    monkeypatch.delenv("XLSTM_SEQ_REVISION", raising=False)
+    here = run_info.git_revision()
+    assert here and here != "abc1234"
+    monkeypatch.setenv("XLSTM_SEQ_REVISION", "abc1234")  # as tools/gpu/device_checks.sh sets it
+    assert run_info.git_revision() == "abc1234"
+
+
+def test_provenance_header_and_tags_name_the_run():
+    provenance = run_info.Provenance.capture("xlstm-seq demo --steps 3", packages=("pandas",), threads=1)
+    finished = provenance.finish()
+    lines = finished.markdown(notes=["one note"])
+    assert lines[0] == "Written by `xlstm-seq demo --steps 3`."
+    assert any(line.startswith("- date: ") and provenance.revision in line for line in lines)
+    assert any("torch" in line and "pandas" in line for line in lines if line.startswith("- versions: "))
+    assert lines[-1] == "- one note" and finished.load_end is not None
+    tags = finished.tags()
+    assert tags["provenance.command"] == "xlstm-seq demo --steps 3" and tags["provenance.threads"] == "1"
+    assert "provenance.version.pandas" in tags and "provenance.load_end" in tags
+
+
+def test_provenance_judges_the_load_at_the_end():
+    quiet = run_info.Provenance("c", "r", "s", "d", "h", threads=2, load_start="0.10/0.10/0.10", load_end="2.20/1/1")
+    assert not quiet.under_load
+    busy = run_info.Provenance("c", "r", "s", "d", "h", threads=1, load_start="0.10/0.10/0.10", load_end="3.00/1/1")
+    assert busy.under_load and "other jobs shared the cores" in busy.markdown()[-1]
+    assert not run_info.Provenance("c", "r", "s", "d", "h", threads=1, load_start="n/a").under_load
+
+
 # ------------------------------------------------------------------------------------ SQLite store
 
 

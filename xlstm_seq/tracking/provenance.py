@@ -311,8 +311,14 @@ class Provenance:
 
     @property
     def under_load(self) -> bool:
-        """Whether other jobs kept cores busy at the end (or now): the run's times were measured under load."""
-        return self.threads is not None and others_were_busy(self.threads)
+        """Whether the 1-minute load average at the end (at the start before :meth:`finish`) shows work beyond the
+        run's own ``threads``: its times were measured under load. False where threads or the load are unknown."""
+        load = self.load_end if self.load_end is not None else self.load_start
+        try:
+            one_minute = float(load.split("/")[0])
+        except ValueError:  # "n/a": the OS keeps no load average
+            return False
+        return self.threads is not None and one_minute > self.threads + 0.5
 
     def tags(self) -> dict[str, str]:
         """MLflow tags (``provenance.*``) for the run that made the report."""

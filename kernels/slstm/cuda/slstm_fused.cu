@@ -3,7 +3,7 @@
 // Math: kernels/slstm/naive.py (the oracle). Interface and build macros: slstm.h.
 //
 // STATUS (2026-12-04): the GPU tests in tests/kernels/test_slstm_cuda.py (marker `gpu`) pass on an NVIDIA H200;
-// timings in benchmarks/slstm_gpu.md. The CPU suite compiles this file with nvcc for sm_80 and sm_90.
+// timings in benchmarks/kernels/slstm_gpu.md. The CPU suite compiles this file with nvcc for sm_80 and sm_90.
 //
 // Grid: one block per (head, tile of BT = 16 batch rows). A block keeps its head's R (D x 4D) in shared memory
 // for all T steps when it fits under the device's opt-in limit, else reads it from global memory (L2-resident);
