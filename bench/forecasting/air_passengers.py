@@ -1,19 +1,16 @@
 """AirPassengers side by side: our xLSTM backbones against neuralforecast and statsforecast on one split.
 
-The setting of the orientation numbers in the forecasting issue: train on the first 132 months, forecast the last
-12, look-back 24, 200 training steps, seeds 1-3, CPU. Every model is fitted and timed in this process, on the
-same torch threads. A peer whose package is missing, or that fails, gets a row that says so: neuralforecast comes
-with the ``benchmark`` extra; statsforecast and the official ``xlstm`` (which neuralforecast's xLSTM wraps) with
-the ``compare`` extra, whose statsforecast pins pandas < 3, so that extra lives in an environment of its own.
+A small, classic setting: train on the first 132 months, forecast the last 12, look-back 24, 200 training steps,
+seeds 1-3, CPU. Every model is fitted and timed in this process, on the same torch threads. A peer whose package is
+missing, or that fails, gets a row that says so: neuralforecast comes with the benchmark suite's ``forecast`` extra;
+statsforecast and the official ``xlstm`` (which neuralforecast's xLSTM wraps) with its ``compare`` extra, whose
+statsforecast pins pandas < 3, so that extra lives in an environment of its own.
 
     xlstm-seq forecast airpassengers --config configs/forecasting/air_passengers.yaml
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import os
-import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from xlstm_seq.config import ConfigMixin
-from xlstm_seq.tracking.provenance import cpu_model, git_revision, package_version
+from xlstm_seq.tracking.provenance import Provenance, cpu_model, visible_cores
 
 if TYPE_CHECKING:
     import pandas
@@ -54,7 +51,7 @@ class AirPassengersConfig(ConfigMixin):
     """neuralforecast models (their defaults, with this look-back and step budget) and statsforecast models."""
     num_threads: int = 1
     """torch threads for every model."""
-    out: str = "benchmarks/forecasting_air_passengers.md"
+    out: str = "benchmarks/forecasting/air_passengers.md"
     experiment: str = "xlstm-seq-forecast-air-passengers"
 
     def __post_init__(self) -> None:
@@ -164,14 +161,26 @@ LABELS = {
 }
 
 
-def run_air_passengers(config: AirPassengersConfig | None = None, *, track: bool = True, out=print) -> list[Row]:
-    """Fits every model of ``config`` on the same split; writes ``config.out`` (and a PNG beside it)."""
+def capture_provenance(config: AirPassengersConfig, command: str | None = None) -> Provenance:
+    """The comparison's provenance, taken as it starts (``command``: the line that reruns it; None: this process's):
+    this CPU with the torch threads every model gets, and the versions of pandas and the peers."""
+    device = (f"{cpu_model()} (CPU, {visible_cores()} cores visible), CPU only, {config.num_threads} torch thread(s) "
+              "for every model")  # fmt: skip
+    return Provenance.capture(command, packages=("pandas", "neuralforecast", "statsforecast", "xlstm"),
+                              threads=config.num_threads, device=device)  # fmt: skip
+
+
+def run_air_passengers(
+    config: AirPassengersConfig | None = None, *, track: bool = True, out=print, command: str | None = None
+) -> list[Row]:
+    """Fits every model of ``config`` on the same split; writes ``config.out`` (and a PNG beside it), naming
+    ``command``, the command line that reruns it (None: this process's)."""
     import torch
 
     from xlstm_seq.forecasting.metrics import seasonal_naive
 
     config = config or AirPassengersConfig()
-    revision = git_revision()  # the revision that runs, even if the checkout changes meanwhile
+    provenance = capture_provenance(config, command)  # the revision that runs, even if the checkout changes meanwhile
     train, test = _split(config)
     y, train_y = test["y"].to_numpy(), train["y"].to_numpy()
     threads = torch.get_num_threads()
@@ -206,8 +215,9 @@ def run_air_passengers(config: AirPassengersConfig | None = None, *, track: bool
         rows.append(naive)
     finally:
         torch.set_num_threads(threads)
-    _log(config, rows, track)
-    text = markdown(config, rows, len(train), revision)
+    provenance = provenance.finish()
+    _log(config, rows, track, provenance)
+    text = markdown(config, rows, len(train), provenance)
     if config.out:
         Path(config.out).parent.mkdir(parents=True, exist_ok=True)
         Path(config.out).write_text(text)
@@ -217,11 +227,11 @@ def run_air_passengers(config: AirPassengersConfig | None = None, *, track: bool
     return rows
 
 
-def _log(config: AirPassengersConfig, rows: list[Row], track: bool) -> None:
+def _log(config: AirPassengersConfig, rows: list[Row], track: bool, provenance: Provenance) -> None:
     from xlstm_seq.tracking import create_tracker
 
     for row in rows:
-        with create_tracker(config.experiment, run_name=row.name, enabled=track) as tracker:
+        with create_tracker(config.experiment, run_name=row.name, enabled=track, tags=provenance.tags()) as tracker:
             tracker.log_params({"model": row.name, "package": row.package, "h": config.h,
                                 "input_size": config.input_size, "max_steps": config.max_steps,
                                 "seeds": str(config.seeds), "failure": row.failure or ""})  # fmt: skip
@@ -231,24 +241,14 @@ def _log(config: AirPassengersConfig, rows: list[Row], track: bool) -> None:
                                      "fit/seconds": float(np.mean(row.fit_seconds))})  # fmt: skip
 
 
-def markdown(config: AirPassengersConfig, rows: list[Row], n_train: int, revision: str) -> str:
-    import pandas
-    import torch
-
+def markdown(config: AirPassengersConfig, rows: list[Row], n_train: int, provenance: Provenance) -> str:
+    """The comparison's table under the header of ``provenance`` (:func:`capture_provenance`, finished)."""
     from xlstm_seq_bench.forecasting.long_horizon_report import mean_std
 
-    date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    load = os.getloadavg()[0]
     lines = [
         "# AirPassengers: our xLSTM backbones beside neuralforecast and statsforecast",
         "",
-        "Written by `xlstm-seq forecast airpassengers --config configs/forecasting/air_passengers.yaml` "
-        "(forecasting/air_passengers.py).",
-        "",
-        f"- date: {date}; git {revision}; device: {cpu_model()} ({os.cpu_count()} cores visible), CPU only, "
-        f"{config.num_threads} torch thread(s) for every model; 1-minute load average at the end {load:.1f}",
-        f"- torch {torch.__version__}, pandas {pandas.__version__}, python {platform.python_version()}"
-        + "".join(f", {name} {package_version(name)}" for name in ("neuralforecast", "statsforecast", "xlstm")),
+        *provenance.markdown(),
         f"- split: train on the first {n_train} months, forecast the last {config.h}; look-back "
         f"{config.input_size} and {config.max_steps} training steps for every trained model; seeds {config.seeds} "
         "(statsforecast and seasonal naive are deterministic: one run)",

@@ -1,10 +1,10 @@
 """`xlstm-seq forecast benchmark`: the long-horizon benchmark (ETTh1/2, ETTm1, Weather, ILI).
 
-For each data set and horizon it fits the xLSTM forecaster, our DLinear and (when the ``benchmark`` extra is
+For each data set and horizon it fits the xLSTM forecaster, our DLinear and (when the suite's ``forecast`` extra is
 installed and asked for) neuralforecast's PatchTST and DLinear on the same windows, scores every test
 window of the standard split with MSE and MAE on the standardised scale, adds a seasonal-naive baseline,
 and prints the numbers next to the published ones. Every model fit is one MLflow run; the table goes to
-``benchmarks/forecasting.md``.
+``benchmarks/forecasting/long_horizon.md``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from xlstm_seq_bench.forecasting.long_horizon_config import SCORED_PART, LongHor
 from xlstm_seq_bench.forecasting.long_horizon_report import (
     Cell,
     benchmark_markdown,
-    environment,
+    capture_provenance,
     model_label,
     summary_figure,
 )
@@ -220,7 +220,8 @@ def run_benchmark(
 ) -> list[Cell]:
     """Runs the grid of ``config``; writes ``config.out`` (naming ``command``, the command line that ran it, when
     given) and returns the cells."""
-    env = environment()  # the revision that runs, even if the checkout changes during a long grid
+    # The revision that runs, even if the checkout changes during a long grid.
+    provenance, started = capture_provenance(config, command), time.perf_counter()
     torch.set_num_threads(config.num_threads)
     cells: list[Cell] = []
     timings = []
@@ -257,7 +258,10 @@ def run_benchmark(
                     try:
                         result = _fit_neuralforecast(data, h, L, label, seed, config, xlstm)
                     except ImportError as err:
-                        out(f"{label}: skipped, neuralforecast is not installed ({err}); install the benchmark extra")
+                        out(
+                            f"{label}: skipped, neuralforecast is not installed ({err}); install the suite's "
+                            "forecast extra: pip install -e './bench[forecast]'"
+                        )
                         break
                     with create_tracker(config.experiment, run_name=f"{name}-h{h}-{label}-s{seed}", enabled=track,
                                         tags={"benchmark": "long_horizon"}) as tracker:  # fmt: skip
@@ -277,13 +281,15 @@ def run_benchmark(
                 cells.append(cell)
             # Written after every horizon so that an interrupted run keeps what it measured.
             Path(config.out).parent.mkdir(parents=True, exist_ok=True)
-            Path(config.out).write_text(benchmark_markdown(config, cells, timings, command, env))
+            minutes = (time.perf_counter() - started) / 60
+            Path(config.out).write_text(benchmark_markdown(config, cells, timings, provenance.finish(), minutes))
             summary_figure(config, cells).savefig(Path(config.out).with_suffix(".png"), dpi=110, bbox_inches="tight")
-    markdown = benchmark_markdown(config, cells, timings, command, env)
+    provenance = provenance.finish()
+    markdown = benchmark_markdown(config, cells, timings, provenance, (time.perf_counter() - started) / 60)
     Path(config.out).write_text(markdown)
     if cells:
         figure = summary_figure(config, cells)
-        with create_tracker(config.experiment, run_name="summary", enabled=track) as tracker:
+        with create_tracker(config.experiment, run_name="summary", enabled=track, tags=provenance.tags()) as tracker:
             tracker.log_text(markdown, "forecasting.md")
             tracker.log_figure(figure, "summary")
     out(markdown)

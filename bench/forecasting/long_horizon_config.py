@@ -1,10 +1,16 @@
 """The settings of `xlstm-seq forecast benchmark`: the grid, the model settings per data set and horizon, and the
-published numbers it is compared with (configs/forecasting/long_horizon.yaml holds the defaults)."""
+published numbers it is compared with (configs/forecasting/long_horizon.yaml holds the grid; the published numbers
+come from published_long_horizon.yaml beside this file)."""
 
 from __future__ import annotations
 
+import copy
+import functools
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from xlstm_seq.config import ConfigMixin
 from xlstm_seq.devices import resolve_device
@@ -19,29 +25,20 @@ OVERRIDE_KEYS = ("input_size", "xlstm", "dlinear", "neuralforecast", "by_horizon
 """Keys of one ``per_dataset`` entry; ``by_horizon`` maps a horizon to its own ``xlstm``/``dlinear`` changes."""
 
 
+PUBLISHED = Path(__file__).with_name("published_long_horizon.yaml")
+"""The published scores and test batches the grid is compared with (their sources are cited in the file)."""
+
+
+@functools.lru_cache(maxsize=1)
+def published_long_horizon() -> dict[str, Any]:
+    """``PUBLISHED`` as read: ``scores`` (model -> data set -> horizon -> [MSE, MAE]) and ``test_batch`` (data set ->
+    test batch of the published runs). Callers get copies to change."""
+    with PUBLISHED.open() as fh:
+        return yaml.safe_load(fh)
+
+
 def _published_tables() -> dict[str, dict[str, dict[int, list[float]]]]:
-    # PatchTST/64 (look-back 512): Nie et al., ICLR 2023, arXiv 2211.14730, Table 3 (numbers as quoted in issue 5).
-    # DLinear (look-back 336): Zeng et al., AAAI 2023, as repeated in PatchTST's Table 3. First transcribed from
-    # memory; on 2026-11-23 all 20 cells were cross-checked against two secondary transcriptions of that table
-    # found with the project's code search (a study note quoting Table 3's Weather/ILI/ETTh1/ETTh2 rows, and the
-    # DLinear columns of another paper's full-results table for ETTh1/ETTh2/ETTm1): every number matched. The
-    # paper's PDF itself was not opened, so this is a cross-check, not a primary verification.
-    return {
-        "PatchTST/64": {
-            "etth1": {96: [0.370, 0.400], 192: [0.413, 0.429], 336: [0.422, 0.440], 720: [0.447, 0.468]},
-            "etth2": {96: [0.274, 0.337], 192: [0.341, 0.382], 336: [0.329, 0.384], 720: [0.379, 0.422]},
-            "ettm1": {96: [0.293, 0.346], 192: [0.333, 0.370], 336: [0.369, 0.392], 720: [0.416, 0.420]},
-            "weather": {96: [0.149, 0.198], 192: [0.194, 0.241], 336: [0.245, 0.282], 720: [0.314, 0.334]},
-            "ili": {24: [1.319, 0.754], 36: [1.579, 0.870], 48: [1.553, 0.815], 60: [1.470, 0.788]},
-        },
-        "DLinear": {
-            "etth1": {96: [0.375, 0.399], 192: [0.405, 0.416], 336: [0.439, 0.443], 720: [0.472, 0.490]},
-            "etth2": {96: [0.289, 0.353], 192: [0.383, 0.418], 336: [0.448, 0.465], 720: [0.605, 0.551]},
-            "ettm1": {96: [0.299, 0.343], 192: [0.335, 0.365], 336: [0.369, 0.386], 720: [0.425, 0.421]},
-            "weather": {96: [0.176, 0.237], 192: [0.220, 0.282], 336: [0.265, 0.319], 720: [0.323, 0.362]},
-            "ili": {24: [2.215, 1.081], 36: [1.963, 0.963], 48: [2.130, 1.024], 60: [2.368, 1.096]},
-        },
-    }
+    return copy.deepcopy(published_long_horizon()["scores"])
 
 
 @dataclass
@@ -130,8 +127,7 @@ _SHARED_BY_MEMBERS = ("mixing", "ensemble", "ensemble_variants")
 
 
 def _published_test_batch() -> dict[str, int]:
-    # PatchTST's scripts (scripts/PatchTST/*.sh, EXP-LongForecasting/PatchTST/illness.sh): batch 128, ILI 16.
-    return {"etth1": 128, "etth2": 128, "ettm1": 128, "weather": 128, "ili": 16}
+    return dict(published_long_horizon()["test_batch"])
 
 
 def _dlinear_settings() -> ModelSettings:
@@ -182,20 +178,22 @@ class LongHorizonConfig(ConfigMixin):
     """Where every model of the run trains and forecasts: "auto" (CUDA when torch sees it, else the CPU), "cpu",
     "cuda" or "cuda:N"; ours through XLSTMForecaster's ``device``, neuralforecast's through Lightning's
     accelerator. The markdown names the device."""
-    out: str = "benchmarks/forecasting.md"
+    out: str = "benchmarks/forecasting/long_horizon.md"
     """Markdown file written at the end."""
     experiment: str = "xlstm-seq-forecasting-benchmark"
     """MLflow experiment."""
     published: dict[str, Any] = field(default_factory=_published_tables)
-    """Published MSE/MAE per model, data set and horizon (sources in _published_tables above)."""
+    """Published [MSE, MAE] per model, data set and horizon (default: published_long_horizon.yaml, which cites the
+    papers and tables)."""
     per_dataset: dict[str, Any] = field(default_factory=dict)
     """Per-data-set changes on top of the grid-wide settings, e.g. ``{ili: {input_size: 104, xlstm: {dropout: 0.5},
     by_horizon: {24: {xlstm: {learning_rate: 0.0005}}}}}``: ``input_size`` replaces the look-back, ``xlstm`` and
     ``dlinear`` change fields of those settings, ``by_horizon`` changes them for one horizon only."""
     published_test_batch: dict[str, int] = field(default_factory=_published_test_batch)
-    """Test batch size of the published PatchTST runs per data set. Their test loader drops the last incomplete
-    batch (``drop_last=True``), so the published numbers leave out the last ``n_windows % batch`` windows; the
-    table adds our MSE on exactly the windows they kept, beside the MSE on every window (which met? uses)."""
+    """Test batch size of the published PatchTST runs per data set (default: published_long_horizon.yaml, from their
+    scripts). Their test loader drops the last incomplete batch (``drop_last=True``), so the published numbers leave
+    out the last ``n_windows % batch`` windows; the table adds our MSE on exactly the windows they kept, beside the
+    MSE on every window (which met? uses)."""
     eval_split: str = "test"
     """Where the windows are scored: "test" (the reported numbers); "val" (the validation split, for choosing
     settings without looking at the test split; the models still train on the training rows only, and early

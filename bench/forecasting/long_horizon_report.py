@@ -1,19 +1,16 @@
 """The report of `xlstm-seq forecast benchmark`: the cells it scored, the markdown table beside the published numbers
-(benchmarks/forecasting.md) and the summary figure."""
+(benchmarks/forecasting/long_horizon.md) and the summary figure."""
 
 from __future__ import annotations
 
-import os
-import platform
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 import numpy as np
 import torch
 
 from xlstm_seq.devices import resolve_device
 from xlstm_seq.forecasting.models import patch_len_for, uses_moving_average, uses_patches
-from xlstm_seq.tracking.provenance import cpu_model, git_revision, others_were_busy
+from xlstm_seq.tracking.provenance import Provenance, cpu_model, visible_cores
 from xlstm_seq_bench.forecasting.long_horizon_config import LongHorizonConfig, ModelSettings
 
 
@@ -129,15 +126,6 @@ def model_label(label: str, s: ModelSettings) -> str:
             f"{decay}{fraug}{valid}{ensemble}")  # fmt: skip
 
 
-def _load_words(config: LongHorizonConfig) -> str:
-    """The 1-minute load average beside the torch threads, which says whether other jobs shared the cores."""
-    load = os.getloadavg()[0]
-    busy = others_were_busy(config.num_threads)
-    verdict = "other jobs shared the cores, so fit times are under load" if busy else "no other job was busy"
-    threads = config.num_threads
-    return f"1-minute load average when this file was written {load:.1f}, {threads} torch thread(s): {verdict}"
-
-
 def mean_std(values: list[float], digits: int = 3) -> str:
     """One value as it is; several as "mean ± std" (over seeds)."""
     if len(values) == 1:
@@ -145,24 +133,22 @@ def mean_std(values: list[float], digits: int = 3) -> str:
     return f"{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}"
 
 
-def environment() -> dict[str, str]:
-    """The facts of this run that the report names: git revision, CPU, library versions (taken when a run starts, so
-    that edits made while it runs do not change them)."""
-    sha = git_revision()
-    cpu = cpu_model()
-    import pandas
-
-    return {"git": sha, "cpu": cpu, "torch": torch.__version__, "pandas": pandas.__version__,
-            "python": platform.python_version(), "cores": str(os.cpu_count()),
-            "started": datetime.now(timezone.utc).isoformat()}  # fmt: skip
-
-
-def device_words(config: LongHorizonConfig, env: dict[str, str]) -> str:
+def device_words(config: LongHorizonConfig, cpu: str | None = None, cores: int | None = None) -> str:
+    """Where every model of the grid trains: the CUDA device, or this CPU (``cpu`` and its visible ``cores``, default
+    this machine's) with the grid's torch threads."""
     device = resolve_device(config.device)
-    cpu = f"{env['cpu']} ({env['cores']} cores visible), {config.num_threads} torch thread(s)"
+    cpu = f"{cpu or cpu_model()} ({cores or visible_cores()} cores visible), {config.num_threads} torch thread(s)"
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} ({device}), every model trained there; CPU {cpu}"
     return f"{cpu}, CPU only"
+
+
+def capture_provenance(config: LongHorizonConfig, command: str | None = None) -> Provenance:
+    """The grid's provenance, taken as it starts (``command``: the line that reruns it; None: this process's): its
+    device and torch threads, and the versions of pandas and, where the grid runs it, neuralforecast."""
+    runs_peer = config.fit_time_steps > 0 or any(b.startswith("nf_") for b in config.baselines)
+    packages = ("pandas", "neuralforecast") if runs_peer else ("pandas",)
+    return Provenance.capture(command, packages=packages, threads=config.num_threads, device=device_words(config))
 
 
 def _published(config: LongHorizonConfig, source: str, dataset: str, h: int) -> list[float] | None:
@@ -213,31 +199,27 @@ def benchmark_markdown(
     config: LongHorizonConfig,
     cells: list[Cell],
     timings: list | None = None,
-    command: str | None = None,
-    env: dict[str, str] | None = None,
+    provenance: Provenance | None = None,
+    minutes: float | None = None,
 ) -> str:
-    """The results table with the published numbers beside ours and whether the xLSTM meets PatchTST/64; ``env``
-    from :func:`environment` at the start of the run (now when None)."""
-    env = env or environment()
-    now = datetime.now(timezone.utc)
-    date = now.strftime("%Y-%m-%d %H:%M UTC")
-    minutes = (now - datetime.fromisoformat(env["started"])).total_seconds() / 60
+    """The results table with the published numbers beside ours and whether the xLSTM meets PatchTST/64, under the
+    header of ``provenance`` (:func:`capture_provenance` at the start of the run; taken now when None); ``minutes``:
+    how long the run had taken when the file was written."""
+    provenance = provenance or capture_provenance(config).finish()
     split = config.eval_split
     met = [_met(config, c, c.mse) for c in cells]
     met_published = [_met(config, c, c.mse_published_windows) for c in cells]
     judged = [m for m in met if m != "-"]
     judged_published = [m for m in met_published if m != "-"]
+    notes = [f"written {minutes:.1f} min after the run started"] if minutes is not None else []
     lines = [
         "# Long-horizon forecasting benchmark" + ("" if split == "test" else " (validation split: model selection)"),
         "",
-        "Written by `xlstm-seq forecast benchmark --config configs/forecasting/long_horizon.yaml` (with the overrides",
-        f"named below). MSE/MAE on the standardised scale (training-split statistics), every {split} window of the",
-        "standard split unless `max_test_windows` says otherwise.",
+        *provenance.markdown(notes),
         "",
-        f"- date: {date}, {minutes:.1f} min after the run started; git {env['git']}; device: "
-        f"{device_words(config, env)}; {_load_words(config)}",
-        *([f"- command: `{command}`"] if command else []),
-        f"- torch {env['torch']}, pandas {env['pandas']}, python {env['python']}",
+        f"MSE/MAE on the standardised scale (training-split statistics), every {split} window of the standard split",
+        "unless `max_test_windows` says otherwise.",
+        "",
         f"- scored on the {split} split; look-back {config.input_size} (ILI {config.ili_input_size}) unless the "
         f"column L says otherwise; seeds {config.seeds}; "
         f"windows: {'all' if config.max_test_windows is None else f'at most {config.max_test_windows}'}",
@@ -287,7 +269,7 @@ def benchmark_markdown(
         "",
         "Published numbers: PatchTST/64 from Nie et al. (ICLR 2023, arXiv 2211.14730) Table 3, look-back 512;",
         "DLinear from Zeng et al. (AAAI 2023) as repeated in PatchTST's Table 3, look-back 336 (cross-checked",
-        "against two secondary transcriptions of that table, not the PDF: see forecasting/benchmark_config.py).",
+        "against two secondary transcriptions of that table, not the PDF: see published_long_horizon.yaml).",
         "They were trained for many epochs on GPUs; the runs above are CPU runs with the step budgets shown.",
         "The per-data-set changes (`per_dataset`) were chosen by runs of this command with `eval_split=val`",
         "(validation windows), not on the test split. met? compares with PatchTST/64 only.",

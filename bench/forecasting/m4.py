@@ -7,7 +7,7 @@ stopping and for calibrating the conformal intervals), forecasts the test horizo
 series, and is scored by sMAPE and MASE averaged over series, and by OWA relative to Naive2, next to Naive,
 seasonal naive and Naive2 (M4's benchmark: naive on the seasonally adjusted series). The coverage of the 80/95 %
 intervals is reported both from the quantile heads and from split-conformal calibration. Writes
-benchmarks/forecasting_m4.md and logs each group to MLflow.
+benchmarks/forecasting/m4.md and logs each group to MLflow.
 """
 
 from __future__ import annotations
@@ -20,9 +20,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from xlstm_seq.config import ConfigMixin
-from xlstm_seq_bench.forecasting.long_horizon_report import environment
 from xlstm_seq_bench.forecasting.m4_peers import PEERS
-from xlstm_seq_bench.forecasting.m4_report import figure, markdown
+from xlstm_seq_bench.forecasting.m4_report import capture_provenance, figure, markdown
 
 if TYPE_CHECKING:
     import pandas
@@ -45,7 +44,7 @@ class M4ModelConfig(ConfigMixin):
     early_stop_patience_steps: int = 5
     """Validation checks without improvement before stopping (-1: never)."""
     peers: list[str] = field(default_factory=lambda: list(PEERS))
-    """Peers fitted on the same series (forecasting/m4_peers.py): statsforecast's AutoETS, AutoTheta and AutoARIMA
+    """Peers fitted on the same series (m4_peers.py): statsforecast's AutoETS, AutoTheta and AutoARIMA
     (season as in M4) and neuralforecast's NHITS (our look-back and step budget); [] for none."""
 
     def __post_init__(self) -> None:
@@ -76,7 +75,7 @@ class M4Config(ConfigMixin):
     random_seed: int = 0
     num_threads: int = 1
     """torch threads (restored afterwards)."""
-    out: str = "benchmarks/forecasting_m4.md"
+    out: str = "benchmarks/forecasting/m4.md"
     """Markdown written at the end ('' writes nothing)."""
     experiment: str = "xlstm-seq-forecast-m4"
     """MLflow experiment."""
@@ -143,8 +142,9 @@ def _scores(y: dict, forecasts: dict, train: dict, season: int) -> dict[str, flo
     return {"smape": float(np.mean(s)), "mase": float(np.mean(m))}
 
 
-def run_group(group: str, config: M4Config, *, track: bool = True, out=print) -> dict:
-    """Fits and scores one M4 group; returns the rows of its table and run facts."""
+def run_group(group: str, config: M4Config, *, track: bool = True, out=print, tags: dict | None = None) -> dict:
+    """Fits and scores one M4 group; returns the rows of its table and run facts. ``tags``: of its MLflow run (the
+    run's provenance)."""
     from xlstm_seq.forecasting.datasets import load_m4
     from xlstm_seq.forecasting.forecaster import XLSTMForecaster
     from xlstm_seq.forecasting.metrics import seasonal_naive
@@ -211,7 +211,7 @@ def run_group(group: str, config: M4Config, *, track: bool = True, out=print) ->
     ]
     facts = {"series": len(train), "h": h, "season": season, "steps": fc.steps_trained_,
              "best_val": fc.best_val_loss_, "settings": settings.to_dict()}  # fmt: skip
-    with create_tracker(config.experiment, run_name=f"m4-{group}", enabled=track) as tracker:
+    with create_tracker(config.experiment, run_name=f"m4-{group}", enabled=track, tags=tags) as tracker:
         tracker.log_params({"group": group, "series": len(train), "h": h, **settings.to_dict(),
                             "peers": ",".join(settings.peers)})  # fmt: skip
         for row in rows:
@@ -252,28 +252,34 @@ def _interval_scores(frame, column: str, truth, train: dict, season: int, levels
     return scores
 
 
-def run_m4(config: M4Config | None = None, *, track: bool = True, out=print) -> dict[str, dict]:
-    """Runs every group of ``config`` and writes the markdown (``config.out``); returns the results per group."""
+def run_m4(
+    config: M4Config | None = None, *, track: bool = True, out=print, command: str | None = None
+) -> dict[str, dict]:
+    """Runs every group of ``config`` and writes the markdown (``config.out``, naming ``command``, the command line
+    that reruns it; None: this process's); returns the results per group."""
     import torch
 
     from xlstm_seq.tracking import create_tracker
 
     config = config or M4Config()
-    env = environment()  # the revision that runs, even if the checkout changes meanwhile
+    provenance = capture_provenance(config, command)  # the revision that runs, even if the checkout changes meanwhile
     threads = torch.get_num_threads()
     torch.set_num_threads(config.num_threads)
     started = time.perf_counter()
     try:
-        results = {group: run_group(group, config, track=track, out=out) for group in config.groups}
+        results = {
+            group: run_group(group, config, track=track, out=out, tags=provenance.tags()) for group in config.groups
+        }
     finally:
         torch.set_num_threads(threads)
     wall = time.perf_counter() - started
+    provenance = provenance.finish()
     plot = figure(results)
     if config.out:
         Path(config.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(config.out).write_text(markdown(config, results, wall, env))
+        Path(config.out).write_text(markdown(config, results, wall, provenance))
         plot.savefig(Path(config.out).with_suffix(".png"), dpi=100, bbox_inches="tight")
         out(f"wrote {config.out}")
-    with create_tracker(config.experiment, run_name="m4-summary", enabled=track) as tracker:
+    with create_tracker(config.experiment, run_name="m4-summary", enabled=track, tags=provenance.tags()) as tracker:
         tracker.log_figure(plot, "m4")
     return results

@@ -2,7 +2,7 @@
 
 Each peer forecasts the test horizon from the end of every train series, as ours does, and returns its frame in
 Nixtla's long format (``unique_id, ds, <name>[, <name>-lo/hi-<level>]``). statsforecast comes with the ``compare``
-extra and neuralforecast with the ``benchmark`` extra; a peer whose package is missing, or that fails, is reported
+extra and neuralforecast with its ``forecast`` extra; a peer whose package is missing, or that fails, is reported
 as such in the table rather than stopping the run (both are measurements too).
 """
 

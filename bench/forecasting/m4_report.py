@@ -1,37 +1,49 @@
-"""The report of `xlstm-seq forecast m4`: the markdown (benchmarks/forecasting_m4.md) and the figure beside it."""
+"""The report of `xlstm-seq forecast m4`: the markdown (benchmarks/forecasting/m4.md) and the figure beside it."""
 
 from __future__ import annotations
 
-import datetime as _dt
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from xlstm_seq.tracking.provenance import load_average, others_were_busy, package_version
+import yaml
+
+from xlstm_seq.tracking.provenance import Provenance, cpu_model, visible_cores
 from xlstm_seq_bench.forecasting.m4_peers import LABELS, PEERS
 
 if TYPE_CHECKING:
     from xlstm_seq_bench.forecasting.m4 import M4Config
 
-PUBLISHED_NAIVE2 = {"hourly": (18.383, 2.395), "weekly": (9.161, 2.777)}
-"""Naive2 sMAPE and MASE on the M4 test sets as published by the competition (Makridakis et al., 2020); the
-report checks that forecasting/m4.py's Naive2 and metrics reproduce them."""
+PUBLISHED = Path(__file__).with_name("published_m4.yaml")
+"""M4's published scores (the source is cited in the file)."""
 
 
-def markdown(config: M4Config, results: dict[str, dict], wall: float, env: dict[str, str]) -> str:
-    date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+@functools.lru_cache(maxsize=1)
+def published_naive2() -> dict[str, tuple[float, float]]:
+    """Naive2 (sMAPE, MASE) on the M4 test set of each group as the competition published them (``PUBLISHED``); the
+    report checks that bench/forecasting/m4.py's Naive2 and the library's metrics reproduce them."""
+    with PUBLISHED.open() as fh:
+        table = yaml.safe_load(fh)["naive2"]
+    return {group: (scores["smape"], scores["mase"]) for group, scores in table.items()}
+
+
+def capture_provenance(config: M4Config, command: str | None = None) -> Provenance:
+    """The run's provenance, taken as it starts (``command``: the line that reruns it; None: this process's): this
+    CPU with the torch threads and statsforecast jobs, and the versions of pandas and the peers."""
+    n = config.num_threads
+    device = f"{cpu_model()} (CPU, {visible_cores()} cores visible), {n} torch thread(s) and {n} statsforecast job(s)"
+    return Provenance.capture(command, packages=("pandas", "statsforecast", "neuralforecast"), threads=n,
+                              device=device)  # fmt: skip
+
+
+def markdown(config: M4Config, results: dict[str, dict], wall: float, provenance: Provenance) -> str:
+    """The report under the header of ``provenance`` (:func:`capture_provenance`, finished); ``wall``: the seconds
+    the whole run took."""
     levels = config.level
     lines = [
         "# M4 Hourly and Weekly: a global xLSTM forecaster beside statsforecast, NHITS and M4's naive benchmarks",
         "",
-        "Written by `xlstm-seq forecast m4 --config configs/forecasting/m4.yaml` (forecasting/m4.py).",
-        "",
-        f"- date: {date}; git {env['git']}",
-        f"- device: {env['cpu']} ({env['cores']} cores visible), {config.num_threads} torch thread(s) and "
-        f"{config.num_threads} statsforecast job(s); load average at the end {load_average(', ', 1)}"
-        + (", so other jobs shared the cores and times are under load" if others_were_busy(config.num_threads) else ""),
-        f"- torch {env['torch']}, pandas {env['pandas']}, python {env['python']}, statsforecast "
-        f"{package_version('statsforecast')}, neuralforecast {package_version('neuralforecast')}; seed "
-        f"{config.random_seed}; whole run {wall / 60:.1f} min",
+        *provenance.markdown([f"seed {config.random_seed}; whole run {wall / 60:.1f} min"]),
         "- scores: sMAPE (%) and MASE (seasonal period as in M4: 24 hourly, 1 weekly) per series, averaged over "
         "series; OWA = (sMAPE / sMAPE(Naive2) + MASE / MASE(Naive2)) / 2 (lower is better, Naive2 = 1)",
         "- ours: one global model per group, trained on every train series with the last h steps of each held out "
@@ -120,7 +132,7 @@ def _naive2_check(group: str, rows: list[dict], max_series: int | None) -> str:
     if max_series is not None:
         return "Naive2 check: not made, since only a subset of the series was scored (max_series)."
     row = next(r for r in rows if r["method"] == "Naive2")
-    smape_pub, mase_pub = PUBLISHED_NAIVE2[group]
+    smape_pub, mase_pub = published_naive2()[group]
     same = abs(row["smape"] - smape_pub) < 5e-4 and abs(row["mase"] - mase_pub) < 5e-4
     return (
         f"Naive2 check: published sMAPE {smape_pub:.3f}, MASE {mase_pub:.3f}; this run "

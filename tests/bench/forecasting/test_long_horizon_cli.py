@@ -40,7 +40,7 @@ def test_tiny_benchmark_writes_markdown_and_tracks(tmp_path, tmp_mlflow):
     text = (tmp_path / "fc.md").read_text()
     assert "| etth1 | 24 | 48 | DLinear (ours) |" in text and "torch thread" in text
     assert ("CPU only" in text) != torch.cuda.is_available()
-    assert "- command: `xlstm-seq forecast benchmark 'datasets=[etth1]'`" in text
+    assert "Written by `xlstm-seq forecast benchmark 'datasets=[etth1]'`." in text
     assert "| etth1 | 24 | 48 | xlstm_time mlstm variates E8x1 |" in text
     assert (tmp_path / "fc.png").stat().st_size > 1000
     client = mlflow.MlflowClient(tracking_uri=tmp_mlflow)
@@ -64,10 +64,39 @@ def test_cli_group_parses():
     assert cli.CONFIG_CLASSES["forecast benchmark"] == expected
 
 
+@pytest.mark.parametrize(
+    ("command", "module"),
+    [("benchmark", "long_horizon"), ("m4", "m4"), ("airpassengers", "air_passengers")],
+)
+def test_without_the_benchmark_suite_a_command_says_what_to_install(command, module, monkeypatch, capsys):
+    import sys
+
+    from xlstm_seq.cli.main import console
+
+    # As if xlstm-seq-bench were not installed: importing its modules raises ModuleNotFoundError.
+    for name in ("xlstm_seq_bench", "xlstm_seq_bench.forecasting", f"xlstm_seq_bench.forecasting.{module}"):
+        monkeypatch.setitem(sys.modules, name, None)
+    with pytest.raises(SystemExit) as exit_info:
+        console(["forecast", command, "--no-track"])
+    message = str(exit_info.value)
+    assert f"xlstm-seq forecast {command}: " in message and "pip install -e ./bench" in message
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_package_missing_inside_the_suite_is_not_mistaken_for_the_suite(monkeypatch):
+    def import_module(name):
+        raise ModuleNotFoundError("No module named 'neuralforecast'", name="neuralforecast")
+
+    assert cli.bench_module("long_horizon", "benchmark").__name__ == "xlstm_seq_bench.forecasting.long_horizon"
+    monkeypatch.setattr(cli.importlib, "import_module", import_module)
+    with pytest.raises(ModuleNotFoundError, match="neuralforecast"):
+        cli.bench_module("long_horizon", "benchmark")
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not (ROOT / "ett/ETTh1.csv").is_file(), reason="ETTh1 not in the data root")
 def test_fit_time_comparison_against_neuralforecast(tmp_path, tmp_mlflow):
-    pytest.importorskip("neuralforecast", reason="the benchmark extra (neuralforecast) is not installed")
+    pytest.importorskip("neuralforecast", reason="the forecast extra (neuralforecast) is not installed")
     from xlstm_seq_bench.forecasting.long_horizon import fit_time_comparison
 
     tiny = ModelSettings(embedding_dim=8, num_heads=2, batch_size=4)
@@ -85,7 +114,7 @@ def test_fit_time_comparison_against_neuralforecast(tmp_path, tmp_mlflow):
 
 @pytest.mark.skipif(not (ROOT / "ett/ETTh1.csv").is_file(), reason="ETTh1 not in the data root")
 def test_neuralforecast_baseline_scores_the_published_windows_too(tmp_path):
-    pytest.importorskip("neuralforecast", reason="the benchmark extra (neuralforecast) is not installed")
+    pytest.importorskip("neuralforecast", reason="the forecast extra (neuralforecast) is not installed")
     tiny = ModelSettings(embedding_dim=8, num_heads=2, max_steps=2, batch_size=4, val_check_steps=2)
     config = LongHorizonConfig(
         datasets=["etth1"], horizons=[24], input_size=36, num_threads=1, xlstm=tiny, baselines=["nf_dlinear"],
@@ -103,7 +132,7 @@ def test_neuralforecast_baseline_scores_the_published_windows_too(tmp_path):
 
 @pytest.mark.skipif(not (ROOT / "ett/ETTh1.csv").is_file(), reason="ETTh1 not in the data root")
 def test_neuralforecast_settings_reach_the_model(tmp_path):
-    pytest.importorskip("neuralforecast", reason="the benchmark extra (neuralforecast) is not installed")
+    pytest.importorskip("neuralforecast", reason="the forecast extra (neuralforecast) is not installed")
     tiny = ModelSettings(embedding_dim=8, num_heads=2, max_steps=2, batch_size=4, val_check_steps=2)
     config = LongHorizonConfig(
         datasets=["etth1"], horizons=[24], input_size=36, num_threads=1, xlstm=tiny, baselines=["nf_dlinear"],

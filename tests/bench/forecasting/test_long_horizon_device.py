@@ -9,7 +9,7 @@ from xlstm_seq_bench.forecasting import long_horizon_report
 from xlstm_seq_bench.forecasting.long_horizon import lightning_device
 from xlstm_seq_bench.forecasting.long_horizon_config import LongHorizonConfig
 
-ENV = {"cpu": "Test CPU", "cores": "2"}
+CPU = {"cpu": "Test CPU", "cores": 2}
 
 
 def test_a_bad_or_missing_device_is_named_with_the_config(monkeypatch):
@@ -29,11 +29,11 @@ def test_neuralforecast_models_train_on_the_same_device():
 def test_the_markdown_names_the_device(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     cpu = LongHorizonConfig(num_threads=1)
-    assert long_horizon_report.device_words(cpu, ENV) == "Test CPU (2 cores visible), 1 torch thread(s), CPU only"
+    assert long_horizon_report.device_words(cpu, **CPU) == "Test CPU (2 cores visible), 1 torch thread(s), CPU only"
     # A machine with one CUDA device: only names are resolved, nothing is allocated.
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H200")
-    words = long_horizon_report.device_words(LongHorizonConfig(num_threads=1, device="cuda:0"), ENV)
+    words = long_horizon_report.device_words(LongHorizonConfig(num_threads=1, device="cuda:0"), **CPU)
     assert words == "NVIDIA H200 (cuda:0), every model trained there; CPU Test CPU (2 cores visible), 1 torch thread(s)"
-    assert "CPU only" not in long_horizon_report.device_words(LongHorizonConfig(num_threads=1, device="auto"), ENV)
+    assert "CPU only" not in long_horizon_report.device_words(LongHorizonConfig(num_threads=1, device="auto"), **CPU)

@@ -125,7 +125,7 @@ def test_statsforecast_peers_score_points_and_their_own_intervals(tmp_path):
 
 
 @WEEKLY
-@pytest.mark.skipif(importlib.util.find_spec("neuralforecast") is None, reason="neuralforecast: the benchmark extra")
+@pytest.mark.skipif(importlib.util.find_spec("neuralforecast") is None, reason="neuralforecast: the forecast extra")
 def test_nhits_peer_is_fitted_globally_and_scored_without_intervals(tmp_path):
     results = run_m4(_tiny_weekly(tmp_path, ["nf_nhits"]), track=False, out=lambda _: None)
     row = next(r for r in results["weekly"]["rows"] if r["method"] == "NHITS")
