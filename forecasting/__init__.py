@@ -1,4 +1,4 @@
-"""Forecasters for pandas long-format frames (issue 5).
+"""Forecasters for pandas long-format frames.
 
     from xlstm_seq.forecasting import XLSTMForecaster, load_long_horizon, load_air_passengers
 
