@@ -15,7 +15,7 @@ export XLSTM_SEQ_DATA ?= $(SHARED_DATA)
 endif
 export MPLBACKEND ?= Agg
 
-.PHONY: venv demo test lint bench compare clean
+.PHONY: venv demo test docs lint bench compare clean
 
 $(BIN)/.installed: pyproject.toml bench/pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ demo: venv
 
 test: venv
 	$(BIN)/python -m pytest -q
+
+# The docs site: docs/ and mkdocs.yml -> build/site (strict: a warning fails the build).
+docs: venv
+	$(BIN)/mkdocs build --strict
 
 lint: venv
 	$(BIN)/ruff check .
