@@ -9,10 +9,8 @@ handlers so that `xlstm-seq --help` stays fast. `benchmark`, `m4` and `airpassen
 from __future__ import annotations
 
 import argparse
-import importlib
-from types import ModuleType
 
-from xlstm_seq.cli.command_line import reproducing_command
+from xlstm_seq.cli.command_line import reproducing_command, require_bench
 
 CONFIG_CLASSES = {
     "forecast benchmark": "xlstm_seq_bench.forecasting.long_horizon_config:LongHorizonConfig",
@@ -20,21 +18,6 @@ CONFIG_CLASSES = {
     "forecast m4": "xlstm_seq_bench.forecasting.m4:M4Config",
     "forecast airpassengers": "xlstm_seq_bench.forecasting.air_passengers:AirPassengersConfig",
 }
-
-
-def bench_module(name: str, command: str) -> ModuleType:
-    """``xlstm_seq_bench.forecasting.<name>``; without the benchmark suite installed, exits with a message that says
-    how to install it (a peer library missing inside the suite is the suite's own error, not this one)."""
-    try:
-        return importlib.import_module(f"xlstm_seq_bench.forecasting.{name}")
-    except ModuleNotFoundError as err:
-        if err.name is None or not (err.name + ".").startswith("xlstm_seq_bench."):
-            raise
-        raise SystemExit(
-            f"xlstm-seq forecast {command}: this command runs the benchmark suite, the distribution xlstm-seq-bench, "
-            f"which is not installed here. From a checkout of xlstm-seq: pip install -e ./bench "
-            f"(`make venv` installs both)"
-        ) from None
 
 
 def _config(config_class: type, args: argparse.Namespace):
@@ -47,9 +30,11 @@ def _config(config_class: type, args: argparse.Namespace):
 
 
 def _benchmark(args: argparse.Namespace) -> int:
-    long_horizon = bench_module("long_horizon", "benchmark")
-    config = _config(long_horizon.LongHorizonConfig, args)
-    long_horizon.run_benchmark(config, track=not args.no_track, command=benchmark_command(args))
+    require_bench("forecast benchmark")
+    from xlstm_seq_bench.forecasting.long_horizon import run_benchmark
+    from xlstm_seq_bench.forecasting.long_horizon_config import LongHorizonConfig
+
+    run_benchmark(_config(LongHorizonConfig, args), track=not args.no_track, command=benchmark_command(args))
     return 0
 
 
@@ -59,14 +44,18 @@ def benchmark_command(args: argparse.Namespace) -> str:
 
 
 def _m4(args: argparse.Namespace) -> int:
-    m4 = bench_module("m4", "m4")
-    m4.run_m4(_config(m4.M4Config, args), track=not args.no_track)
+    require_bench("forecast m4")
+    from xlstm_seq_bench.forecasting.m4 import M4Config, run_m4
+
+    run_m4(_config(M4Config, args), track=not args.no_track)
     return 0
 
 
 def _air_passengers(args: argparse.Namespace) -> int:
-    air_passengers = bench_module("air_passengers", "airpassengers")
-    air_passengers.run_air_passengers(_config(air_passengers.AirPassengersConfig, args), track=not args.no_track)
+    require_bench("forecast airpassengers")
+    from xlstm_seq_bench.forecasting.air_passengers import AirPassengersConfig, run_air_passengers
+
+    run_air_passengers(_config(AirPassengersConfig, args), track=not args.no_track)
     return 0
 
 
