@@ -1,8 +1,9 @@
 """Forecasting quickstart: AirPassengers, an xLSTM forecaster with prediction intervals, a plot (< 2 min on CPU).
 
-    XLSTM_SEQ_DATA=../shared/data python examples/forecast_quickstart.py [plot.png]
+    python examples/forecast_quickstart.py [plot.png]
 
-The plot goes to the path given, else to forecast_quickstart.png in the working directory.
+The plot goes to the path given, else to forecast_quickstart.png in the working directory. AirPassengers ships with
+the package, so no data root and no network are needed.
 
 Each fit is logged to MLflow (./mlflow.db by default; set MLFLOW_TRACKING_URI to change it).
 """

@@ -1,8 +1,8 @@
 """Quickstart: a recurrent xLSTM agent on CartPole without velocities (stable-baselines3 API).
 
 The agent sees only the cart position and the pole angle, so it must remember earlier observations to
-know how fast things move. A memoryless PPO policy scores about 50 here (the maximum is 500); see
-benchmarks/rl.md for what XLSTMPPO reaches in 50k steps.
+know how fast things move. A memoryless PPO policy scores about 50 here (the maximum is 500); the RL pages under
+benchmarks/rl/ show what XLSTMPPO reaches in 50k steps.
 
     python examples/rl_quickstart.py                 # 50k steps, a few minutes on 2 CPU cores
     python examples/rl_quickstart.py --steps 5000    # a quick look
