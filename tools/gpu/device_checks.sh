@@ -60,7 +60,7 @@ for stage in $STAGES; do
       stamp forecaster gpu tests
       timeout "${T_FORECAST_GPU:-120}" "${PYTEST[@]}" -m gpu "$REPO/tests/forecasting/test_forecaster_device.py" 2>&1 \
         | tee -a "$OUT/tests.log" | tail -20 ;;
-    forecast_nf)  # issue 5: the grid beside neuralforecast; ray_stub stands in for Ray (its wheel exceeds the carry)
+    forecast_nf)  # the long-horizon grid beside neuralforecast; ray_stub stands in for Ray (its wheel exceeds the carry)
       stamp "forecast benchmark beside neuralforecast: ${FORECAST_DATASETS:-weather} ${FORECAST_OVERRIDES:-}"
       # shellcheck disable=SC2086  # FORECAST_OVERRIDES holds several overrides
       PYTHONPATH=$SITE:$REPO/tools/gpu/ray_stub timeout "${T_FORECAST_NF:-540}" python3 -m xlstm_seq.cli.main \
