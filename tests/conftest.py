@@ -14,3 +14,13 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def mlflow_in_tmp(tmp_path, monkeypatch) -> str:
+    """A temporary SQLite MLflow store as ``MLFLOW_TRACKING_URI`` and ``tmp_path`` as the working folder (so a report
+    written to its default path lands there); returns the store's URI."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)
+    return uri

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from long_frames import make_long_frame
 
 
 @pytest.fixture(autouse=True)
@@ -14,28 +15,9 @@ def one_thread(one_torch_thread):
 
 
 @pytest.fixture(autouse=True)
-def tmp_mlflow(tmp_path, monkeypatch):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.chdir(tmp_path)
-    return uri
-
-
-def make_frame(n_series: int = 1, length: int = 120, exog: bool = False, freq: str = "h") -> pd.DataFrame:
-    """Seasonal series (period 12) with a trend; with exog, a historic column and a future-known column."""
-    rng = np.random.default_rng(0)
-    parts = []
-    for i in range(n_series):
-        t = np.arange(length)
-        y = 10 + i + np.sin(2 * np.pi * t / 12 + i) + 0.01 * t + rng.normal(0, 0.05, length)
-        part = pd.DataFrame(
-            {"unique_id": f"s{i}", "ds": pd.date_range("2024-01-01", periods=length, freq=freq), "y": y}
-        )
-        if exog:
-            part["hist_x"] = np.cos(t / 7.0)
-            part["futr_x"] = (t % 12) / 12.0
-        parts.append(part)
-    return pd.concat(parts, ignore_index=True)
+def tmp_mlflow(mlflow_in_tmp):
+    """Every forecasting test logs to a temporary MLflow store, from tmp_path (tests/conftest.py)."""
+    return mlflow_in_tmp
 
 
 def make_static(n_series: int) -> pd.DataFrame:
@@ -44,7 +26,7 @@ def make_static(n_series: int) -> pd.DataFrame:
 
 @pytest.fixture
 def frame():
-    return make_frame
+    return make_long_frame
 
 
 @pytest.fixture
