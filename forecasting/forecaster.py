@@ -69,7 +69,10 @@ class XLSTMForecaster(BaseEstimator):
             series must share timestamps).
         alias: Name of the forecast column; default from the model ("xLSTMTime", "xLSTMMixer", "xLSTMEncoder", ...).
         freq: Pandas offset alias or integer step; None infers it from the data (and checks every series).
-        embedding_dim, num_blocks, num_heads, dropout: Stack size.
+        embedding_dim: Width E of the stack.
+        num_blocks: Blocks in the stack.
+        num_heads: Heads per block.
+        dropout: Dropout inside the network.
         patch_len: Steps per token (default: 16 for xlstm_time, 1 for xlstm_encoder).
         patch_stride: Steps between the starts of neighbouring patches; None: patch_len (no overlap). Smaller
             strides give PatchTST's overlapping patches (more tokens, slower).
@@ -105,8 +108,13 @@ class XLSTMForecaster(BaseEstimator):
             small data sets. It doubles the windows per step. 0: no augmentation.
         scale_loss: Divide each window's errors by the std of its look-back (as RevIN does) before the loss, so that
             series on different scales weigh alike in one global model (M4); False: errors on the data scale.
-        hist_exog_list, futr_exog_list, stat_exog_list: Historic, future-known and static exogenous columns.
-        max_steps, batch_size, learning_rate, weight_decay: Optimisation (AdamW, cosine decay to a tenth).
+        hist_exog_list: Historic exogenous columns (known up to the cutoff).
+        futr_exog_list: Future-known exogenous columns (known over the horizon too).
+        stat_exog_list: Static exogenous columns (one value per series, from ``static_df``).
+        max_steps: Training steps (AdamW, cosine decay to a tenth of the learning rate).
+        batch_size: Windows per training step.
+        learning_rate: AdamW's peak learning rate.
+        weight_decay: AdamW's weight decay.
         val_check_steps: Steps between validation checks.
         early_stop_patience_steps: Stop after this many validation checks without improvement; -1 or 0 never
             stops early. With a validation split the best checked weights are kept.
@@ -118,7 +126,8 @@ class XLSTMForecaster(BaseEstimator):
             "cpu", "cuda" or "cuda:N". Frames, forecasts and saved weights stay on the CPU either way.
         progress: Show a tqdm progress bar.
         track: Log each fit to MLflow (params, losses, a forecast-vs-actual PNG).
-        experiment, tracking_uri: MLflow experiment and store (default ``MLFLOW_TRACKING_URI`` or ./mlflow.db).
+        experiment: MLflow experiment of the fits.
+        tracking_uri: MLflow store (default ``MLFLOW_TRACKING_URI`` or ./mlflow.db).
     """
 
     def __init__(

@@ -1,6 +1,7 @@
 """xLSTM and GPT-2 language models.
 
-Modules:
+The modules::
+
     gpt2         GPT2Config, GPT2: nanoGPT-style baseline (learned positions, SDPA, tied embeddings)
     xlstm_lm     xLSTMLMConfig, xLSTMLM: embedding -> xLSTMStack -> norm -> tied head; chunked and step-wise
     models       LMModelConfig, build_model, survey sizes, parameter counts, FLOPs per token (MFU)

@@ -123,7 +123,9 @@ class XLSTMActorCriticPolicy(ActorCriticPolicy):
     """Recurrent actor-critic policy with xLSTM memory (see the module docstring).
 
     Args:
-        observation_space, action_space, lr_schedule: as in SB3's ``ActorCriticPolicy``.
+        observation_space: as in SB3's ``ActorCriticPolicy``.
+        action_space: as in SB3's ``ActorCriticPolicy``.
+        lr_schedule: as in SB3's ``ActorCriticPolicy``.
         xlstm: the memory stack (an ``xLSTMConfig`` or its dict); default: one mLSTM block of width 64.
         critic_memory: "separate" (default; the critic has its own stack) or "shared" (the critic reads the
             actor's memory and its loss trains it too).

@@ -52,15 +52,19 @@ class XLSTMPPO(OnPolicyAlgorithm):
         batch_size: environment steps per minibatch; a minibatch holds ``batch_size // sequence_length``
             whole sequences. Default 256.
         n_epochs: passes over each rollout. Default 10.
-        gamma, gae_lambda: discount and GAE lambda. Defaults 0.99, 0.95.
+        gamma: discount. Default 0.99.
+        gae_lambda: GAE lambda. Default 0.95.
         clip_range: PPO's ratio clip (float or schedule). Default 0.2.
         clip_range_vf: clip of the value update around the old values; None (default) does not clip.
         normalize_advantage: normalise advantages per minibatch. Default True.
-        ent_coef, vf_coef, max_grad_norm: loss weights and gradient clip. Defaults 0.0, 0.5, 0.5.
+        ent_coef: weight of the entropy bonus. Default 0.0.
+        vf_coef: weight of the value loss. Default 0.5.
+        max_grad_norm: gradient clip. Default 0.5.
         target_kl: stop an update's epochs early once the approximate KL exceeds 1.5 * target_kl. Default None.
         sequence_length: length L of the training sequences; must divide n_steps and batch_size.
             Default: ``min(n_steps, batch_size)``.
-        Other arguments as in SB3's PPO (stats_window_size, tensorboard_log, policy_kwargs, verbose, seed, device).
+
+    The other arguments are SB3's PPO's (stats_window_size, tensorboard_log, policy_kwargs, verbose, seed, device).
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
