@@ -66,3 +66,27 @@ def test_readme_python_blocks_run_and_keep_their_promises(tmp_path, monkeypatch,
     # Nothing downloaded into the data root, and every run went to the temporary MLflow store.
     assert not (tmp_path / "empty_data_root").exists()
     assert (tmp_path / "mlflow.db").is_file()
+
+
+def _command_rows() -> list[str]:
+    """The commands of the README's command table (the first cell of each row, without its backticks)."""
+    return re.findall(r"^\| `(xlstm-seq [^`]+)` \|", README.read_text(), flags=re.M)
+
+
+def test_every_command_in_the_table_exists_and_its_config_loads(capsys):
+    from xlstm_seq.cli.main import build_parser, config_class_for_command
+    from xlstm_seq.config_io import load_yaml
+
+    rows = _command_rows()
+    assert len(rows) >= 10, rows
+    for row in rows:
+        words = row.split()[1:]
+        subcommand = [w for w in words[:2] if re.fullmatch(r"[a-z0-9]+", w)]
+        with pytest.raises(SystemExit) as exit_info:
+            build_parser().parse_args([*subcommand, "--help"])
+        assert exit_info.value.code == 0, f"`{row}`: no such command"
+        capsys.readouterr()
+        if "--config" in words and words[words.index("--config") + 1].startswith("configs/"):
+            path = README.parent / words[words.index("--config") + 1]
+            assert path.is_file(), f"`{row}` names a config that does not exist"
+            config_class_for_command(" ".join(subcommand)).from_dict(load_yaml(path))
