@@ -2,34 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import lzma
-
 import pytest
+from tiny_corpus import tiny_corpus_root
 
 from xlstm_seq.cli.main import main
-from xlstm_seq.data import data_root
-
-
-def tiny_corpus_root(tmp_path):
-    """A data root with a small synthetic corpus and a link to the GPT-2 BPE files of the real one."""
-    real = data_root()
-    if not (real / "gpt2_bpe").is_dir():
-        pytest.skip(f"GPT-2 BPE files not in the data root {real}")
-    root = tmp_path / "data"
-    (root / "enwiki_corpus").mkdir(parents=True)
-    lines = []
-    for i in range(40):
-        body = f"The river {i} flows to the sea. " * 20
-        lines += [f'<doc id="{i}" url="u" title="T{i}">', f"T{i}", "", body, "</doc>"]
-    with lzma.open(root / "enwiki_corpus" / "enwiki_part_AA.txt.xz", "wt", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
-    (root / "gutenberg_corpus").mkdir()
-    with lzma.open(root / "gutenberg_corpus" / "books.jsonl.xz", "wt", encoding="utf-8") as f:
-        text = "*** START OF THE PROJECT GUTENBERG EBOOK X ***\n" + "Call me Ishmael. " * 300 + "\n*** END OF THE"
-        f.write(json.dumps({"pg_ebook_id": 1, "text": text}) + "\n")
-    (root / "gpt2_bpe").symlink_to(real / "gpt2_bpe")
-    return root
 
 
 def test_prepare_and_train_commands(tmp_path, monkeypatch, capsys):

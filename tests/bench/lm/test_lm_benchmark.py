@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import lzma
 
-import pytest
+from tiny_corpus import tiny_corpus_root
 
 from xlstm_seq.cli.main import main
-from xlstm_seq.data import data_root
 from xlstm_seq.tracking.provenance import Provenance
 from xlstm_seq_bench.lm.benchmark import LMBenchmarkConfig, render_markdown, survey_table
 
@@ -17,24 +15,7 @@ EVAL_DIRS = ("gpt2_bpe", "hellaswag", "lambada", "wikitext-2", "wikitext-2-raw",
 
 def tiny_root(tmp_path):
     """A data root with a small synthetic corpus and links to the real evaluation sets."""
-    real = data_root()
-    if not all((real / d).is_dir() for d in EVAL_DIRS):
-        pytest.skip(f"evaluation sets {EVAL_DIRS} not all in the data root {real}")
-    root = tmp_path / "data"
-    (root / "enwiki_corpus").mkdir(parents=True)
-    lines = []
-    for i in range(40):
-        body = f"The river {i} flows to the sea. " * 20
-        lines += [f'<doc id="{i}" url="u" title="T{i}">', f"T{i}", "", body, "</doc>"]
-    with lzma.open(root / "enwiki_corpus" / "enwiki_part_AA.txt.xz", "wt", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
-    (root / "gutenberg_corpus").mkdir()
-    with lzma.open(root / "gutenberg_corpus" / "books.jsonl.xz", "wt", encoding="utf-8") as f:
-        text = "*** START OF THE PROJECT GUTENBERG EBOOK X ***\n" + "Call me Ishmael. " * 300 + "\n*** END OF THE"
-        f.write(json.dumps({"pg_ebook_id": 1, "text": text}) + "\n")
-    for d in EVAL_DIRS:
-        (root / d).symlink_to(real / d)
-    return root
+    return tiny_corpus_root(tmp_path, links=EVAL_DIRS)
 
 
 def write_config(tmp_path, root) -> str:
