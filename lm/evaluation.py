@@ -148,12 +148,13 @@ def score_continuations(
         idx = torch.zeros(len(chosen), longest, dtype=torch.int64)
         for row, i in enumerate(chosen):
             idx[row, : len(seqs[i][0])] = torch.tensor(seqs[i][0])
-        logp = _log_probs(model, idx.to(device), bf16).cpu()  # (B, L, V)
+        # Scored where the model runs: copying the whole (B, L, V) to the host cost more than the forward on a GPU.
+        logp = _log_probs(model, idx.to(device), bf16)  # (B, L, V)
         for row, i in enumerate(chosen):
             full, n_cont = seqs[i]
             L = len(full)
             pred = logp[row, L - n_cont - 1 : L - 1]  # (n_cont, V): positions predicting the continuation
-            target = torch.tensor(full[L - n_cont :])
+            target = torch.tensor(full[L - n_cont :], device=logp.device)
             logprob = float(pred.gather(-1, target.unsqueeze(-1)).sum())
             results[i] = (logprob, bool((pred.argmax(-1) == target).all()))
     return results
