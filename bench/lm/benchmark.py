@@ -3,6 +3,9 @@ the same suite, and writes the survey's table with our numbers beside the survey
 
     xlstm-seq lm benchmark --config configs/lm/tiny.yaml          # CPU, minutes
     xlstm-seq lm benchmark --config configs/lm/scaled-125m.yaml   # one GPU, >= 100M tokens per model
+    xlstm-seq lm benchmark --config configs/lm/lease-125m.yaml    # one lent GPU, one ~9-minute command
+
+A config with a ``lease`` section runs as timed phases in their own processes (:mod:`xlstm_seq_bench.lm.lease`).
 
 The survey's numbers come from ``survey_125m.yaml`` beside this file (with their source); the header of the report
 is the run's :class:`~xlstm_seq.tracking.provenance.Provenance`.
@@ -27,6 +30,7 @@ from xlstm_seq.lm.shards import PrepareConfig, prepare
 from xlstm_seq.lm.trainer import TrainConfig, Trainer
 from xlstm_seq.lm.xlstm_lm import xLSTMLMConfig
 from xlstm_seq.tracking.provenance import Provenance, cpu_model, visible_cores
+from xlstm_seq_bench.lm.lease import LeaseSettings
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +99,8 @@ class LMBenchmarkConfig(ConfigMixin):
     """Markdown report."""
     experiment: str = "xlstm-seq-lm-benchmark"
     """MLflow experiment of the training runs and the summary run."""
+    lease: LeaseSettings | None = None
+    """Set: run as one command on a lent GPU, in phases with time limits (:mod:`xlstm_seq_bench.lm.lease`)."""
 
     def __post_init__(self) -> None:
         for name, cls in (("data", PrepareConfig), ("train", TrainConfig), ("gpt2", GPT2Config)):
@@ -104,6 +110,8 @@ class LMBenchmarkConfig(ConfigMixin):
             self.xlstm = xLSTMLMConfig.from_dict(self.xlstm)
         if isinstance(self.eval, dict):
             self.eval = EvalSettings.from_dict(self.eval)
+        if isinstance(self.lease, dict):
+            self.lease = LeaseSettings.from_dict(self.lease)
         self.seeds = list(self.seeds)
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be a non-empty list without repeats, got {self.seeds}")
@@ -137,8 +145,14 @@ class LMBenchmarkConfig(ConfigMixin):
 
 
 def run_benchmark(config: LMBenchmarkConfig, *, track: bool = True, command: str = "") -> dict[str, Any]:
-    """Prepares the data, trains and evaluates both models for every seed, writes ``config.out``."""
+    """Prepares the data, trains and evaluates both models for every seed, writes ``config.out``; a config with a
+    ``lease`` section goes to :func:`xlstm_seq_bench.lm.lease.run_lease`."""
     from xlstm_seq.tracking import create_tracker
+
+    if config.lease is not None:
+        from xlstm_seq_bench.lm.lease import run_lease
+
+        return run_lease(config, track=track, command=command)
 
     provenance = _provenance(config, command)
     started = _dt.datetime.now(_dt.timezone.utc)

@@ -8,7 +8,10 @@
 # 4. runs `kernels bench --op mlstm` and `--op slstm` (and the mLSTM launch-setting sweep, stage mlstm_sweep);
 # 5. stage forecast_nf (not in the default STAGES): the long-horizon forecasting benchmark beside neuralforecast's
 #    PatchTST and DLinear on the GPU, for FORECAST_DATASETS (default weather) with FORECAST_OVERRIDES; it needs the
-#    data sets copied to data/ and the neuralforecast wheels in .whl, both carried (NOTES.md, "Forecasting").
+#    data sets copied to data/ and the neuralforecast wheels in .whl, both carried (NOTES.md, "Forecasting");
+# 6. stage lm_lease (not in the default STAGES, and best alone): the 125M xLSTM-vs-GPT-2 comparison in about 9 minutes
+#    (configs/lm/lease-125m.yaml) on the data tools/gpu/pack_lm_lease.sh put into data/; LM_LEASE_OVERRIDES adds dotted
+#    overrides, LM_LEASE_DRY_RUN=1 shrinks it to seconds on any machine (README.md, "Language modelling in one lease").
 # Every stage has its own time limit, so a hang costs that stage only; logs and tables land in $OUT.
 set -u
 REPO=$(pwd)
@@ -16,7 +19,7 @@ OUT=${OUT:-/tmp/device_out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg TORCH_EXTENSIONS_DIR=/tmp/torch_ext
 export XLSTM_SEQ_REVISION=${XLSTM_SEQ_REVISION:-$(cat "$REPO/.revision" 2>/dev/null || echo unknown)}
-SITE=/tmp/site
+SITE=${SITE:-/tmp/site}
 T_MLSTM_TESTS=${T_MLSTM_TESTS:-200}
 T_SLSTM_TESTS=${T_SLSTM_TESTS:-150}
 T_MLSTM_BENCH=${T_MLSTM_BENCH:-150}
@@ -24,6 +27,12 @@ T_SLSTM_BENCH=${T_SLSTM_BENCH:-120}
 T_MLSTM_TFLA=${T_MLSTM_TFLA:-60}
 T_MLSTM_SWEEP=${T_MLSTM_SWEEP:-240}
 STAGES=${STAGES:-"mlstm_tests slstm_tests forecast_gpu mlstm_bench slstm_bench mlstm_tfla mlstm_sweep"}
+# Background builds: every CUDA extension of the kernel stages; the lease alone needs only its own model's kernels.
+if [ -z "${PREWARM+set}" ]; then
+  PREWARM="ours baselines"
+  [ "$STAGES" = "lm_lease" ] && PREWARM="lm"
+  [ -n "${LM_LEASE_DRY_RUN:-}" ] && PREWARM=""
+fi
 stamp() { echo "== $(date -u +%H:%M:%S) $*"; }
 
 stamp setup
@@ -40,10 +49,14 @@ export PYTHONPATH=$SITE
 cat "$OUT/env.txt"
 
 cd /tmp  # so that the checkout's unmapped xlstm_seq/ folder never shadows $SITE
-stamp prewarm start
-( python3 "$REPO/tools/gpu/prewarm_builds.py" ours; touch /tmp/ours_ready ) > "$OUT/prewarm.log" 2>&1 &
-( python3 "$REPO/tools/gpu/prewarm_builds.py" flashrnn-first
-  python3 "$REPO/tools/gpu/prewarm_builds.py" baselines ) > "$OUT/prewarm_baselines.log" 2>&1 &
+stamp "prewarm start: ${PREWARM:-nothing}"
+case " $PREWARM " in *" ours "*)
+  ( python3 "$REPO/tools/gpu/prewarm_builds.py" ours; touch /tmp/ours_ready ) > "$OUT/prewarm.log" 2>&1 & ;; esac
+case " $PREWARM " in *" lm "*)  # the lease's sLSTM and Triton mLSTM kernels, built while the data and GPT-2 run
+  python3 "$REPO/tools/gpu/prewarm_builds.py" lm > "$OUT/prewarm.log" 2>&1 & ;; esac
+case " $PREWARM " in *" baselines "*)
+  ( python3 "$REPO/tools/gpu/prewarm_builds.py" flashrnn-first
+    python3 "$REPO/tools/gpu/prewarm_builds.py" baselines ) > "$OUT/prewarm_baselines.log" 2>&1 & ;; esac
 PYTEST=(python3 -m pytest -c "$REPO/pyproject.toml" --rootdir "$REPO" -p no:cacheprovider -q -rfEs --tb=short)
 for stage in $STAGES; do
   case $stage in
@@ -80,6 +93,16 @@ for stage in $STAGES; do
       stamp slstm bench
       timeout "$T_SLSTM_BENCH" python3 -m xlstm_seq.cli.main kernels bench --op slstm --device cuda --no-track \
         --out "$OUT/slstm_gpu.md" 2>&1 | tee -a "$OUT/bench.log" | tail -5 ;;
+    lm_lease)  # phases with their own limits inside (bench/lm/lease.py); the report is rewritten after each phase
+      stamp "lm lease ${LM_LEASE_OVERRIDES:-}"
+      lease_args=(--config "$REPO/configs/lm/lease-125m.yaml" --no-track "out=$OUT/lease_125m.md")
+      if [ -n "${LM_LEASE_DRY_RUN:-}" ]; then  # tiny models, a few hundred tokens, three items per set, on the CPU
+        mapfile -t dry < <(python3 -m xlstm_seq_bench.lm.lease dry-run-overrides /tmp/lm_lease_dry_run)
+        lease_args+=("${dry[@]}")
+      fi
+      # shellcheck disable=SC2086  # LM_LEASE_OVERRIDES holds several overrides
+      timeout "${T_LM_LEASE:-560}" python3 -m xlstm_seq.cli.main lm benchmark "${lease_args[@]}" ${LM_LEASE_OVERRIDES:-} \
+        2>&1 | tee -a "$OUT/lm_lease.log" | tail -80 ;;
     mlstm_sweep)  # launch settings of the Triton mLSTM (NOTES.md): timings per kernel and accuracy per setting
       stamp mlstm sweep
       timeout "$T_MLSTM_SWEEP" python3 "$REPO/tools/gpu/mlstm_sweep.py" --out "$OUT/mlstm_gpu_sweep.md" 2>&1 \
@@ -87,5 +110,5 @@ for stage in $STAGES; do
   esac
 done
 stamp done
-cat "$OUT/prewarm.log" "$OUT/prewarm_baselines.log" | tail -30
+for f in "$OUT/prewarm.log" "$OUT/prewarm_baselines.log"; do [ -f "$f" ] && cat "$f"; done | tail -30
 for f in "$OUT"/*.md; do echo "#### $f"; grep "^|" "$f"; done

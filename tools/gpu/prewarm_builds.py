@@ -3,7 +3,9 @@
 Each build is one subprocess (torch.utils.cpp_extension caches it on disk under TORCH_EXTENSIONS_DIR), so the tests
 and the benchmark that follow load finished builds instead of compiling them one after another. Prints one line per
 build: target, seconds, ok or the error's last line.
-Usage: python3 tools/gpu/prewarm_builds.py ours|flashrnn-first|baselines
+Usage: python3 tools/gpu/prewarm_builds.py ours|flashrnn-first|baselines|lm
+(lm: one forward and backward of a two-block stack at the lease's 125M xLSTM widths, bf16, so that its sLSTM build and
+its Triton mLSTM kernels are in the on-disk caches before the lease trains it.)
 """
 
 from __future__ import annotations
@@ -33,6 +35,18 @@ XLSTM = (
     "c = sLSTMCell(sLSTMCellConfig(hidden_size={D} * {H}, num_heads={H}, backend='cuda', dtype='bfloat16', "
     "batch_size=16)).cuda(); c(torch.randn(16, 4, 4 * {D} * {H}, device='cuda', dtype=torch.bfloat16))"
 )
+# The widths of configs/lm/lease-125m.yaml's xLSTM (embedding 768, 4 heads): the same kernels, two blocks.
+LM = """
+import torch
+from xlstm_seq.config import xLSTMConfig
+from xlstm_seq.stack import xLSTMStack
+stack = xLSTMStack(xLSTMConfig(embedding_dim=768, num_blocks=2, slstm_at=[1], num_heads=4, backend="auto")).cuda()
+x = torch.randn(2, 256, 768, device="cuda", requires_grad=True)
+with torch.autocast("cuda", dtype=torch.bfloat16):
+    y, _ = stack(x)
+y.float().square().mean().backward()
+torch.cuda.synchronize()
+"""
 
 
 def main() -> int:
@@ -42,6 +56,8 @@ def main() -> int:
         dtypes = ("float32", "bfloat16")
         targets += [(f"ours d{D} h{H} {dt}", OURS.format(D=D, H=H, dtype=dt)) for dt in dtypes for D, H in TEST_KEYS]
         targets += [(f"ours d{D} h{H} bfloat16", OURS.format(D=D, H=H, dtype="bfloat16")) for D, H in BENCH_KEYS]
+    elif which == "lm":
+        targets.append(("lm xLSTM e768 h4 bfloat16 (sLSTM head dim 192, mLSTM head dim 384)", LM))
     elif which == "flashrnn-first":  # builds FlashRNN's shared gpu_info2 module alone: parallel builds of it collide
         targets.append(("flashrnn d64 h12", FLASHRNN.format(D=64, H=12)))
     else:
