@@ -1,9 +1,10 @@
-"""``xlstm-seq kernels bench --op slstm``: the fused CUDA sLSTM against the torch loop, cuDNN, xlstm and FlashRNN.
+"""``xlstm-seq kernels bench --op slstm``: our CUDA sLSTM against the torch loop, cuDNN, xlstm and FlashRNN.
 
-Shapes: B = 16, T = 1,024, hidden 768 as (head dim, heads) in (64, 12), (128, 6), (256, 3); bf16 inputs.
-Providers, in one process on the same inputs:
+Shapes: B = 16, T = 1,024, hidden 768 as (head dim, heads) in (192, 4) (the 125M xLSTM's sLSTM blocks), (64, 12),
+(128, 6), (256, 3); bf16 inputs. Providers, in one process on the same inputs:
 
-* ours: ``backend="cuda"`` (the fused kernel; head dims above 128 run the reference, and the row says so);
+* ours: ``backend="cuda"``, whose kernel variant the row names (fused up to head dim 128, multiblock above); at
+  head dim 128 also the multiblock variant by name, beside the fused one;
 * the torch reference loop (our ``backend="torch"``, one Python step per time step);
 * ``nn.LSTM`` with hidden 768 (cuDNN), on (B, T, 768) inputs;
 * NX-AI's official xlstm sLSTM cell, ``backend="cuda"`` (pip ``xlstm``; alternating GEMM + pointwise per step);
@@ -29,8 +30,11 @@ __all__ = ["run_slstm_benchmark"]
 
 DEFAULT_OUT = Path("benchmarks/kernels/slstm_gpu.md")
 HIDDEN = 768
-SHAPES = [(16, 1024, 64, 12), (16, 1024, 128, 6), (16, 1024, 256, 3)]  # (B, T, D, H)
+# (B, T, D, H); the 125M xLSTM's shape first, so that a run stopped part-way has measured it.
+SHAPES = [(16, 1024, 192, 4), (16, 1024, 64, 12), (16, 1024, 128, 6), (16, 1024, 256, 3)]
 QUICK_SHAPES = [(2, 20, 16, 2)]
+#: Head dims where ``backend="cuda"`` runs the fused kernel and the multiblock kernel is timed beside it.
+MULTIBLOCK_BESIDE_FUSED = (128,)
 
 Run = Callable[[bool], torch.Tensor]  # run(with_grad) -> an output to take the backward of
 
@@ -45,6 +49,27 @@ def _ours(backend: str, gates_x: torch.Tensor, R: torch.Tensor, b: torch.Tensor)
         return slstm(*xs, backend=backend)[0]
 
     return run
+
+
+def _ours_variant(variant: str, gates_x: torch.Tensor, R: torch.Tensor, b: torch.Tensor) -> Run:
+    from xlstm_seq.kernels.slstm.fused import slstm_fused
+
+    leaves = [t.detach().clone().requires_grad_() for t in (gates_x, R, b)]
+
+    def run(grad: bool) -> torch.Tensor:
+        xs = leaves if grad else [t.detach() for t in leaves]
+        return slstm_fused(*xs, variant=variant)[0]
+
+    return run
+
+
+def _ours_label(head_dim: int) -> str:
+    """The row of ``backend="cuda"``, named after the kernel variant that runs this head dim."""
+    from xlstm_seq.kernels.slstm.cuda_loader import resolve_variant, unsupported_reason
+
+    if unsupported_reason(head_dim, torch.bfloat16):
+        return "ours cuda (torch reference fallback)"
+    return f"ours cuda ({resolve_variant(head_dim)})"
 
 
 def _cudnn_lstm(B: int, T: int, device: torch.device, dtype: torch.dtype) -> Run:
@@ -100,7 +125,7 @@ def run_slstm_benchmark(
         raise ValueError(f"kernels bench --op slstm --device {device}: torch sees no CUDA device here")
     dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
     report = KernelReport(
-        title="sLSTM kernels on the GPU: ours (fused CUDA) vs FlashRNN, the official xlstm, cuDNN and the torch loop",
+        title="sLSTM kernels on the GPU: ours (CUDA) vs FlashRNN, the official xlstm, cuDNN and the torch loop",
         command=command,
         device=dev,
         out=out,
@@ -109,7 +134,10 @@ def run_slstm_benchmark(
             f"inputs {str(dtype).removeprefix('torch.')} (gate pre-activations (B,T,4,H,D), R (H,D,4,D) scaled by"
             " 1/sqrt(D), b), states fp32; no initial state; the backward of h",
             "CUDA builds (ours, xlstm, FlashRNN) happen before timing and are not counted",
-            "head dim 256: our fused kernel covers head dims 16..128, so `ours cuda` runs the reference there",
+            "ours: the fused kernel (one block per head and 16 batch rows, R resident) covers head dims 16..128;"
+            " the multiblock kernel (each head's gate columns over D/32 blocks that meet at a barrier every step)"
+            " covers 160..256 and runs beside the fused one at head dim "
+            + ", ".join(str(d) for d in MULTIBLOCK_BESIDE_FUSED),
         ],
     )
     shapes = QUICK_SHAPES if quick else SHAPES
@@ -122,9 +150,12 @@ def run_slstm_benchmark(
         b = torch.randn(4, H, D, generator=g, device=dev).to(dtype)
         on_cuda = dev.type == "cuda"
         providers: list[tuple[str, Callable[[], Run] | None, str]] = [
-            ("ours cuda (fused)", partial(_ours, "cuda", gates_x, R, b) if on_cuda else None, "needs CUDA"),
-            ("torch reference loop", partial(_ours, "torch", gates_x, R, b), ""),
+            (_ours_label(D), partial(_ours, "cuda", gates_x, R, b) if on_cuda else None, "needs CUDA"),
         ]
+        if D in MULTIBLOCK_BESIDE_FUSED:
+            make = partial(_ours_variant, "multiblock", gates_x, R, b) if on_cuda else None
+            providers.append(("ours cuda (multiblock)", make, "needs CUDA"))
+        providers.append(("torch reference loop", partial(_ours, "torch", gates_x, R, b), ""))
         if "cudnn" in baselines:
             providers.append(("nn.LSTM hidden 768 (cuDNN)", partial(_cudnn_lstm, B, T, dev, dtype), ""))
         for name, label_, make in (
@@ -155,10 +186,11 @@ def run_slstm_benchmark(
 def _summary(report: KernelReport) -> list[str]:
     lines = ["", "## Speed-ups (other's time / ours; above 1: ours faster)", ""]
     others = ("torch reference loop", "flashrnn cuda_fused", "official xlstm sLSTM cuda", "nn.LSTM hidden 768 (cuDNN)")
-    for other in others:
-        for passes in ("fwd", "fwd+bwd"):
-            ratios = report.speedups("ours cuda (fused)", other, passes)
-            if ratios:
-                cells = "; ".join(f"{shape}: {r:.2f}x" for shape, r in ratios.items())
-                lines.append(f"- vs {other}, {passes}: {cells}")
+    for ours in ("ours cuda (fused)", "ours cuda (multiblock)"):
+        for other in (*others, *(("ours cuda (fused)",) if ours != "ours cuda (fused)" else ())):
+            for passes in ("fwd", "fwd+bwd"):
+                ratios = report.speedups(ours, other, passes)
+                if ratios:
+                    cells = "; ".join(f"{shape}: {r:.2f}x" for shape, r in ratios.items())
+                    lines.append(f"- {ours} vs {other}, {passes}: {cells}")
     return lines

@@ -38,8 +38,8 @@ def slstm(
         initial_state: ``(c, n, m, h)`` each (B,H,D) float32, or None for zeros.
         resets: (B,T) bool; the state is cleared to zeros before step t where True. Default None.
         backend: ``"auto"`` (default), ``"torch"`` or ``"cuda"``; see :mod:`xlstm_seq.kernels.registry`. ``"cuda"``
-            runs the fused kernel (:mod:`xlstm_seq.kernels.slstm.fused`) for float32/bfloat16 and head dims 16, 32,
-            ..., 128, and the reference on the GPU otherwise.
+            runs a CUDA kernel (:mod:`xlstm_seq.kernels.slstm.fused`) for float32/bfloat16 and head dims 16, 32,
+            ..., 128 (fused) and 160, 192, 224, 256 (multiblock), and the reference on the GPU otherwise.
 
     Returns:
         h (B,T,H,D) in gates_x's dtype, and the final state (c, n, m, h) in float32 (float64 for float64 inputs).
@@ -77,7 +77,7 @@ def slstm_step(
     """
     check_slstm_step_inputs(gates_x_t, R, b, state)
     name = resolve_backend("slstm", backend, gates_x_t.device)
-    if name == "cuda":  # one launch of the fused kernel with T = 1
+    if name == "cuda":  # one run of the CUDA kernel with T = 1
         from xlstm_seq.kernels.slstm.fused import slstm_cuda
 
         h, state = slstm_cuda(gates_x_t.unsqueeze(1), R, b, state, None)

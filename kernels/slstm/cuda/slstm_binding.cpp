@@ -1,5 +1,6 @@
-// Torch binding of the fused sLSTM kernels: checks tensors against the build's configuration (slstm.h macros),
-// allocates the outputs and launches on the current CUDA stream. Built by kernels/slstm/cuda_loader.py.
+// Torch binding of the sLSTM kernels (either variant, slstm.h): checks tensors against the build's configuration
+// (slstm.h macros), allocates the outputs and the kernels' scratch memory, and launches on the current CUDA stream.
+// Built by kernels/slstm/cuda_loader.py.
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/extension.h>
@@ -58,11 +59,20 @@ const float* state_ptr(const std::optional<at::Tensor>& s, const char* name, int
   return s->data_ptr<float>();
 }
 
+// Scratch memory of `bytes` bytes whose first `zero_bytes` are zero (the multiblock kernels' barrier counters);
+// an empty tensor when the kernel needs none.
+at::Tensor workspace(size_t bytes, size_t zero_bytes, const at::Tensor& like) {
+  at::Tensor ws = at::empty({static_cast<int64_t>(bytes)}, like.options().dtype(at::kByte));
+  if (zero_bytes > 0) ws.narrow(0, 0, static_cast<int64_t>(zero_bytes)).zero_();
+  return ws;
+}
+
 // gates_x (B,T,4,H,D), R (H,D,4D), bias (4,H,D) f32, state0 (4,B,H,D) f32 or None, resets (B,T) bool or None.
 // Returns h (B,T,H,D), state_T (4,B,H,D), and pre_save, state_save (B,T,4,H,D) when save, else empty tensors.
+// max_groups > 0 caps the block groups per launch of the multiblock kernel (tests of its batch loop).
 std::vector<at::Tensor> forward(const at::Tensor& gates_x, const at::Tensor& R, const at::Tensor& bias,
                                 const std::optional<at::Tensor>& state0, const std::optional<at::Tensor>& resets,
-                                bool save, bool allow_r_in_smem, bool poison) {
+                                bool save, bool allow_r_in_smem, bool poison, int64_t max_groups) {
   TORCH_CHECK(gates_x.dim() == 5, "slstm cuda: gates_x must have shape (B,T,4,H,D), got ", shape_str(gates_x));
   const int64_t B = gates_x.size(0), T = gates_x.size(1);
   check(gates_x, "gates_x", kIoType, {B, T, 4, kH, kD}, gates_x);
@@ -87,9 +97,14 @@ std::vector<at::Tensor> forward(const at::Tensor& gates_x, const at::Tensor& R, 
   a.state_T = state_T.data_ptr<float>();
   a.pre_save = save ? pre_save.data_ptr<float>() : nullptr;
   a.state_save = save ? state_save.data_ptr<float>() : nullptr;
+  size_t zero_bytes = 0;
+  const size_t ws_bytes = slstm::forward_workspace_bytes(B, &zero_bytes);
+  const at::Tensor ws = workspace(ws_bytes, zero_bytes, gates_x);
+  a.workspace = ws_bytes > 0 ? ws.data_ptr() : nullptr;
   a.B = B;
   a.T = T;
   a.allow_r_in_smem = allow_r_in_smem;
+  a.max_groups = max_groups;
   const std::string err = slstm::forward(a, c10::cuda::getCurrentCUDAStream().stream());
   TORCH_CHECK(err.empty(), err);
   return {h, state_T, pre_save, state_save};
@@ -100,7 +115,7 @@ std::vector<at::Tensor> forward(const at::Tensor& gates_x, const at::Tensor& R, 
 std::vector<at::Tensor> backward(const at::Tensor& dh, const std::optional<at::Tensor>& dstate_T, const at::Tensor& R,
                                  const at::Tensor& pre_save, const at::Tensor& state_save,
                                  const std::optional<at::Tensor>& state0, const std::optional<at::Tensor>& resets,
-                                 bool allow_r_in_smem, bool poison) {
+                                 bool allow_r_in_smem, bool poison, int64_t max_groups) {
   TORCH_CHECK(pre_save.dim() == 5, "slstm cuda: pre_save must have shape (B,T,4,H,D), got ", shape_str(pre_save),
               " (was the forward run with save=False?)");
   const int64_t B = pre_save.size(0), T = pre_save.size(1);
@@ -125,9 +140,14 @@ std::vector<at::Tensor> backward(const at::Tensor& dh, const std::optional<at::T
   a.resets = resets_ptr(resets, B, T, pre_save);
   a.dpre = dpre.data_ptr<float>();
   a.dstate0 = dstate0.data_ptr<float>();
+  size_t zero_bytes = 0;
+  const size_t ws_bytes = slstm::backward_workspace_bytes(B, &zero_bytes);
+  const at::Tensor ws = workspace(ws_bytes, zero_bytes, pre_save);
+  a.workspace = ws_bytes > 0 ? ws.data_ptr() : nullptr;
   a.B = B;
   a.T = T;
   a.allow_r_in_smem = allow_r_in_smem;
+  a.max_groups = max_groups;
   const std::string err = slstm::backward(a, c10::cuda::getCurrentCUDAStream().stream());
   TORCH_CHECK(err.empty(), err);
   return {dpre, dstate0};
@@ -136,17 +156,18 @@ std::vector<at::Tensor> backward(const at::Tensor& dh, const std::optional<at::T
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.doc() = "Fused sLSTM forward/backward (one launch per sequence), one build per (D, H, dtype, arch)";
+  m.doc() = "sLSTM forward/backward kernels (whole sequence per launch), one build per (variant, D, H, dtype, arch)";
+  m.attr("variant") = slstm::kernel_variant();
   m.attr("head_dim") = kD;
   m.attr("num_heads") = kH;
   m.attr("bf16") = static_cast<bool>(SLSTM_BF16);
   m.attr("split") = static_cast<bool>(SLSTM_SPLIT);
-  m.def("forward", &forward, "fused sLSTM forward", py::arg("gates_x"), py::arg("R"), py::arg("bias"),
+  m.def("forward", &forward, "sLSTM forward", py::arg("gates_x"), py::arg("R"), py::arg("bias"),
         py::arg("state0"), py::arg("resets"), py::arg("save"), py::arg("allow_r_in_smem") = true,
-        py::arg("poison") = false);
-  m.def("backward", &backward, "fused sLSTM backward (reverse time)", py::arg("dh"), py::arg("dstate_T"),
+        py::arg("poison") = false, py::arg("max_groups") = 0);
+  m.def("backward", &backward, "sLSTM backward (reverse time)", py::arg("dh"), py::arg("dstate_T"),
         py::arg("R"), py::arg("pre_save"), py::arg("state_save"), py::arg("state0"), py::arg("resets"),
-        py::arg("allow_r_in_smem") = true, py::arg("poison") = false);
+        py::arg("allow_r_in_smem") = true, py::arg("poison") = false, py::arg("max_groups") = 0);
   m.def("forward_smem_bytes", &slstm::forward_smem_bytes, py::arg("r_in_smem"));
   m.def("backward_smem_bytes", &slstm::backward_smem_bytes, py::arg("r_in_smem"));
 }

@@ -475,6 +475,10 @@ std::string check_grid(int64_t B, int64_t T) {
 
 size_t forward_smem_bytes(bool r_in_smem) { return (r_in_smem ? R_BYTES : 0) + FWD_WORK; }
 size_t backward_smem_bytes(bool r_in_smem) { return (r_in_smem ? R_BYTES : 0) + BWD_WORK; }
+// Blocks never talk to each other here: no scratch memory.
+size_t forward_workspace_bytes(int64_t, size_t* zero_bytes) { return *zero_bytes = 0; }
+size_t backward_workspace_bytes(int64_t, size_t* zero_bytes) { return *zero_bytes = 0; }
+const char* kernel_variant() { return "fused"; }
 
 std::string forward(const FwdArgs& args, cudaStream_t stream) {
   std::string msg = check_grid(args.B, args.T);

@@ -83,6 +83,16 @@ def test_slstm_benchmark_on_cpu_runs_the_reference_and_names_what_it_cannot(tmp_
     assert rows["flashrnn cuda_fused"][2].startswith("failed: not installed or no CUDA")
 
 
+def test_slstm_benchmark_times_the_125m_xlstm_shape_first_and_names_the_kernel_variant():
+    from xlstm_seq_bench.kernels import slstm_gpu
+
+    assert slstm_gpu.SHAPES[0] == (16, 1024, 192, 4)  # B, T, D, H: hidden 768 as 4 heads of 192
+    assert all(D * H == slstm_gpu.HIDDEN for _, _, D, H in slstm_gpu.SHAPES)
+    assert slstm_gpu._ours_label(192) == slstm_gpu._ours_label(256) == "ours cuda (multiblock)"
+    assert slstm_gpu._ours_label(64) == "ours cuda (fused)"
+    assert slstm_gpu._ours_label(240) == "ours cuda (torch reference fallback)"
+
+
 def test_the_recorded_command_parses_back(tmp_path):
     out = tmp_path / "my file.md"
     argv = ["kernels", "bench", "--op", "mlstm", "--device", "cpu", "--quick", "--no-track"]
