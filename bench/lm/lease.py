@@ -473,11 +473,10 @@ def _backends_used(model: Any, device: Any, autocast_dtype: Any) -> tuple[dict[s
         if slstm == "cuda":
             head_dim, kernel = stack.embedding_dim // stack.slstm_num_heads, "fused"
             try:
-                from xlstm_seq.kernels.slstm import cuda_loader
+                from xlstm_seq.kernels.slstm import cuda_loader, fused
 
-                reason = cuda_loader.unsupported_reason(head_dim, autocast_dtype or torch.float32)
-                if hasattr(cuda_loader, "resolve_variant"):
-                    kernel = cuda_loader.resolve_variant(head_dim)
+                reason = fused.fallback_reason(head_dim, autocast_dtype or torch.float32)
+                kernel = cuda_loader.resolve_variant(head_dim)
             except Exception as err:  # the loader's API is the kernels' business; the report only describes it
                 reason = f"{type(err).__name__} while asking the CUDA kernels"
             reference = bool(reason)

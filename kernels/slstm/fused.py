@@ -15,7 +15,8 @@ STATUS: the fused variant passed its ``gpu`` tests in tests/kernels/test_slstm_c
 initial states, T = 4096 without NaN, chunks == steps == one pass, torch.compile, pickling), so ``auto`` picks this
 backend wherever it can be built. The multiblock variant is compiled for sm_80 and sm_90 on CPU machines; its ``gpu``
 tests (the same comparisons at head dims 160, 192 and 256) are what confirms it on a GPU (kernels/slstm/cuda/README.md
-says where they have run). Timings: benchmarks/kernels/slstm_gpu.md.
+says where they have run); until they have, backend ``"cuda"`` uses it only where ``XLSTM_SEQ_SLSTM_MULTIBLOCK=1``.
+Timings: benchmarks/kernels/slstm_gpu.md.
 
 Both ops have fake implementations, so ``torch.compile`` and FakeTensor tracing see them without a GPU. Inputs no
 variant covers (float64/float16; head dims other than 16, 32, ..., 128 and 160, 192, 224, 256) run the reference in
@@ -25,6 +26,7 @@ variant covers (float64/float16; head dims other than 16, 32, ..., 128 and 160, 
 from __future__ import annotations
 
 import logging
+import os
 
 import torch
 from torch import Tensor
@@ -37,6 +39,10 @@ __all__ = ["slstm_cuda", "slstm_fused"]
 logger = logging.getLogger(__name__)
 
 _FALLBACK_LOGGED: set[str] = set()
+#: Until the multiblock kernel has passed its ``gpu`` tests on a device, backend ``"cuda"`` (and so ``auto``) runs it
+#: only where this variable allows it (:func:`multiblock_enabled`); otherwise head dims above 128 keep the reference, as
+#: before the kernel existed. ``slstm_fused(..., variant=...)`` runs it regardless.
+MULTIBLOCK_ENV = "XLSTM_SEQ_SLSTM_MULTIBLOCK"
 
 #: Test hook: True makes the kernels' outputs start as NaN, so that an element a kernel never writes fails a test.
 POISON_OUTPUTS = False
@@ -227,6 +233,21 @@ def slstm_fused(
     return h, (c, n, m, h_last)
 
 
+def multiblock_enabled() -> bool:
+    """Whether backend ``"cuda"`` may run the multiblock kernel: ``XLSTM_SEQ_SLSTM_MULTIBLOCK`` is "1", or names a
+    file that exists (a GPU run writes it once the kernel's tests have passed there, while other work goes on)."""
+    value = os.environ.get(MULTIBLOCK_ENV, "")
+    return value == "1" or (value not in ("", "0") and os.path.isfile(value))
+
+
+def fallback_reason(head_dim: int, dtype: torch.dtype) -> str:
+    """Why backend ``"cuda"`` runs the reference for this head dim and dtype ("" when a CUDA kernel runs)."""
+    reason = unsupported_reason(head_dim, dtype)
+    if not reason and resolve_variant(head_dim) == "multiblock" and not multiblock_enabled():
+        reason = f"head dim {head_dim}: the multiblock kernel is not yet confirmed on a GPU ({MULTIBLOCK_ENV} unset)"
+    return reason
+
+
 def slstm_cuda(
     gates_x: Tensor,
     R: Tensor,
@@ -236,11 +257,10 @@ def slstm_cuda(
 ) -> tuple[Tensor, SLSTMState]:
     """Backend ``"cuda"``: a CUDA kernel where one covers the inputs, else the reference on the same device.
 
-    The fallback (float64/float16 inputs; head dims outside 16, 32, ..., 128 and 160, 192, 224, 256, e.g. 240) is
-    logged once per reason.
+    The fallback (float64/float16 inputs; head dims outside 16, 32, ..., 128 and 160, 192, 224, 256, e.g. 240; the
+    multiblock head dims unless ``XLSTM_SEQ_SLSTM_MULTIBLOCK=1``) is logged once per reason.
     """
-    D = gates_x.shape[-1]
-    reason = unsupported_reason(D, gates_x.dtype)
+    reason = fallback_reason(gates_x.shape[-1], gates_x.dtype)
     if reason:
         if reason not in _FALLBACK_LOGGED:
             _FALLBACK_LOGGED.add(reason)

@@ -275,6 +275,30 @@ def test_unsupported_reason(head_dim, dtype, variant, expected):
 
 
 @pytest.mark.parametrize(
+    ("D", "enabled", "expected"),
+    [(192, None, "reference"), (192, "0", "reference"), (192, "1", "kernel"), (64, None, "kernel")]
+    + [(192, "missing-file", "reference"), (192, "file", "kernel")],
+)
+def test_backend_cuda_runs_the_multiblock_kernel_only_where_enabled(monkeypatch, tmp_path, D, enabled, expected):
+    """Not yet confirmed on a GPU, the multiblock kernel waits for XLSTM_SEQ_SLSTM_MULTIBLOCK=1 under backend "cuda";
+    the fused kernel's head dims are unaffected."""
+    calls = []
+    monkeypatch.setattr(fused, "slstm_fused", lambda *args: calls.append("kernel"))
+    monkeypatch.setattr(fused, "_slstm_recurrent", lambda *args: calls.append("reference"))
+    if enabled is None:
+        monkeypatch.delenv(fused.MULTIBLOCK_ENV, raising=False)
+    elif enabled in ("file", "missing-file"):  # the file a GPU run writes once the kernel's tests passed there
+        marker = tmp_path / "multiblock_ok"
+        if enabled == "file":
+            marker.touch()
+        monkeypatch.setenv(fused.MULTIBLOCK_ENV, str(marker))
+    else:
+        monkeypatch.setenv(fused.MULTIBLOCK_ENV, enabled)
+    fused.slstm_cuda(torch.zeros(1, 2, 4, 2, D), torch.zeros(2, D, 4, D), torch.zeros(4, 2, D))
+    assert calls == [expected]
+
+
+@pytest.mark.parametrize(
     ("head_dim", "asked", "expected"),
     [(16, "auto", "fused"), (128, "auto", "fused"), (160, "auto", "multiblock"), (256, "auto", "multiblock")]
     + [(128, "multiblock", "multiblock"), (64, "fused", "fused")],
@@ -681,8 +705,9 @@ def test_gpu_long_sequence_has_no_nan(slstm_inputs, poison, dtype, H, D):
 @gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["f32", "bf16"])
 @pytest.mark.parametrize(("H", "D"), [(2, 32), (4, 192)], ids=["fused-D32", "multiblock-D192"])
-def test_gpu_full_pass_equals_chunks_and_steps(slstm_inputs, dtype, H, D):
+def test_gpu_full_pass_equals_chunks_and_steps(slstm_inputs, monkeypatch, dtype, H, D):
     _require_gpu()
+    monkeypatch.setenv(fused.MULTIBLOCK_ENV, "1")  # backend "cuda" runs the multiblock kernel only where enabled
     gates_x, R, b, state, _ = _gpu_inputs(slstm_inputs, 3, 40, H, D, dtype)
     with torch.no_grad():
         h_full, s_full = slstm(gates_x, R, b, state, backend="cuda")

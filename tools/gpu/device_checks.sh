@@ -95,6 +95,16 @@ for stage in $STAGES; do
         --out "$OUT/slstm_gpu.md" 2>&1 | tee -a "$OUT/bench.log" | tail -5 ;;
     lm_lease)  # phases with their own limits inside (bench/lm/lease.py); the report is rewritten after each phase
       stamp "lm lease ${LM_LEASE_OVERRIDES:-}"
+      # The sLSTM's multiblock kernel (head dim 192) runs under backend "cuda" only once confirmed on a GPU: its bf16
+      # test at the model's shape runs in the background while the data and GPT-2 phases go on, and the marker it
+      # writes on success lets the xLSTM phases use it (kernels/slstm/fused.py, multiblock_enabled); else the report
+      # names the reference loop. XLSTM_SEQ_SLSTM_MULTIBLOCK=1 from outside skips the check.
+      if [ -z "${LM_LEASE_DRY_RUN:-}" ] && [ -z "${XLSTM_SEQ_SLSTM_MULTIBLOCK+set}" ]; then
+        export XLSTM_SEQ_SLSTM_MULTIBLOCK=/tmp/slstm_multiblock_ok
+        ( timeout "${T_MULTIBLOCK_CHECK:-240}" "${PYTEST[@]}" -m gpu \
+            -k "multiblock_bfloat16 and B16 and T63 and D192" "$REPO/tests/kernels/test_slstm_cuda.py" \
+            > "$OUT/multiblock_check.log" 2>&1 && touch /tmp/slstm_multiblock_ok ) &
+      fi
       lease_args=(--config "$REPO/configs/lm/lease-125m.yaml" --no-track "out=$OUT/lease_125m.md")
       if [ -n "${LM_LEASE_DRY_RUN:-}" ]; then  # tiny models, a few hundred tokens, three items per set, on the CPU
         mapfile -t dry < <(python3 -m xlstm_seq_bench.lm.lease dry-run-overrides /tmp/lm_lease_dry_run)
