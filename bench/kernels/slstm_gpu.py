@@ -63,6 +63,14 @@ def _ours_variant(variant: str, gates_x: torch.Tensor, R: torch.Tensor, b: torch
     return run
 
 
+def _ours_kernel(head_dim: int, gates_x: torch.Tensor, R: torch.Tensor, b: torch.Tensor) -> Callable[[], Run]:
+    """The maker of the ``backend="cuda"`` row; the multiblock kernel by name, since backend "cuda" runs it only once
+    confirmed on a GPU (kernels/slstm/fused.py, ``multiblock_enabled``) and the row times the kernel either way."""
+    if _ours_label(head_dim) == "ours cuda (multiblock)":
+        return partial(_ours_variant, "multiblock", gates_x, R, b)
+    return partial(_ours, "cuda", gates_x, R, b)
+
+
 def _ours_label(head_dim: int) -> str:
     """The row of ``backend="cuda"``, named after the kernel variant that runs this head dim."""
     from xlstm_seq.kernels.slstm.cuda_loader import resolve_variant, unsupported_reason
@@ -150,7 +158,7 @@ def run_slstm_benchmark(
         b = torch.randn(4, H, D, generator=g, device=dev).to(dtype)
         on_cuda = dev.type == "cuda"
         providers: list[tuple[str, Callable[[], Run] | None, str]] = [
-            (_ours_label(D), partial(_ours, "cuda", gates_x, R, b) if on_cuda else None, "needs CUDA"),
+            (_ours_label(D), _ours_kernel(D, gates_x, R, b) if on_cuda else None, "needs CUDA"),
         ]
         if D in MULTIBLOCK_BESIDE_FUSED:
             make = partial(_ours_variant, "multiblock", gates_x, R, b) if on_cuda else None

@@ -21,9 +21,9 @@ export PYTHONUNBUFFERED=1 MPLBACKEND=Agg TORCH_EXTENSIONS_DIR=/tmp/torch_ext
 export XLSTM_SEQ_REVISION=${XLSTM_SEQ_REVISION:-$(cat "$REPO/.revision" 2>/dev/null || echo unknown)}
 SITE=${SITE:-/tmp/site}
 T_MLSTM_TESTS=${T_MLSTM_TESTS:-200}
-T_SLSTM_TESTS=${T_SLSTM_TESTS:-150}
+T_SLSTM_TESTS=${T_SLSTM_TESTS:-300}
 T_MLSTM_BENCH=${T_MLSTM_BENCH:-150}
-T_SLSTM_BENCH=${T_SLSTM_BENCH:-120}
+T_SLSTM_BENCH=${T_SLSTM_BENCH:-240}
 T_MLSTM_TFLA=${T_MLSTM_TFLA:-60}
 T_MLSTM_SWEEP=${T_MLSTM_SWEEP:-240}
 STAGES=${STAGES:-"mlstm_tests slstm_tests forecast_gpu mlstm_bench slstm_bench mlstm_tfla mlstm_sweep"}

@@ -15,13 +15,15 @@ import subprocess
 import sys
 import time
 
-# (head dim, heads) per dtype: the shapes of tests/kernels/test_slstm_cuda.py's gpu tests and of `--op slstm`.
-TEST_KEYS = [(16, 2), (32, 2), (64, 3), (128, 1), (48, 2), (64, 2)]
-BENCH_KEYS = [(64, 12), (128, 6)]
+# (head dim, heads, kernel variant) per dtype: the shapes of tests/kernels/test_slstm_cuda.py's gpu tests and of
+# `--op slstm` (the multiblock kernel above head dim 128, and beside the fused one at 6 x 128).
+TEST_KEYS = [(16, 2, "auto"), (32, 2, "auto"), (64, 3, "auto"), (128, 1, "auto"), (48, 2, "auto"), (64, 2, "auto")]
+TEST_KEYS += [(192, 4, "auto"), (256, 3, "auto"), (160, 2, "auto"), (128, 6, "multiblock")]
+BENCH_KEYS = [(192, 4, "auto"), (64, 12, "auto"), (128, 6, "auto"), (256, 3, "auto")]
 
 OURS = (
     "import torch; from xlstm_seq.kernels.slstm.cuda_loader import load_extension; "
-    "load_extension({D}, {H}, torch.{dtype}, 'cuda')"
+    "load_extension({D}, {H}, torch.{dtype}, 'cuda', '{variant}')"
 )
 FLASHRNN = (
     "import torch; from flashrnn import flashrnn; "
@@ -38,6 +40,9 @@ XLSTM = (
 # The widths of configs/lm/lease-125m.yaml's xLSTM (embedding 768, 4 heads): the same kernels, two blocks.
 LM = """
 import torch
+from xlstm_seq.kernels.slstm.cuda_loader import load_extension
+# the multiblock sLSTM kernel by name: backend "auto" uses it only once the stage's check has passed
+load_extension(192, 4, torch.bfloat16, "cuda", "multiblock")
 from xlstm_seq.config import xLSTMConfig
 from xlstm_seq.stack import xLSTMStack
 stack = xLSTMStack(xLSTMConfig(embedding_dim=768, num_blocks=2, slstm_at=[1], num_heads=4, backend="auto")).cuda()
@@ -54,16 +59,26 @@ def main() -> int:
     targets = []
     if which == "ours":
         dtypes = ("float32", "bfloat16")
-        targets += [(f"ours d{D} h{H} {dt}", OURS.format(D=D, H=H, dtype=dt)) for dt in dtypes for D, H in TEST_KEYS]
-        targets += [(f"ours d{D} h{H} bfloat16", OURS.format(D=D, H=H, dtype="bfloat16")) for D, H in BENCH_KEYS]
+        targets += [
+            (f"ours d{D} h{H} {v} {dt}", OURS.format(D=D, H=H, dtype=dt, variant=v))
+            for dt in dtypes
+            for D, H, v in TEST_KEYS
+        ]
+        targets += [
+            (f"ours d{D} h{H} {v} bfloat16", OURS.format(D=D, H=H, dtype="bfloat16", variant=v))
+            for D, H, v in BENCH_KEYS
+            if (D, H, v) not in TEST_KEYS
+        ]
     elif which == "lm":
         targets.append(("lm xLSTM e768 h4 bfloat16 (sLSTM head dim 192, mLSTM head dim 384)", LM))
     elif which == "flashrnn-first":  # builds FlashRNN's shared gpu_info2 module alone: parallel builds of it collide
         targets.append(("flashrnn d64 h12", FLASHRNN.format(D=64, H=12)))
     else:
-        for D, H in (*BENCH_KEYS[1:], (256, 3)):
-            targets.append((f"flashrnn d{D} h{H}", FLASHRNN.format(D=D, H=H)))
-        for D, H in (*BENCH_KEYS, (256, 3)):
+        # the official baselines at the benchmark's shapes (FlashRNN's d64 h12 is built by flashrnn-first)
+        for D, H, _ in BENCH_KEYS:
+            if (D, H) != (64, 12):
+                targets.append((f"flashrnn d{D} h{H}", FLASHRNN.format(D=D, H=H)))
+        for D, H, _ in BENCH_KEYS:
             targets.append((f"xlstm d{D} h{H}", XLSTM.format(D=D, H=H)))
     env = {**os.environ, "MAX_JOBS": "2"}
     start = time.perf_counter()
