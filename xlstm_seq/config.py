@@ -1,18 +1,22 @@
 """Configuration of the xLSTM core: dataclasses validated on construction, round-tripped through YAML.
 
-The configs are plain dataclasses with attribute docstrings. ``__post_init__`` raises ``ValueError`` with the
-reason when a value cannot work (an embedding width not divisible by the heads, an sLSTM position outside
-the stack, ...). ``to_dict``/``from_dict`` and ``to_yaml``/``from_yaml`` are exact inverses.
+The configs are plain dataclasses with attribute docstrings. Every config class derives from ``ConfigMixin``, which
+checks each field against its annotation when the config is built (``num_blocks=2.5`` or ``embedding_dim="128"``
+raise ``ConfigError`` naming the field, the value and the type expected; see ``xlstm_seq.config_io``); then the
+class's ``__post_init__`` raises ``ConfigError`` (a ``ValueError``) with the reason when a value cannot work (an
+embedding width not divisible by the heads, an sLSTM position outside the stack, ...). ``to_dict``/``from_dict`` and
+``to_yaml``/``from_yaml`` are exact inverses.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from xlstm_seq.config_io import config_from_dict, config_to_dict, dump_yaml, load_yaml
+from xlstm_seq.config_io import ConfigError, check_config_types, config_from_dict, config_to_dict, dump_yaml, load_yaml
 
 BACKEND_NAMES = ("auto", "torch", "triton", "cuda")
 INPUT_GATES = ("exp", "sigmoid")
@@ -21,7 +25,30 @@ C = TypeVar("C")
 
 
 class ConfigMixin:
-    """YAML and dict round trip shared by every config dataclass."""
+    """YAML and dict round trip shared by every config dataclass, and the typed check of its fields.
+
+    Each field is checked against its annotation on construction, before the class's own ``__post_init__`` runs
+    (so that its range checks compare numbers with numbers); a subclass needs nothing for it.
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("__post_init__")
+        if own is None or getattr(own, "_checks_types", False):
+            return
+
+        @functools.wraps(own)
+        def __post_init__(self: Any, *args: Any) -> None:
+            # Only the outermost class checks: a subclass's __post_init__ calling super() does not check again.
+            if type(self).__post_init__ is __post_init__:
+                check_config_types(self)
+            own(self, *args)
+
+        __post_init__._checks_types = True  # type: ignore[attr-defined]
+        cls.__post_init__ = __post_init__  # type: ignore[attr-defined]
+
+    def __post_init__(self) -> None:
+        check_config_types(self)
 
     def to_dict(self) -> dict[str, Any]:
         return config_to_dict(self)
@@ -44,7 +71,7 @@ class ConfigMixin:
 
 def _require(condition: bool, message: str) -> None:
     if not condition:
-        raise ValueError(message)
+        raise ConfigError(message)
 
 
 @dataclass
@@ -110,10 +137,10 @@ def parse_block_ratio(ratio: str) -> tuple[int, int]:
     text = ratio.strip().strip("[]")
     parts = text.split(":")
     if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-        raise ValueError(f"block_ratio must look like '7:1' (mLSTM:sLSTM), got {ratio!r}")
+        raise ConfigError(f"block_ratio must look like '7:1' (mLSTM:sLSTM), got {ratio!r}")
     num_m, num_s = (int(p) for p in parts)
     if num_m + num_s == 0:
-        raise ValueError(f"block_ratio needs at least one block, got {ratio!r}")
+        raise ConfigError(f"block_ratio needs at least one block, got {ratio!r}")
     return num_m, num_s
 
 
@@ -146,10 +173,6 @@ class xLSTMConfig(ConfigMixin):
     """Settings of the sLSTM layers."""
 
     def __post_init__(self) -> None:
-        if isinstance(self.mlstm, dict):
-            self.mlstm = mLSTMLayerConfig.from_dict(self.mlstm)
-        if isinstance(self.slstm, dict):
-            self.slstm = sLSTMLayerConfig.from_dict(self.slstm)
         _require(self.embedding_dim >= 1, f"embedding_dim must be >= 1, got {self.embedding_dim}")
         _require(self.num_blocks >= 1, f"num_blocks must be >= 1, got {self.num_blocks}")
         _require(self.num_heads >= 1, f"num_heads must be >= 1, got {self.num_heads}")

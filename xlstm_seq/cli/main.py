@@ -13,6 +13,8 @@ import logging
 import sys
 from pathlib import Path
 
+from xlstm_seq.config_io import ConfigError
+
 # Which config dataclass each command reads with --config; every YAML under configs/ names its command
 # in its first line, and a test loads each file through this table.
 CONFIG_CLASSES = {
@@ -116,7 +118,7 @@ def _kernels_bench(args: argparse.Namespace) -> int:
     command = reproducing_command(["xlstm-seq", "kernels", "bench"], args, options)
     if args.op == "core":
         if args.device != "cpu":
-            raise ValueError(
+            raise ConfigError(
                 f"kernels bench --op core --device {args.device}: the core benchmark measures the CPU reference; "
                 "use --op mlstm or --op slstm for the GPU kernels"
             )
@@ -204,17 +206,24 @@ def main(argv: list[str] | None = None) -> int:
     return args.func(args)
 
 
+# The library's user errors: a bad setting or value (ConfigError, a ValueError, and the ValueErrors the library's
+# checks raise with the reason), a config file that is not valid YAML (ConfigError, naming file and line), a missing
+# file (FileNotFoundError, naming it). Anything else is a fault of the program and keeps its traceback.
+USER_ERRORS = (ConfigError, ValueError, FileNotFoundError)
+
+
 def console(argv: list[str] | None = None) -> int:
-    """The installed `xlstm-seq` command: :func:`main`, with bad settings and missing files reported as one line
-    on stderr (exit status 2, as argparse does for bad arguments) instead of a traceback; ``--verbose`` keeps the
-    traceback."""
+    """The installed `xlstm-seq` command: :func:`main`, with bad settings, bad config files and missing files
+    reported as one line on stderr (exit status 2, as argparse does for bad arguments) instead of a traceback;
+    ``--verbose`` keeps the traceback."""
     argv = sys.argv[1:] if argv is None else argv
     try:
         return main(argv)
-    except (ValueError, FileNotFoundError) as err:
+    except USER_ERRORS as err:
         if "-v" in argv or "--verbose" in argv:
             raise
-        print(f"xlstm-seq: error: {err}\n(run with --verbose for the traceback)", file=sys.stderr)
+        message = " ".join(str(err).split()) or type(err).__name__
+        print(f"xlstm-seq: error: {message} (run with --verbose for the traceback)", file=sys.stderr)
         return 2
 
 
