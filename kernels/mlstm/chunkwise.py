@@ -150,9 +150,14 @@ def _backward(q, k, v, i, f, C0, n0, m0, resets, h, C_all, n_all, m_all, m_row, 
     pad = NC * L - T
     scale = DK**-0.5
 
-    # Per-step scalars of the normaliser h = num / Z, Z = max(|den|, exp(-m)).
-    floor = torch.exp(-m_row)
-    rz = 1.0 / torch.maximum(den_row.abs(), floor)  # (B,H,TP)
+    # Per-step scalars of the normaliser h = num / Z, Z = max(|den|, exp(-m)), m capped as in the forward (so 1/Z is
+    # finite where den = 0); padded rows (den = 0) get rz = 0, so that they reach no gradient.
+    from xlstm_seq.kernels.mlstm.naive import log_max
+
+    bound = log_max(torch.float32)
+    floor = torch.exp(-m_row.clamp(-bound, bound))
+    real = torch.arange(NC * L, device=q.device) < T  # (TP,)
+    rz = torch.where(real, 1.0 / torch.maximum(den_row.abs(), floor), 0.0)  # (B,H,TP)
     delta = F.pad((dh.float() * h.float()).sum(-1), (0, pad))  # (B,H,TP) dh.h
     dden = torch.where(den_row.abs() > floor, -torch.sign(den_row) * delta * rz, 0.0)
     carried = (g["seg"] == 0)[:, None]  # (B,1,TP)
@@ -350,7 +355,7 @@ def mlstm_chunkwise_triton(
         h (B,H,T,DV) in q's dtype and the final state (C, n, m) in float32. Differentiable in every tensor input
         (the naive reference's gradient convention); traceable by ``torch.compile`` (a ``torch.library`` op).
     """
-    from xlstm_seq.kernels.mlstm.naive import DEFAULT_CHUNK_SIZE
+    from xlstm_seq.kernels.mlstm.naive import DEFAULT_CHUNK_SIZE, _nonfinite_steps, _poison, _sanitise
     from xlstm_seq.kernels.validation import check_mlstm_inputs
 
     dims = check_mlstm_inputs(q, k, v, i, f, initial_state, resets, chunk_size, input_gate)
@@ -365,6 +370,10 @@ def mlstm_chunkwise_triton(
         m0 = q.new_zeros(B, H, dtype=torch.float32)
     else:
         C0, n0, m0 = (s.float().contiguous() for s in initial_state)
+    # The kernels multiply every step's k and v by its zero weight in earlier rows: they run on copies without
+    # non-finite steps, and NaN is put back from each such step to the end of its segment (as in the reference).
+    bad = _nonfinite_steps(k, v, f)
+    k, v, f = _sanitise(k, v, f, bad)
     q, k, v, i, f = (x.contiguous() for x in (q, k, v, i, f))
     out = torch.ops.xlstm_seq.mlstm_chunkwise_fwd(q, k, v, i, f, C0, n0, m0, resets, L, input_gate)
-    return out[0], (out[1], out[2], out[3])
+    return _poison(out[0], (out[1], out[2], out[3]), bad, resets)

@@ -93,7 +93,10 @@ def _bwd_state_kernel(
         seg_last = tl.load(SEG + b * TP + last)
         m_in = tl.load(M_ALL + bh * (NC + 1) + c)
         m_out = tl.load(M_ALL + bh * (NC + 1) + c + 1)
-        a = tl.where(seg_last == 0, tl.exp(cs_last + m_in - m_out), 0.0)
+        a = tl.exp(tl.where(seg_last == 0, cs_last + m_in - m_out, 0.0))
+        # A reset in the chunk cuts the path back to the state entering it: select zero (0 * NaN = NaN).
+        dC = tl.where(seg_last == 0, a * dC, 0.0)
+        dn = tl.where(seg_last == 0, a * dn, 0.0)
 
         t = c * L + offs_l
         mask_t = t < T
@@ -103,10 +106,10 @@ def _bwd_state_kernel(
         dht = tl.load(DH + bh * T * DV + t[:, None] * DV + offs_v[None, :], mask=mask_t[:, None] & mask_v[None, :])
         qt = qt.to(tl.float32)
         if SPLITS > 0:  # tensor cores: q * cq as SPLITS input-dtype terms, fp32 accumulation
-            dC = a * dC + split_dot(tl.trans(qt * cq[:, None]), dht, SPLITS)
+            dC = dC + split_dot(tl.trans(qt * cq[:, None]), dht, SPLITS)
         else:
-            dC = a * dC + tl.dot(tl.trans(qt * cq[:, None]), dht.to(tl.float32), input_precision="ieee")
-        dn = a * dn + tl.sum(qt * cn[:, None], axis=0)
+            dC = dC + tl.dot(tl.trans(qt * cq[:, None]), dht.to(tl.float32), input_precision="ieee")
+        dn = dn + tl.sum(qt * cn[:, None], axis=0)
 
     tl.store(DC0 + bh * DK * DV + tile, dC, mask=mask_kv)
     tl.store(DN0 + bh * DK + offs_k, dn, mask=mask_k & (pid_v == 0))
@@ -190,7 +193,8 @@ def _bwd_dq_kernel(
         DH + bh * T * DV, C_ALL + state * DK * DV, tq, mask_q, offs_k, mask_k, DV, BL, BK, BV, DOT_PREC
     )  # (BL, BK)
     nt = tl.load(N_ALL + state * DK + offs_k, mask=mask_k, other=0.0)
-    dq += cq[:, None] * inter + cn[:, None] * nt[None, :]
+    # Rows after a reset in the chunk do not see that state: selected, so that a NaN state does not cross the reset.
+    dq += tl.where((seg_q == 0)[:, None], cq[:, None] * inter + cn[:, None] * nt[None, :], 0.0)
     tl.store(DQ + bh * T * DK + tq[:, None] * DK + offs_k[None, :], dq, mask=mask_q[:, None] & mask_k[None, :])
 
 

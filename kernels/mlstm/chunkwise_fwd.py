@@ -43,6 +43,9 @@ STATE_DOT_SPLITS = 3
 #: (benchmarks/archive/2026-12-04_kernels_mlstm_gpu_sweep_1.md) keeping fp32 lowered di's norm error from 1.59x to
 #: under 1.39x for 2% more time.
 GRAD_DOT_FP32 = True
+#: The clamp on m in the normaliser's floor exp(-m), so that the floor neither overflows nor vanishes: the naive
+#: reference's ``log_max(torch.float32)`` (log of float32's maximum, less 1).
+LOG_MAX = tl.constexpr(87.72283905206835)
 
 
 def new_output(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -113,7 +116,7 @@ def _fwd_state_kernel(
         carried = seg_last == 0
         m_carry = tl.where(carried, cs_last + m, float("-inf"))
         m_out = tl.maximum(m_carry, mloc)
-        a = tl.where(carried, tl.exp(cs_last + m - m_out), 0.0)
+        a = tl.exp(tl.where(carried, cs_last + m - m_out, 0.0))
         # Weight of step l in the chunk's end state; steps before the chunk's last reset do not reach it.
         u = tl.where(seg == seg_last, tl.exp(cs_last - cs + logi - m_out), 0.0)  # (L,)
 
@@ -121,11 +124,14 @@ def _fwd_state_kernel(
         kt = tl.load(K + bh * T * DK + t[:, None] * DK + offs_k[None, :], mask=mask_t[:, None] & mask_k[None, :])
         vt = tl.load(V + bh * T * DV + t[:, None] * DV + offs_v[None, :], mask=mask_t[:, None] & mask_v[None, :])
         ku = kt.to(tl.float32) * u[:, None]  # (L, BK)
+        # A reset in the chunk selects the zero state (0 * C would let a NaN state through).
+        C = tl.where(carried, a * C, 0.0)
+        n = tl.where(carried, a * n, 0.0)
         if SPLITS > 0:  # tensor cores: ku as SPLITS input-dtype terms, fp32 accumulation
-            C = a * C + split_dot(tl.trans(ku), vt, SPLITS)
+            C = C + split_dot(tl.trans(ku), vt, SPLITS)
         else:
-            C = a * C + tl.dot(tl.trans(ku), vt.to(tl.float32), input_precision="ieee")
-        n = a * n + tl.sum(ku, axis=0)
+            C = C + tl.dot(tl.trans(ku), vt.to(tl.float32), input_precision="ieee")
+        n = n + tl.sum(ku, axis=0)
         m = m_out
 
     base = (bh * (NC + 1) + NC).to(tl.int64)
@@ -211,8 +217,9 @@ def _fwd_out_kernel(
         den = den * alpha + tl.sum(p, axis=1)
         m_run = m_new
 
-    # The state carried into the chunk, for rows that have not seen a reset inside it.
-    w_in = tl.where(carried, tl.exp(cs_q + m_in - m_run), 0.0) * scale  # (BL,)
+    # The state carried into the chunk, for rows that have not seen a reset inside it (selected, not multiplied by
+    # zero, so that a NaN state does not cross the reset).
+    w_in = tl.exp(tl.where(carried, cs_q + m_in - m_run, 0.0)) * scale  # (BL,)
     state = (bh * (NC + 1) + c).to(tl.int64)
     inter = tl.zeros((BL, BV), dtype=tl.float32)
     inter_den = tl.zeros((BL,), dtype=tl.float32)
@@ -228,10 +235,11 @@ def _fwd_out_kernel(
         nt = tl.load(N_ALL + state * DK + d0 + offs_d, mask=mask_d, other=0.0)
         inter += tl.dot(qt, ct, input_precision=DOT_PREC)
         inter_den += tl.sum(qt * nt[None, :], axis=1)
-    acc += w_in[:, None] * inter
-    den += w_in * inter_den
+    acc += tl.where(carried[:, None], w_in[:, None] * inter, 0.0)
+    den += tl.where(carried, w_in * inter_den, 0.0)
 
-    z = tl.maximum(tl.abs(den), tl.exp(-m_run))
+    # m clamped as in the reference's normaliser: the floor neither overflows nor vanishes.
+    z = tl.maximum(tl.abs(den), tl.exp(-tl.minimum(tl.maximum(m_run, -LOG_MAX), LOG_MAX)))
     h = acc / z[:, None]
     tl.store(
         H_OUT + bh * T * DV + tq[:, None] * DV + offs_v[None, :],

@@ -35,9 +35,19 @@ Gradient convention: plain autograd through this stabilised forward, m NOT detac
 function the forward computes, so it agrees with finite differences (tested with ``torch.autograd.gradcheck``).
 mlstm-kernels' custom backward treats m as a constant and differs from finite differences where the
 ``exp(-m)`` floor is active; every fast backend here is tested against this convention.
+
+Extreme values. Gate pre-activations anywhere in float32's range give finite outputs, states and gradients: the
+normaliser never forms ``exp(-m)`` where it overflows (``_normalise``), and padded chunk rows are dropped before it.
+Non-finite values reach no output before their step: a NaN in k, v, i or f at step s makes the outputs from s to
+the end of its segment (and the final state, if s is in the last segment) NaN, as in the recurrence. The parallel
+and chunkwise forms, whose matrix products would multiply it by the zero weight of every earlier row
+(0 * NaN = NaN), run on copies in which such steps are zeroed and then select NaN for the steps it reaches
+(``_nonfinite_steps``). Resets select the zero state (``torch.where``), so nothing crosses them.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -111,9 +121,63 @@ def _prepare(q, k, v, i, f, input_gate):
     return q.to(cdt) * scale, k.to(cdt), v.to(cdt), logi, logf
 
 
+def log_max(dtype: torch.dtype) -> float:
+    """A bound on |m| inside which ``exp(m)`` and ``exp(-m)`` stay finite in ``dtype`` (87.7 for float32)."""
+    return math.log(torch.finfo(dtype).max) - 1.0
+
+
 def _normalise(num: torch.Tensor, den: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """h = num / max(|den|, exp(-m)); num (..., DV), den and m (...)."""
-    return num / torch.maximum(den.abs(), torch.exp(-m)).unsqueeze(-1)
+    """h = num / max(|den|, exp(-m)); num (..., DV), den and m (...).
+
+    The floor's exponent is clamped to +-``log_max``: for m < -88 (float32) ``exp(-m)`` would overflow, and its
+    backward multiply a zero gradient by inf (NaN gradients behind a finite h = 0); for m > 103 it would vanish,
+    and a zero den (q = 0) divide 0 by 0. Where the clamp acts, h is below |num| * 1e-38 (m < -87.7) or den below
+    float32's normal range (m > 87.7); elsewhere nothing changes.
+    """
+    bound = log_max(m.dtype)
+    return num / torch.maximum(den.abs(), torch.exp(-m.clamp(-bound, bound))).unsqueeze(-1)
+
+
+def _nonfinite_steps(k: torch.Tensor, v: torch.Tensor, f: torch.Tensor) -> torch.Tensor | None:
+    """(B,H,T) bool: the steps whose k, v or f is not finite; None on the CPU when there is none.
+
+    The parallel and chunkwise forms multiply every step's k and v by the zero weight it has in earlier rows, and
+    difference cumulative sums of log forget gates across resets: a NaN or inf there would reach those rows
+    (0 * NaN = NaN). They run on copies with such steps zeroed (``_sanitise``), and ``_poison`` puts NaN back where
+    the recurrence has it. A step is found through one sum over its k and v (a non-finite element makes it
+    non-finite, and a sum is far cheaper than testing every element), so a step whose finite k and v sum past the
+    dtype's range, and would overflow q.k or C anyway, counts too. Input gates need no care: a NaN there reaches only
+    the steps the recurrence sends it to, through the masks' selections. On the CPU the check of the result costs
+    nothing and lets clean inputs skip the copies; elsewhere (no device sync) and under ``torch.compile`` (no
+    data-dependent branch) the work always runs, which changes nothing for clean inputs.
+    """
+    finite = torch.isfinite(k.sum(-1) + v.sum(-1) + f * 0.0)  # (B,H,T); f * 0 is NaN exactly where f is not finite
+    if finite.device.type == "cpu" and not torch.compiler.is_compiling() and finite.all():
+        return None
+    return ~finite
+
+
+def _sanitise(k: torch.Tensor, v: torch.Tensor, f: torch.Tensor, bad: torch.Tensor | None):
+    """k, v and f with the ``bad`` steps (B,H,T) zeroed; unchanged when ``bad`` is None."""
+    if bad is None:
+        return k, v, f
+    return torch.where(bad[..., None], 0.0, k), torch.where(bad[..., None], 0.0, v), torch.where(bad, 0.0, f)
+
+
+def _poison(h: torch.Tensor, state: MLSTMState, bad: torch.Tensor | None, resets: torch.Tensor | None):
+    """NaN in h (B,H,T,DV) from each bad step (B,H,T) to the end of its segment, and in the final state if a bad step
+    is in the last segment: what the recurrence gives (it gives NaN in fewer columns; NaN is NaN)."""
+    if bad is None:
+        return h, state
+    reached = _segment_cumsum(bad.to(torch.int32), None if resets is None else resets[:, None, :]) > 0  # (B,H,T)
+    h = torch.where(reached[..., None], float("nan"), h)
+    last = reached[..., -1]  # (B,H)
+    C, n, m = state
+    return h, (
+        torch.where(last[..., None, None], float("nan"), C),
+        torch.where(last[..., None], float("nan"), n),
+        torch.where(last, float("nan"), m),
+    )
 
 
 # ----------------------------------------------------------------------------------------------- recurrent
@@ -223,8 +287,11 @@ def _mlstm_parallel(q, k, v, i, f, initial_state, resets, input_gate):
     B, H, T, DK = q.shape
     DV = v.shape[-1]
     out_dtype = q.dtype
+    bad = _nonfinite_steps(k, v, f)
+    k, v, f = _sanitise(k, v, f, bad)
     q, k, v, logi, logf = _prepare(q, k, v, i, f, input_gate)
     C0, n0, m0 = _initial_state(initial_state, B, H, DK, DV, q.dtype, q.device)
+    given_resets = resets
     if resets is None:
         resets = torch.zeros(B, T, dtype=torch.bool, device=q.device)
     resets = resets[:, None, :]  # (B,1,T)
@@ -243,14 +310,19 @@ def _mlstm_parallel(q, k, v, i, f, initial_state, resets, input_gate):
     init_w = torch.where(from_init, torch.exp(init_log - m), 0.0)  # (B,H,T)
 
     S = (q @ k.transpose(-1, -2)) * W  # (B,H,T,T)
-    num = S @ v + init_w[..., None] * (q @ C0)  # (B,H,T,DV)
-    den = S.sum(-1) + init_w * (q @ n0[..., None])[..., 0]  # (B,H,T)
+    # Rows after a reset select zero instead of multiplying the initial state by 0 (a NaN there must not cross).
+    num = S @ v + torch.where(from_init[..., None], init_w[..., None] * (q @ C0), 0.0)  # (B,H,T,DV)
+    den = S.sum(-1) + torch.where(from_init, init_w * (q @ n0[..., None])[..., 0], 0.0)  # (B,H,T)
     h = _normalise(num, den, m)
 
     w_last = W[:, :, -1]  # (B,H,T)
-    C = init_w[:, :, -1, None, None] * C0 + (k * w_last[..., None]).transpose(-1, -2) @ v  # (B,H,DK,DV)
-    n = init_w[:, :, -1, None] * n0 + (w_last.unsqueeze(-2) @ k).squeeze(-2)  # (B,H,DK)
-    return h.to(out_dtype), (C, n, m[:, :, -1])
+    last_from_init = from_init[..., -1]  # (B,1)
+    C_init = torch.where(last_from_init[..., None, None], init_w[:, :, -1, None, None] * C0, 0.0)
+    n_init = torch.where(last_from_init[..., None], init_w[:, :, -1, None] * n0, 0.0)
+    C = C_init + (k * w_last[..., None]).transpose(-1, -2) @ v  # (B,H,DK,DV)
+    n = n_init + (w_last.unsqueeze(-2) @ k).squeeze(-2)  # (B,H,DK)
+    h, state = _poison(h, (C, n, m[:, :, -1]), bad, given_resets)
+    return h.to(out_dtype), state
 
 
 def mlstm_parallel(
@@ -280,8 +352,11 @@ def _mlstm_chunkwise(q, k, v, i, f, initial_state, resets, chunk_size, input_gat
     B, H, T, DK = q.shape
     DV = v.shape[-1]
     out_dtype = q.dtype
+    bad = _nonfinite_steps(k, v, f)
+    k, v, f = _sanitise(k, v, f, bad)
     q, k, v, logi, logf = _prepare(q, k, v, i, f, input_gate)
     C, n, m = _initial_state(initial_state, B, H, DK, DV, q.dtype, q.device)
+    given_resets = resets
     if resets is None:
         resets = torch.zeros(B, T, dtype=torch.bool, device=q.device)
 
@@ -326,10 +401,11 @@ def _mlstm_chunkwise(q, k, v, i, f, initial_state, resets, chunk_size, input_gat
         m_in.append(m)
         m_carry = torch.where(r, 0.0, m)  # (B,H); a reset inside the chunk starts from the zero state (m = 0)
         m_new = torch.maximum(g_c + m_carry, m_loc_c)
-        a = torch.where(r, 0.0, torch.exp(g_c + m_carry - m_new))
+        a = torch.exp(g_c + m_carry - m_new)
         w = torch.exp(m_loc_c - m_new)
-        C = a[..., None, None] * C + w[..., None, None] * C_loc_c
-        n = a[..., None] * n + w[..., None] * n_loc_c
+        # A reset selects the zero state (multiplying the carried one by 0 would let a NaN through).
+        C = w[..., None, None] * C_loc_c + torch.where(r[..., None, None], 0.0, a[..., None, None] * C)
+        n = w[..., None] * n_loc_c + torch.where(r[..., None], 0.0, a[..., None] * n)
         m = m_new
     C_in = torch.stack(C_in, dim=2)  # (B,H,NC,DK,DV)
     n_in = torch.stack(n_in, dim=2)  # (B,H,NC,DK)
@@ -340,11 +416,17 @@ def _mlstm_chunkwise(q, k, v, i, f, initial_state, resets, chunk_size, input_gat
     m_inter = b + torch.where(carried, m_in[..., None], 0.0)  # (B,H,NC,L)
     m_all = torch.maximum(m_inter, m_intra)  # (B,H,NC,L)
     S = (q @ k.transpose(-1, -2)) * torch.exp(D - m_all[..., None])  # (B,H,NC,L,L)
-    inter_w = torch.where(carried, torch.exp(m_inter - m_all), 0.0)  # (B,H,NC,L)
-    num = S @ v + inter_w[..., None] * (q @ C_in)  # (B,H,NC,L,DV)
-    den = S.sum(-1) + inter_w * (q @ n_in[..., None])[..., 0]  # (B,H,NC,L)
-    h = _normalise(num, den, m_all).reshape(B, H, NC * L, DV)[:, :, :T]
-    return h.to(out_dtype), (C, n, m)
+    inter_w = torch.exp(m_inter - m_all)  # (B,H,NC,L)
+    num = S @ v + torch.where(carried[..., None], inter_w[..., None] * (q @ C_in), 0.0)  # (B,H,NC,L,DV)
+    den = S.sum(-1) + torch.where(carried, inter_w * (q @ n_in[..., None])[..., 0], 0.0)  # (B,H,NC,L)
+
+    # Padded rows (q = 0, den = 0) are dropped before the normaliser: nothing of them reaches h or the backward.
+    def unpad(x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(B, H, NC * L, *x.shape[4:])[:, :, :T]
+
+    h = _normalise(unpad(num), unpad(den), unpad(m_all))
+    h, state = _poison(h, (C, n, m), bad, given_resets)
+    return h.to(out_dtype), state
 
 
 def mlstm_chunkwise(

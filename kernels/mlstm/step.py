@@ -81,7 +81,9 @@ def _kernel():
             n = f_gate * n + i_gate * k
             tl.store(N_NEW + bh * DK + d0 + offs_d, n, mask=mask_d & (pid_v == 0))
             den += q * n
-        h = num / tl.maximum(tl.abs(tl.sum(den, axis=0)), tl.exp(-m_new))
+        # m clamped as in the reference's normaliser (log_max(float32)): the floor neither overflows nor vanishes.
+        m_floor = tl.minimum(tl.maximum(m_new, -87.72283905206835), 87.72283905206835)
+        h = num / tl.maximum(tl.abs(tl.sum(den, axis=0)), tl.exp(-m_floor))
         tl.store(H_OUT + bh * DV + offs_v, h.to(H_OUT.dtype.element_ty), mask=mask_v)
         if pid_v == 0:
             tl.store(M_NEW + bh, m_new)

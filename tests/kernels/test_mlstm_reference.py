@@ -185,3 +185,103 @@ def test_low_precision_inputs(mlstm_inputs, dtype):
         assert_close(s, s_ref, torch.float32, msg="state")
     h_step, state_step = mlstm_step(*(x_low[name][:, :, 0] for name in "qkvif"))
     assert h_step.dtype == dtype and all(s.dtype == torch.float32 for s in state_step)
+
+
+# ----------------------------------------------------------------------------------------------- extreme values
+
+FORMS = {
+    "parallel": mlstm_parallel,
+    "chunkwise": lambda *a, **kw: mlstm_chunkwise(*a, chunk_size=16, **kw),
+    "recurrent": mlstm_recurrent,
+}
+
+
+def _grads_of_every_input(fn, q, k, v, i, f, state=None, resets=None, **kwargs) -> tuple[torch.Tensor, dict]:
+    leaves = {name: t.detach().clone().requires_grad_() for name, t in zip("qkvif", (q, k, v, i, f), strict=True)}
+    if state is not None:
+        parts = zip(("C0", "n0", "m0"), state, strict=True)
+        leaves.update({name: s.detach().clone().requires_grad_() for name, s in parts})
+        state = (leaves["C0"], leaves["n0"], leaves["m0"])
+    h, (C, n, m) = fn(*(leaves[name] for name in "qkvif"), state, resets, **kwargs)
+    (h.sum() + C.sum() + n.sum() + m.sum()).backward()
+    outputs = torch.cat([h.flatten(), C.flatten(), n.flatten(), m.flatten()])
+    return outputs, {name: t.grad for name, t in leaves.items() if t.grad is not None}
+
+
+@pytest.mark.parametrize("input_gate", GATES)
+@pytest.mark.parametrize("form", FORMS)
+def test_gradients_finite_where_the_floor_exp_minus_m_overflows(form, input_gate):
+    """Input gates near -90 from the zero state: m follows the forget gates below -88, where exp(-m) overflows in
+    float32; h is 0 and its backward multiplied 0 by inf (NaN gradients of i and f)."""
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 1, 256, 16, generator=g) for _ in range(3))
+    i, f = torch.randn(1, 1, 256, generator=g) - 90, torch.randn(1, 1, 256, generator=g)
+    outputs, grads = _grads_of_every_input(FORMS[form], q, k, v, i, f, input_gate=input_gate)
+    assert torch.isfinite(outputs).all()
+    for name, grad in grads.items():
+        assert torch.isfinite(grad).all(), f"d{name} has NaN/inf"
+
+
+def test_step_gradients_finite_where_the_floor_overflows():
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 8, generator=g).requires_grad_() for _ in range(3))
+    i = torch.full((1, 2), -90.0, requires_grad=True)
+    f = torch.zeros(1, 2, requires_grad=True)
+    state = (torch.zeros(1, 2, 8, 8), torch.zeros(1, 2, 8), torch.full((1, 2), -100.0, requires_grad=True))
+    h, (C, n, m) = mlstm_step_naive(q, k, v, i, f, state)
+    (h.sum() + C.sum() + n.sum() + m.sum()).backward()
+    for name, t in zip("qkvifm", (q, k, v, i, f, state[2]), strict=True):
+        assert torch.isfinite(t.grad).all(), f"d{name} has NaN/inf"
+
+
+@pytest.mark.parametrize(("T", "chunk_size"), [(200, 64), (300, 256)], ids=["T200-L64", "T300-L256"])
+def test_gradients_finite_with_padded_chunks_and_a_large_stabiliser(T, chunk_size):
+    """i = f = +200: m = 200, so exp(-m) = 0 in float32 and a padded row (q = 0, den = 0) divided 0 by 0; the row is
+    dropped from h, but its backward multiplied the zero gradient by NaN (every gradient of k, v, i and f)."""
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 1, T, 16, generator=g) for _ in range(3))
+    i = f = torch.full((1, 1, T), 200.0)
+    outputs, grads = _grads_of_every_input(mlstm_chunkwise, q, k, v, i, f, chunk_size=chunk_size)
+    assert torch.isfinite(outputs).all()
+    for name, grad in grads.items():
+        assert torch.isfinite(grad).all(), f"d{name} has NaN/inf"
+
+
+@pytest.mark.parametrize("name", ["q", "k", "v", "i", "f"])
+@pytest.mark.parametrize("form", FORMS)
+def test_nan_at_step_t_changes_no_earlier_output(mlstm_inputs, form, name):
+    """A NaN in k or v at step 21 made every earlier step of its chunk NaN (steps 16..20 with chunks of 16): the
+    products multiplied it by those rows' zero weights. Outputs before t must not change; from t on (to the end of
+    the segment) they are NaN, as in the recurrence (q only reaches its own step)."""
+    x = mlstm_inputs(B=1, H=2, T=40, dtype=torch.float32, with_state=True)
+    t = 21
+    clean, _ = FORMS[form](*_args(x))
+    x[name] = x[name].clone()
+    x[name][:, :, t] = float("nan")
+    h, state = FORMS[form](*_args(x))
+    assert torch.equal(h[:, :, :t], clean[:, :, :t])
+    assert torch.isnan(h[:, :, t]).any()
+    if name != "q":
+        assert torch.isnan(h[:, :, t:]).any(-1).all()
+        assert torch.isnan(state[0]).any()
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_nan_does_not_cross_a_reset(mlstm_inputs, form):
+    """A NaN forget gate at step 5 (which also poisons the carried state) and NaN in the initial state of the second
+    batch row: after the reset at step 20 the outputs and the final state are a clean run's (the masks multiplied the
+    NaN state by zero, and the cumulative log forget gate carried the NaN past the reset)."""
+    x = mlstm_inputs(B=2, H=2, T=40, dtype=torch.float32, with_state=True)
+    resets = torch.zeros(2, 40, dtype=torch.bool)
+    resets[:, 20] = True
+    clean_h, clean_state = FORMS[form](*_args(x)[:6], resets)
+    x["f"] = x["f"].clone()
+    x["f"][0, :, 5] = float("nan")
+    C0, n0, m0 = (s.clone() for s in x["initial_state"])
+    C0[1], n0[1], m0[1] = float("nan"), float("nan"), float("nan")
+    h, state = FORMS[form](*_args(x)[:5], (C0, n0, m0), resets)
+    assert torch.isnan(h[:, :, 5:20]).any(-1).all()
+    # Equal up to rounding: the parallel form's cumulative log forget gate runs across the reset.
+    assert_close(h[:, :, 20:], clean_h[:, :, 20:], msg="h after the reset")
+    for name, s, s_clean in zip("Cnm", state, clean_state, strict=True):
+        assert_close(s, s_clean, msg=name)
