@@ -9,15 +9,23 @@ The stabilised recurrence (per batch element, head and unit)::
 
     (i~, f~, z~, o~) = gates_x_t + h_{t-1} @ R[head] + b
     logf = logsigmoid(f~)
-    m_t  = max(logf + m_{t-1}, i~)
+    a    = logf + m_{t-1}                          (n_{t-1} > 0)
+         = min(logf + m_{t-1}, i~ + EMPTY_MARGIN)  (n_{t-1} = 0: an empty memory)
+    m_t  = max(a, i~)
     i    = exp(i~ - m_t)
-    f    = exp(logf + m_{t-1} - m_t)
+    f    = exp(a - m_t)
     c_t  = f c_{t-1} + i tanh(z~)
     n_t  = f n_{t-1} + i
     h_t  = sigmoid(o~) * c_t / max(n_t, tiny)
 
-``|c| <= n`` always, so the clamp (float32's smallest normal number) only guards 0/0 after underflow. A reset
-before step t replaces (c, n, m, h) with zeros. Gradients: plain autograd through this forward, m not detached.
+m is a pure stabiliser: h and the memory ``exp(m) (c, n)`` do not depend on it. An empty memory (the zero state,
+or the step after a reset) holds nothing for m to track, and its m (0) can lie far above the first write: an input
+gate of -100 was stored as ``exp(-100) = 0`` in float32, h divided two underflowed numbers, and the backward's
+``1/n`` overflowed into NaN gradients. The cap keeps the first write's weight ``i >= exp(-EMPTY_MARGIN)``, so n
+stays at least ``exp(-40)`` from then on and ``1/n`` finite; it changes nothing where the first write's gate is
+within ``EMPTY_MARGIN`` of m (every input gate above -40 from the zero state). ``|c| <= n`` always, so the clamp
+(float32's smallest normal number) only guards an empty memory. A reset before step t replaces (c, n, m, h) with
+zeros. Gradients: plain autograd through this forward, m not detached.
 """
 
 from __future__ import annotations
@@ -32,6 +40,9 @@ __all__ = ["SLSTMState", "slstm_recurrent", "slstm_step_naive"]
 SLSTMState = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 _TINY = torch.finfo(torch.float32).tiny
+#: How far above the first write an empty memory's stabiliser may lie (see the module docstring): exp(-40) = 4e-18
+#: is far from float32's underflow, and 1/n <= exp(40) leaves the backward's sums room below float32's maximum.
+EMPTY_MARGIN = 40.0
 
 
 def _logsigmoid(x: torch.Tensor) -> torch.Tensor:
@@ -50,17 +61,23 @@ def _initial_state(state: SLSTMState | None, B: int, H: int, D: int, dtype, devi
     return tuple(s.to(dtype) for s in state)  # type: ignore[return-value]
 
 
-def _step(pre_x: torch.Tensor, R: torch.Tensor, c, n, m, h):
-    """One step; pre_x (B,4,H,D) = gates_x_t + b in the compute dtype, R (H,D,4,D), state parts (B,H,D)."""
+def _step(pre_x: torch.Tensor, R: torch.Tensor, c, n, m, h, may_be_empty: bool = True):
+    """One step; pre_x (B,4,H,D) = gates_x_t + b in the compute dtype, R (H,D,4,D), state parts (B,H,D).
+
+    ``may_be_empty``: False where n > 0 is known (every step after the first write; n stays positive: either the
+    carried term wins, f = 1 and n cannot shrink, or the write does, i = 1 and n >= 1), which skips the cap.
+    """
     B, H, D = h.shape
     # Per head: (B, D) @ (D, 4D), as one batched matmul over heads.
     rec = torch.bmm(h.transpose(0, 1), R.reshape(H, D, 4 * D))  # (H,B,4D)
     pre = pre_x + rec.view(H, B, 4, D).permute(1, 2, 0, 3)  # (B,4,H,D)
     i_pre, f_pre, z_pre, o_pre = pre.unbind(1)  # each (B,H,D)
-    logf = _logsigmoid(f_pre)
-    m_new = torch.maximum(logf + m, i_pre)
+    carry = _logsigmoid(f_pre) + m
+    if may_be_empty:  # an empty memory: see the module docstring
+        carry = torch.where(n > 0, carry, torch.minimum(carry, i_pre + EMPTY_MARGIN))
+    m_new = torch.maximum(carry, i_pre)
     i_gate = torch.exp(i_pre - m_new)
-    f_gate = torch.exp(logf + m - m_new)
+    f_gate = torch.exp(carry - m_new)
     c = f_gate * c + i_gate * torch.tanh(z_pre)
     n = f_gate * n + i_gate
     h = torch.sigmoid(o_pre) * c / n.clamp_min(_TINY)
@@ -74,12 +91,14 @@ def _slstm_recurrent(gates_x, R, b, initial_state, resets):
     R = R.to(cdt)
     pre_x = gates_x.to(cdt) + b.to(cdt)  # (B,T,4,H,D)
     state = _initial_state(initial_state, B, H, D, cdt, gates_x.device)
+    # The memory can be empty (n = 0) only before the first step and right after a reset.
+    reset_steps = [False] * T if resets is None else resets.any(0).tolist()
     hs = []
     for t in range(T):
-        if resets is not None:
+        if reset_steps[t]:
             r = resets[:, t, None, None]  # (B,1,1)
             state = tuple(torch.where(r, 0.0, s) for s in state)
-        state = _step(pre_x[:, t], R, *state)
+        state = _step(pre_x[:, t], R, *state, may_be_empty=t == 0 or reset_steps[t])
         hs.append(state[3])
     return torch.stack(hs, dim=1).to(out_dtype), state
 

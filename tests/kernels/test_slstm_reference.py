@@ -151,3 +151,54 @@ def test_low_precision_inputs(slstm_inputs, dtype):
     assert_close(h, h_ref, dtype)
     for s, s_ref in zip(state, state_ref, strict=True):
         assert_close(s, s_ref, torch.float32)
+
+
+@pytest.mark.parametrize(
+    ("i_value", "f_value"), [(-100.0, None), (-1000.0, None), (-88.0, 88.0)], ids=["i-100", "i-1000", "i-88-f+88"]
+)
+@pytest.mark.parametrize("with_resets", [False, True], ids=["no-resets", "resets"])
+def test_gradients_finite_when_the_first_write_lies_far_below_an_empty_memory(i_value, f_value, with_resets):
+    """The zero state's m = 0 was the stabiliser the first write was measured against: an input gate of -100 was
+    stored as exp(-100) = 0, h divided underflowed numbers, and 1/n overflowed in the backward (every gradient of
+    gates_x, R and b NaN while h was finite)."""
+    g = torch.Generator().manual_seed(0)
+    B, T, H, D = 2, 20, 2, 4
+    gates_x = torch.randn(B, T, 4, H, D, generator=g)
+    gates_x[:, :, 0] = i_value
+    if f_value is not None:
+        gates_x[:, :, 1] = f_value
+    resets = None
+    if with_resets:
+        resets = torch.zeros(B, T, dtype=torch.bool)
+        resets[0, [7, 13]] = True
+    leaves = [gates_x.requires_grad_(), (torch.randn(H, D, 4, D, generator=g) * 0.3).requires_grad_()]
+    leaves.append(torch.zeros(4, H, D, requires_grad=True))
+    h, state = slstm_recurrent(*leaves, None, resets)
+    assert torch.isfinite(h).all() and all(torch.isfinite(s).all() for s in state)
+    (h.sum() + sum(s.sum() for s in state)).backward()
+    for name, t in zip(("gates_x", "R", "b"), leaves, strict=True):
+        assert torch.isfinite(t.grad).all(), f"d{name} has NaN/inf"
+
+
+@pytest.mark.parametrize("i_value", [-100.0, -1000.0, -30.0])
+def test_first_write_far_below_the_empty_memory_gives_the_exact_output(i_value):
+    """One write into the zero state (and one after a reset): h = sigmoid(o) tanh(z) whatever the input gate, as
+    ``exp(m) (c, n)`` cancels in c / n; it was 2e-6 instead of 0.38 for an input gate of -100."""
+    gates_x = torch.zeros(1, 2, 4, 1, 1)
+    gates_x[0, :, 0] = i_value
+    gates_x[0, :, 2] = 1.0
+    resets = torch.tensor([[False, True]])
+    h, _ = slstm_recurrent(gates_x, torch.zeros(1, 1, 4, 1), torch.zeros(4, 1, 1), None, resets)
+    expected = torch.sigmoid(torch.tensor(0.0)) * torch.tanh(torch.tensor(1.0))
+    torch.testing.assert_close(h.flatten(), expected.expand(2), atol=1e-6, rtol=1e-6)
+
+
+def test_the_empty_memory_cap_changes_nothing_for_first_writes_within_its_margin(slstm_inputs):
+    """From the zero state and after resets, input gates down to -EMPTY_MARGIN + 1: the state (c, n, m) and h are the
+    recurrence written out without the cap, to float64 rounding."""
+    from xlstm_seq.kernels.slstm.naive import EMPTY_MARGIN
+
+    x = slstm_inputs(B=2, T=9, H=2, D=4)
+    x["gates_x"][:, :, 0] = torch.linspace(-EMPTY_MARGIN + 1, 5.0, 9, dtype=torch.float64)[None, :, None, None]
+    zero = tuple(torch.zeros(2, 2, 4, dtype=torch.float64) for _ in range(4))
+    _assert_same(slstm_recurrent(x["gates_x"], x["R"], x["b"]), _slstm_by_hand(x["gates_x"], x["R"], x["b"], zero))
