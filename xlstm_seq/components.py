@@ -29,7 +29,8 @@ class CausalConv1d(nn.Module):
     """Depthwise causal convolution over time that carries its last K-1 inputs as state.
 
     With ``resets`` the convolution never looks across a reset: inputs before the reset count as zeros,
-    exactly as if the new segment had started from the zero state.
+    exactly as if the new segment had started from the zero state (selected, not multiplied by zero, so that
+    not even a NaN crosses a reset).
     """
 
     def __init__(self, channels: int, kernel_size: int, bias: bool = True):
@@ -65,7 +66,7 @@ class CausalConv1d(nn.Module):
             shifted = padded[:, K - 1 - lag : K - 1 - lag + T]  # (B, T, C) = x[t - lag]
             if resets is not None:
                 same_segment = seg_padded[:, K - 1 - lag : K - 1 - lag + T] == seg  # (B, T)
-                shifted = shifted * same_segment.unsqueeze(-1).to(x.dtype)
+                shifted = torch.where(same_segment.unsqueeze(-1), shifted, 0.0)
             y = y + shifted * self.weight[:, lag]
         if self.bias is not None:
             y = y + self.bias
@@ -73,7 +74,7 @@ class CausalConv1d(nn.Module):
         if resets is not None and K > 1:
             # Inputs before the last reset belong to a finished segment: the next call must not see them.
             live = seg_padded[:, seg_padded.shape[1] - (K - 1) :] == seg[:, -1:]
-            new_state = new_state * live.unsqueeze(-1).to(x.dtype)
+            new_state = torch.where(live.unsqueeze(-1), new_state, 0.0)
         return y, new_state
 
     def step(self, x_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
