@@ -215,6 +215,9 @@ class XLSTMForecaster(BaseEstimator):
         self.track = track
         self.experiment = experiment
         self.tracking_uri = tracking_uri
+        # Refused here, not after a fit: a bad setting (level=[150], h=2.5, loss="huber") names itself at once.
+        # The arguments are stored as given, so get_params, set_params and sklearn's clone work as before.
+        check_settings(self, device=False)
 
     # ------------------------------------------------------------------ settings
     @property

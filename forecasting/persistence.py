@@ -4,10 +4,16 @@ A save is written into a new sibling folder and swapped in at the end, so a save
 disk, a setting JSON cannot hold) leaves the model saved before at that path whole, and no file of an older
 model (an old calibration, say) survives next to the new one. A folder that holds anything else is refused
 rather than replaced. A load that meets a missing, edited or mismatched file says which file and why.
+
+``config.json`` records the SHA-256 of every other file of the save (``checksums``); a load compares them first, so
+a damaged or edited weights file is refused by name instead of forecasting NaN. Saves written before checksums
+existed have none and load as before. Whatever the save, the loaded tensors must be finite and the kept history a
+frame of the series and columns the model was fitted on.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -23,7 +29,7 @@ from xlstm_seq.devices import resolve_device
 from xlstm_seq.forecasting.calibration import Calibration, lower_quantiles
 from xlstm_seq.forecasting.models import build_model
 from xlstm_seq.forecasting.settings import check_settings, net_spec
-from xlstm_seq.forecasting.validation import DS, ID
+from xlstm_seq.forecasting.validation import DS, ID, Y, check_long_frame, check_static
 
 if TYPE_CHECKING:
     from xlstm_seq.forecasting.forecaster import XLSTMForecaster
@@ -46,10 +52,20 @@ def jsonable(value: object) -> object:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def _config_text(fc: XLSTMForecaster) -> str:
+def sha256_of(file: Path) -> str:
+    """The hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with file.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _config_text(fc: XLSTMForecaster, checksums: dict[str, str] | None = None) -> str:
     params = fc.get_params()
     meta = {
         "format_version": FORMAT_VERSION,
+        "checksums": checksums or {},
         "params": params,
         "fitted": {
             "freq": fc.freq_,
@@ -101,11 +117,10 @@ def save_forecaster(fc: XLSTMForecaster, path: str | Path) -> Path:
     # Resolved: a symlinked folder keeps its link (the folder it names is replaced), "." is the real folder.
     path = Path(path).expanduser().resolve()
     _check_target(path)
-    config = _config_text(fc)  # fails before anything is written
+    _config_text(fc)  # a setting JSON cannot hold fails before anything is written
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = _sibling(path, "saving")
     try:
-        (staging / CONFIG).write_text(config)
         weights = {k: v.detach().cpu().contiguous() for k, v in fc.net_.state_dict().items()}
         save_file(weights, str(staging / WEIGHTS))
         fc.history_.to_csv(staging / HISTORY, index=False)
@@ -118,6 +133,9 @@ def save_forecaster(fc: XLSTMForecaster, path: str | Path) -> Path:
                 tables["cqr_scores"] = calibration.cqr_scores
             tables = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in tables.items()}
             save_file(tables, str(staging / CALIBRATION))
+        # The JSON comes last: it records the checksum of every file written before it.
+        checksums = {name: sha256_of(staging / name) for name in SAVED_FILES if (staging / name).is_file()}
+        (staging / CONFIG).write_text(_config_text(fc, checksums))
         _swap_in(staging, path)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -166,7 +184,35 @@ def _read_config(path: Path) -> dict:
     for key in ("params", "fitted"):
         if not isinstance(meta.get(key), dict):
             raise ValueError(f"{config} lacks its {key!r} section; it was not written by XLSTMForecaster.save")
+    checksums = meta.setdefault("checksums", {})  # none in a save from before checksums
+    if not isinstance(checksums, dict) or not all(isinstance(v, str) for v in checksums.values()):
+        raise ValueError(f"{config} has a malformed 'checksums' section; it was not written by XLSTMForecaster.save")
+    unknown = sorted(set(checksums) - set(SAVED_FILES))
+    if unknown:
+        raise ValueError(f"{config} lists checksums of files a saved forecaster does not have: {unknown}")
     return meta
+
+
+def _check_sum(file: Path, checksums: dict[str, str], config: Path) -> None:
+    """``file`` must match the SHA-256 ``config.json`` recorded for it at save (a save from before checksums has
+    none). Checked once the file has been read, so that a file that cannot even be read says that first."""
+    expected = checksums.get(file.name)
+    if expected is None:
+        return
+    actual = sha256_of(file)
+    if actual != expected.lower():
+        raise ValueError(
+            f"{file} does not match the checksum in {config}: it was damaged or changed after the save "
+            f"(sha256 {actual[:16]}..., saved {expected[:16]}...)"
+        )
+
+
+def _require_finite(tensors: dict[str, torch.Tensor], file: Path) -> None:
+    """Loaded tensors must be finite: a NaN or inf weight turns every forecast into NaN."""
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise ValueError(f"{file} holds {bad} NaN or infinite value(s) in {name!r}; it is damaged")
 
 
 def _require(path: Path, name: str) -> Path:
@@ -176,11 +222,45 @@ def _require(path: Path, name: str) -> Path:
     return file
 
 
-def _read_csv(file: Path) -> pd.DataFrame:
+def _read_csv(file: Path, columns: list[str]) -> pd.DataFrame:
+    """The CSV ``file`` (ids as text), which must hold ``columns``."""
     try:
-        return pd.read_csv(file, dtype={ID: str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        frame = pd.read_csv(file, dtype={ID: str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
         raise ValueError(f"{file} is not a readable CSV of the kept history: {err}") from err
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{file} lacks the column(s) {missing} of the kept history; it has {list(frame.columns)}")
+    return frame
+
+
+def _series_ids(frame: pd.DataFrame, by_text: dict[str, object], file: Path) -> pd.Series:
+    """The ``unique_id`` column as the fitted series ids; an id the model was not fitted on is named."""
+    ids = frame[ID].map(by_text)
+    unknown = frame.loc[ids.isna().to_numpy() & frame[ID].notna().to_numpy(), ID]
+    if len(unknown) or frame[ID].isna().any():
+        what = repr(unknown.iloc[0]) if len(unknown) else "a missing id"
+        raise ValueError(f"{file} holds series {what}, which the saved model was not fitted on")
+    return ids
+
+
+def _read_history(fc: XLSTMForecaster, file: Path, by_text: dict[str, object]) -> pd.DataFrame:
+    """The kept history, checked as fit checks a frame (the errors name the file and the series)."""
+    hist, futr, _ = fc._lists()
+    history = _read_csv(file, [ID, DS, Y, *fc.exog_columns_])
+    history[ID] = _series_ids(history, by_text, file)
+    if fc.ds_kind_ == "datetime":
+        try:
+            history[DS] = pd.to_datetime(history[DS])
+        except (ValueError, TypeError, OverflowError) as err:
+            raise ValueError(f"{file} column 'ds' does not hold timestamps: {err}") from err
+    elif not pd.api.types.is_integer_dtype(history[DS]):
+        raise ValueError(f"{file} column 'ds' must hold integers (the model was fitted on integer steps)")
+    check_long_frame(history, str(file), hist + futr, freq=fc.freq_)
+    missing = sorted(set(map(str, fc.series_)) - set(map(str, history[ID].unique())), key=str)
+    if missing:
+        raise ValueError(f"{file} lacks the rows of series {missing[0]!r} ({len(missing)} series missing)")
+    return history
 
 
 def load_forecaster(cls: type[XLSTMForecaster], path: str | Path, device: str | None = None) -> XLSTMForecaster:
@@ -197,7 +277,7 @@ def load_forecaster(cls: type[XLSTMForecaster], path: str | Path, device: str | 
         params["device"] = device
     try:
         fc = cls(**params)
-    except TypeError as err:
+    except (TypeError, ValueError) as err:
         raise ValueError(f"{config} holds settings XLSTMForecaster does not take: {err}") from err
     try:
         fc.device_ = resolve_device(fc.device)
@@ -224,24 +304,31 @@ def load_forecaster(cls: type[XLSTMForecaster], path: str | Path, device: str | 
     except KeyError as err:
         raise ValueError(f"{config} lacks the fitted field {err}; it was not written by XLSTMForecaster.save") from err
     by_text = {str(s): s for s in fc.series_}
-    history = _read_csv(_require(path, HISTORY))
-    history[ID] = history[ID].map(by_text)
-    if fc.ds_kind_ == "datetime":
-        history[DS] = pd.to_datetime(history[DS])
-    fc.history_ = history
+    checksums = meta["checksums"]
+    fc.history_ = _read_history(fc, _require(path, HISTORY), by_text)
+    _check_sum(path / HISTORY, checksums, config)
     fc.static_ = None
     if (path / STATIC).is_file():
-        static = _read_csv(path / STATIC)
-        static[ID] = static[ID].map(by_text)
+        stat = fc._lists()[2]
+        static = _read_csv(path / STATIC, [ID, *stat])
+        _check_sum(path / STATIC, checksums, config)
+        static[ID] = _series_ids(static, by_text, path / STATIC)
+        try:
+            check_static(static, stat)
+        except ValueError as err:
+            raise ValueError(f"{path / STATIC}: {err}") from err
         fc.static_ = static
     fc.calibration_ = None
     # Saves of format 1 written before "calibrated" existed: the file alone says so.
     if fitted.get("calibrated", (path / CALIBRATION).is_file()):
         try:
-            tables = {k: v.numpy() for k, v in load_file(str(_require(path, CALIBRATION))).items()}
-            scores = tables["scores"]
+            loaded = load_file(str(_require(path, CALIBRATION)))
+            scores = loaded["scores"].numpy()
         except (SafetensorError, KeyError) as err:
             raise ValueError(f"{path / CALIBRATION} is not readable conformal scores: {err}") from err
+        _check_sum(path / CALIBRATION, checksums, config)
+        _require_finite(loaded, path / CALIBRATION)
+        tables = {k: v.numpy() for k, v in loaded.items()}
         if scores.ndim != 2 or scores.shape[1] != fc.h:
             raise ValueError(f"{path / CALIBRATION} holds scores of shape {scores.shape}; h={fc.h} needs (n, {fc.h})")
         cqr = tables.get("cqr_scores")  # absent in saves from before CQR, and for point-loss models
@@ -253,7 +340,10 @@ def load_forecaster(cls: type[XLSTMForecaster], path: str | Path, device: str | 
     fc.net_ = build_model(fc.model, net_spec(fc, fc.n_channels_)).to(fc.device_)
     weights = _require(path, WEIGHTS)
     try:
-        fc.net_.load_state_dict(load_file(str(weights), device=str(fc.device_)))
+        state = load_file(str(weights), device=str(fc.device_))
+        _check_sum(weights, checksums, config)
+        _require_finite(state, weights)
+        fc.net_.load_state_dict(state)
     except (SafetensorError, RuntimeError) as err:
         raise ValueError(f"{weights} does not hold the weights {config} describes: {err}") from err
     fc.net_.eval()

@@ -1,5 +1,6 @@
-"""Checks of XLSTMForecaster's settings: every constructor argument is checked before any work (fit, predict,
-cross_validation, load), and a bad one raises ValueError with the reason."""
+"""Checks of XLSTMForecaster's settings: every constructor argument is checked on construction and again before any
+work (fit, predict, cross_validation, load: ``set_params`` may have changed it), and a bad one raises ValueError with
+the reason."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 
 from xlstm_seq.devices import resolve_device
 from xlstm_seq.forecasting.intervals import check_method
 from xlstm_seq.forecasting.losses import LOSSES, output_size
-from xlstm_seq.forecasting.models import NetSpec, patch_layout
+from xlstm_seq.forecasting.models import BACKBONES, MIXINGS, MODELS, NetSpec, patch_layout
 from xlstm_seq.forecasting.validation import DS, ID, Y, normalise_freq
 
 if TYPE_CHECKING:
@@ -22,7 +24,7 @@ REAL_TYPES = (float, int, np.floating, np.integer)
 
 
 def check_level_list(level: object, name: str) -> None:
-    """``level`` is None or a list of numbers (percentages are checked where they are used)."""
+    """``level`` is None or a list of percentages, each in (0, 100)."""
     if level is None:
         return
     if isinstance(level, (str, bytes)) or not isinstance(level, Sequence | np.ndarray):
@@ -30,16 +32,63 @@ def check_level_list(level: object, name: str) -> None:
     for lv in level:
         if isinstance(lv, bool) or not isinstance(lv, REAL_TYPES):
             raise ValueError(f"{name} must be a list of percentages such as [80, 95], got {list(level)!r}")
+        if not 0 < float(lv) < 100:
+            raise ValueError(f"{name}: each level must be a percentage in (0, 100), got {lv!r}")
 
 
-def check_settings(fc: XLSTMForecaster) -> None:
-    """Raises ValueError naming the first of ``fc``'s settings that is out of range or inconsistent with another."""
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, REAL_TYPES) and not isinstance(value, (bool, np.bool_))
+
+
+def _check_kinds(fc: XLSTMForecaster) -> None:
+    """The names and types of the settings that no other check covers."""
+    for name, choices in (("model", sorted(MODELS)), ("backbone", BACKBONES), ("mixing", MIXINGS)):
+        if getattr(fc, name) not in choices:
+            raise ValueError(f"{name} must be one of {tuple(choices)}, got {getattr(fc, name)!r}")
+    for name in ("num_heads", "moving_avg"):
+        value = getattr(fc, name)
+        if not _is_int(value) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    for name in ("early_stop_patience_steps", "random_seed"):
+        if not _is_int(getattr(fc, name)):
+            raise ValueError(f"{name} must be an integer, got {getattr(fc, name)!r}")
+    if not (_is_real(fc.dropout) and 0 <= fc.dropout < 1):
+        raise ValueError(f"dropout must be a number in [0, 1), got {fc.dropout!r}")
+    if not _is_real(fc.learning_rate) or fc.learning_rate <= 0:
+        raise ValueError(f"learning_rate must be > 0, got {fc.learning_rate!r}")
+    if not _is_real(fc.weight_decay) or fc.weight_decay < 0:
+        raise ValueError(f"weight_decay must be a number >= 0, got {fc.weight_decay!r}")
+    for name in ("scale_loss", "progress", "track"):
+        if not isinstance(getattr(fc, name), (bool, np.bool_)):
+            raise ValueError(f"{name} must be True or False, got {getattr(fc, name)!r}")
+    for name in ("alias", "tracking_uri"):
+        if getattr(fc, name) is not None and not isinstance(getattr(fc, name), str):
+            raise ValueError(f"{name} must be None or a string, got {getattr(fc, name)!r}")
+    if not isinstance(fc.experiment, str):
+        raise ValueError(f"experiment must be a string, got {fc.experiment!r}")
+    for name in ("hist_exog_list", "futr_exog_list", "stat_exog_list"):
+        columns = getattr(fc, name)
+        if columns is not None and (isinstance(columns, (str, bytes)) or not isinstance(columns, Sequence)):
+            raise ValueError(f"{name} must be None or a list of column names, got {columns!r}")
+
+
+def check_settings(fc: XLSTMForecaster, *, device: bool = True) -> None:
+    """Raises ValueError naming the first of ``fc``'s settings that is out of range or inconsistent with another.
+
+    Args:
+        fc: The forecaster.
+        device: Also check that this machine has the ``device`` asked for. The constructor leaves that to fit, so
+            that a forecaster saved on a GPU machine can be described (and loaded with ``device="cpu"``) on another.
+    """
     for name in ("h", "input_size", "max_steps", "batch_size", "val_check_steps", "embedding_dim", "num_blocks"):
         value = getattr(fc, name)
-        if not isinstance(value, (int, np.integer)) or value < 1:
+        if not _is_int(value) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if fc.learning_rate <= 0:
-        raise ValueError(f"learning_rate must be > 0, got {fc.learning_rate}")
+    _check_kinds(fc)
     normalise_freq(fc.freq)  # raises on a freq that is neither None, an alias nor an integer step
     if fc.patch_len is not None and (not isinstance(fc.patch_len, (int, np.integer)) or fc.patch_len < 1):
         raise ValueError(f"patch_len must be a positive integer or None, got {fc.patch_len!r}")
@@ -74,7 +123,10 @@ def check_settings(fc: XLSTMForecaster) -> None:
     check_method(fc.intervals)
     if fc.intervals == "cqr" and fc.loss != "quantile":
         raise ValueError(f"intervals='cqr' conformalizes quantile heads: it needs loss='quantile', got {fc.loss!r}")
-    resolve_device(fc.device)  # raises on a bad name or a device this machine does not have
+    if device:
+        resolve_device(fc.device)  # raises on a bad name or a device this machine does not have
+    elif not isinstance(fc.device, (str, torch.device)):
+        raise ValueError(f"device must be a name such as 'auto', 'cpu' or 'cuda:0', got {fc.device!r}")
     if fc.calibration_size is not None and (
         not isinstance(fc.calibration_size, (int, np.integer)) or fc.calibration_size < fc.h
     ):

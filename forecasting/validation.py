@@ -27,21 +27,34 @@ def require_frame(df: object, name: str, columns: Sequence[str]) -> pd.DataFrame
     return df
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+"""The largest finite float32 (about 3.4e38): the networks compute in float32, so a larger value becomes inf."""
+
+
 def check_numeric(df: pd.DataFrame, name: str, columns: Sequence[str], *, finite: bool = True) -> None:
-    """Each column must be numeric (bool counts) and, with ``finite``, free of NaN and infinite values (one inf
-    would turn the shared weights, and so every series' forecast, into NaN); the error names column and series."""
+    """Each column must be numeric (bool counts) and, with ``finite``, free of NaN and infinite values and within
+    float32's finite range (one inf would turn the shared weights, and so every series' forecast, into NaN); the
+    error names column and series."""
     for col in columns:
         if not (pd.api.types.is_numeric_dtype(df[col]) or pd.api.types.is_bool_dtype(df[col])):
             raise ValueError(f"{name} column {col!r} must be numeric, got dtype {df[col].dtype}")
         if not finite:
             continue
         values = df[col].to_numpy(np.float64)
-        for kind, bad in (("NaN", np.isnan(values)), ("infinite", np.isinf(values))):
+        with np.errstate(invalid="ignore"):
+            too_large = np.abs(values) > FLOAT32_MAX
+        checks = (
+            ("NaN", np.isnan(values), ""),
+            ("infinite", np.isinf(values), ""),
+            ("too large", too_large, f" (|value| > {FLOAT32_MAX:.4g}, float32's largest; rescale the column)"),
+        )
+        for kind, bad, hint in checks:
             if bad.any():
                 first = df.loc[bad].iloc[0]
                 where = f" at ds={first[DS]}" if DS in first.index else ""
                 raise ValueError(
-                    f"{name} column {col!r} has {int(bad.sum())} {kind} value(s), first in series {first[ID]!r}{where}"
+                    f"{name} column {col!r} has {int(bad.sum())} {kind} value(s), first in series {first[ID]!r}"
+                    f"{where}{hint}"
                 )
 
 
@@ -177,12 +190,14 @@ def merge_future_exog(future: pd.DataFrame, futr_df: pd.DataFrame | None, futr: 
             f"it needs h={h} rows per series after the end of df"
         )
     for col in futr:
-        bad = ~np.isfinite(merged[col].to_numpy(np.float64))
+        values = merged[col].to_numpy(np.float64)
+        bad = ~np.isfinite(values)
         if bad.any():
             row = merged.loc[bad].iloc[0]
             raise ValueError(
                 f"futr_df column {col!r} is missing a value for series {row[ID]!r} at ds={row[DS]} (NaN or infinite)"
             )
+        check_numeric(merged, "futr_df", [col])  # values beyond float32's range
     return merged.drop(columns="_merge")
 
 

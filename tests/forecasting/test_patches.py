@@ -57,7 +57,10 @@ def _frame():
 
 @pytest.mark.parametrize("stride", [0, 9, 2.5])
 def test_bad_stride_is_named_at_fit(stride):
-    fc = XLSTMForecaster(h=4, input_size=16, patch_len=8, patch_stride=stride, progress=False, track=False)
+    # Named on construction; set_params skips the constructor, so fit names it too.
+    with pytest.raises(ValueError, match="patch_stride"):
+        XLSTMForecaster(h=4, input_size=16, patch_len=8, patch_stride=stride, progress=False, track=False)
+    fc = XLSTMForecaster(h=4, input_size=16, patch_len=8, progress=False, track=False).set_params(patch_stride=stride)
     with pytest.raises(ValueError, match="patch_stride"):
         fc.fit(_frame())
 

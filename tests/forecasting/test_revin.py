@@ -52,6 +52,9 @@ def test_forecaster_takes_the_option_keeps_it_through_save_and_load(tmp_path):
 
 @pytest.mark.parametrize("name", ["revin", "revin_subtract_last"])
 def test_a_non_boolean_switch_is_named(name):
-    fc = XLSTMForecaster(h=4, input_size=16, progress=False, track=False, **{name: "yes"})
+    # Named on construction; set_params skips the constructor, so fit names it too.
+    with pytest.raises(ValueError, match=f"{name} must be True or False"):
+        XLSTMForecaster(h=4, input_size=16, progress=False, track=False, **{name: "yes"})
+    fc = XLSTMForecaster(h=4, input_size=16, progress=False, track=False).set_params(**{name: "yes"})
     with pytest.raises(ValueError, match=f"{name} must be True or False"):
         fc.fit(_trend())
