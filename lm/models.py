@@ -1,5 +1,5 @@
-"""Choosing and sizing the language models: one config that names GPT-2 or xLSTM, the survey's sizes,
-parameter counts without allocating, and the FLOPs per token used for MFU."""
+"""Choosing and sizing the language models: one config that names GPT-2, xLSTM or the LSTM baseline, the survey's
+sizes, parameter counts without allocating, and the FLOPs per token used for MFU."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from torch import nn
 
 from xlstm_seq.config import ConfigMixin, xLSTMConfig
 from xlstm_seq.lm.gpt2 import GPT2, GPT2Config
+from xlstm_seq.lm.lstm_lm import LSTMLM, LSTMLMConfig
 from xlstm_seq.lm.xlstm_lm import xLSTMLM, xLSTMLMConfig
 
-MODEL_KINDS = ("gpt2", "xlstm")
+MODEL_KINDS = ("gpt2", "xlstm", "lstm")
 
 
 @dataclass
@@ -20,35 +21,45 @@ class LMModelConfig(ConfigMixin):
     """Which language model to build and its size; only the section named by ``kind`` is used."""
 
     kind: str = "xlstm"
-    """"gpt2" or "xlstm"."""
+    """"gpt2", "xlstm" or "lstm"."""
     gpt2: GPT2Config = field(default_factory=GPT2Config)
     """Size of the GPT-2 (used when kind is "gpt2")."""
     xlstm: xLSTMLMConfig = field(default_factory=xLSTMLMConfig)
     """Size of the xLSTM LM (used when kind is "xlstm")."""
+    lstm: LSTMLMConfig = field(default_factory=LSTMLMConfig)
+    """Size of the LSTM LM (used when kind is "lstm")."""
 
     def __post_init__(self) -> None:
         if isinstance(self.gpt2, dict):
             self.gpt2 = GPT2Config.from_dict(self.gpt2)
         if isinstance(self.xlstm, dict):
             self.xlstm = xLSTMLMConfig.from_dict(self.xlstm)
+        if isinstance(self.lstm, dict):
+            self.lstm = LSTMLMConfig.from_dict(self.lstm)
         if self.kind not in MODEL_KINDS:
             raise ValueError(f"model kind must be one of {MODEL_KINDS}, got {self.kind!r}")
 
     @property
+    def section(self) -> GPT2Config | xLSTMLMConfig | LSTMLMConfig:
+        """The size section named by ``kind``."""
+        return getattr(self, self.kind)
+
+    @property
     def vocab_size(self) -> int:
-        return self.gpt2.vocab_size if self.kind == "gpt2" else self.xlstm.vocab_size
+        return self.section.vocab_size
 
     @property
     def context_length(self) -> int | None:
-        """GPT-2's longest sequence; None for the xLSTM (no cap)."""
+        """GPT-2's longest sequence; None for the recurrent models (no cap)."""
         return self.gpt2.context_length if self.kind == "gpt2" else None
 
 
 def build_model(config: LMModelConfig) -> nn.Module:
-    """The GPT2 or xLSTMLM named by ``config.kind``."""
+    """The GPT2, xLSTMLM or LSTMLM named by ``config.kind``."""
     if not isinstance(config, LMModelConfig):
         raise TypeError(f"build_model expects an LMModelConfig, got {type(config).__name__}")
-    return GPT2(config.gpt2) if config.kind == "gpt2" else xLSTMLM(config.xlstm)
+    builders = {"gpt2": GPT2, "xlstm": xLSTMLM, "lstm": LSTMLM}
+    return builders[config.kind](config.section)
 
 
 def survey_gpt2_config(vocab_size: int = 50304, context_length: int = 256) -> GPT2Config:
@@ -98,4 +109,10 @@ def flops_per_token(model: nn.Module, seq_len: int) -> float:
                 E = stack_cfg.embedding_dim
                 mixing += 24.0 * E * (E // stack_cfg.slstm_num_heads)
         return 6.0 * matrix + mixing
-    raise TypeError(f"flops_per_token expects a GPT2 or xLSTMLM, got {type(model).__name__}")
+    if isinstance(model, LSTMLM):
+        # Every weight is one multiply-add per token (the recurrent matrices included); no mixing beyond them.
+        matrix = model.num_parameters()
+        if not model.config.tie_weights:
+            matrix -= model.wte.weight.numel()
+        return 6.0 * matrix
+    raise TypeError(f"flops_per_token expects a GPT2, xLSTMLM or LSTMLM, got {type(model).__name__}")

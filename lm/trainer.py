@@ -51,7 +51,7 @@ class TrainConfig(ConfigMixin):
     """Settings of ``xlstm-seq lm train``."""
 
     model: LMModelConfig = field(default_factory=LMModelConfig)
-    """The model to train (kind "gpt2" or "xlstm" and its size)."""
+    """The model to train (kind "gpt2", "xlstm" or "lstm" and its size)."""
     data_dir: str = "data/lm/enwiki-gutenberg"
     """Folder of token shards written by ``xlstm-seq lm prepare``."""
     out_dir: str = "runs/lm/xlstm"
@@ -145,14 +145,16 @@ def lr_at(step: int, *, max_lr: float, min_lr: float, warmup_steps: int, max_ste
 
 
 def decay_parameter_names(model: nn.Module) -> set[str]:
-    """Names of the parameters that get weight decay: weight matrices of linear maps and embeddings, and the
-    sLSTM recurrent matrices. Biases (including the sLSTM gate biases), norms, skips and conv taps do not."""
+    """Names of the parameters that get weight decay: weight matrices of linear maps and embeddings, the sLSTM
+    recurrent matrices and nn.LSTM's input and recurrent matrices (``weight_ih_l0``, ...). Biases (including the
+    sLSTM gate biases), norms, skips and conv taps do not."""
     names = set()
     for module_name, module in model.named_modules():
         for param_name, _ in module.named_parameters(recurse=False):
             full = f"{module_name}.{param_name}" if module_name else param_name
             matrix_module = isinstance(module, (nn.Linear, nn.Embedding, BlockDiagonalLinear))
-            if (matrix_module and param_name == "weight") or param_name == "R":
+            rnn_matrix = isinstance(module, nn.RNNBase) and param_name.startswith("weight_")
+            if (matrix_module and param_name == "weight") or param_name == "R" or rnn_matrix:
                 names.add(full)
     return names
 

@@ -1,5 +1,5 @@
-"""`xlstm-seq lm ...`: language modelling: prepare, train, eval, benchmark. Only argparse at import time; `benchmark`
-runs the benchmark suite (xlstm_seq_bench.lm), which the library itself never imports."""
+"""`xlstm-seq lm ...`: language modelling: prepare, train, eval, benchmark, wikitext2. Only argparse at import time;
+`benchmark` and `wikitext2` run the benchmark suite (xlstm_seq_bench.lm), which the library itself never imports."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ CONFIG_CLASSES = {
     "lm train": "xlstm_seq.lm.trainer:TrainConfig",
     "lm eval": "xlstm_seq.lm.eval_suite:EvalConfig",
     "lm benchmark": "xlstm_seq_bench.lm.benchmark:LMBenchmarkConfig",
+    "lm wikitext2": "xlstm_seq_bench.lm.wikitext2:WikiText2Config",
 }
 
 
@@ -76,6 +77,16 @@ def _benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def _wikitext2(args: argparse.Namespace) -> int:
+    require_bench("lm wikitext2")
+    from xlstm_seq_bench.lm.wikitext2 import WikiText2Config, run_wikitext2
+
+    config = _load(WikiText2Config, args)
+    command = reproducing_command(["xlstm-seq", "lm", "wikitext2"], args, options=("no_track",))
+    run_wikitext2(config, track=not args.no_track, command=command)
+    return 0
+
+
 def _common(parser: argparse.ArgumentParser, default_config: str) -> None:
     parser.add_argument("--config", help=f"YAML file (default: built-in settings; see {default_config})")
     parser.add_argument("overrides", nargs="*", help="dotted overrides such as max_steps=100 model.kind=gpt2")
@@ -83,7 +94,7 @@ def _common(parser: argparse.ArgumentParser, default_config: str) -> None:
 
 def add_commands(groups) -> None:
     """Adds the `lm` group to the top-level subparsers."""
-    lm = groups.add_parser("lm", help="language modelling: xLSTM vs GPT-2").add_subparsers(
+    lm = groups.add_parser("lm", help="language modelling: xLSTM vs GPT-2 (and an LSTM)").add_subparsers(
         dest="lm_command", required=True, metavar="SUBCOMMAND"
     )
     prepare = lm.add_parser("prepare", help="text corpora -> uint16 GPT-2 token shards (resumable)")
@@ -106,3 +117,10 @@ def add_commands(groups) -> None:
     _common(bench, "configs/lm/tiny.yaml")
     bench.add_argument("--no-track", action="store_true", help="do not log to MLflow")
     bench.set_defaults(func=_benchmark)
+
+    wikitext2 = lm.add_parser(
+        "wikitext2", help="LSTM, xLSTM and GPT-2 at equal size on WikiText-2, test perplexity by word frequency"
+    )
+    _common(wikitext2, "configs/lm/wikitext2-thesis.yaml")
+    wikitext2.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    wikitext2.set_defaults(func=_wikitext2)
