@@ -7,6 +7,7 @@ states stored at the sequence starts, with ``resets`` where episodes start (no P
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -21,6 +22,7 @@ from stable_baselines3.common.utils import FloatSchedule, explained_variance, ob
 from stable_baselines3.common.vec_env import VecEnv
 from torch.nn import functional as F
 
+from xlstm_seq.rl.agent_file import load_agent, save_agent
 from xlstm_seq.rl.buffers import make_rollout_buffer
 from xlstm_seq.rl.policies import (
     SUPPORTED_ACTION_SPACES,
@@ -188,6 +190,46 @@ class XLSTMPPO(OnPolicyAlgorithm):
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "_last_policy_state"]
+
+    # ------------------------------------------------------------------ safe files
+
+    def save_safetensors(self, path: str | Path) -> Path:
+        """Writes the agent as one safetensors file that loads without unpickling: the policy's weights as
+        tensors, the constructor arguments, the policy config and the spaces as JSON in its header.
+
+        The safe way to share an agent (:meth:`save` writes SB3's zip, whose load unpickles with cloudpickle). The
+        optimizer state and the rollout state are not kept: a loaded agent predicts the same actions and trains on
+        with a fresh optimizer. Schedules are kept when they are numbers or SB3's Constant/LinearSchedule.
+
+        Args:
+            path: File to write; ``.safetensors`` is appended when it has another suffix.
+
+        Returns:
+            The path written.
+
+        Raises:
+            ValueError: a setting JSON cannot hold (a custom policy or features extractor class, a hand-written
+                schedule), named in the message.
+        """
+        return save_agent(self, path)
+
+    @classmethod
+    def load_safetensors(
+        cls, path: str | Path, env: GymEnv | None = None, device: torch.device | str = "auto"
+    ) -> XLSTMPPO:
+        """Restores an agent written by :meth:`save_safetensors`; nothing in the file is unpickled or run.
+
+        Args:
+            path: The file (``.safetensors`` may be left out).
+            env: Environment to continue training in (its spaces must be the saved ones); None: predict only
+                (``set_env`` later with one environment).
+            device: Where the policy runs. Default "auto".
+
+        Raises:
+            FileNotFoundError: no file at ``path``.
+            ValueError: not such a file, or a damaged one; the message names the file.
+        """
+        return load_agent(cls, path, env=env, device=device)
 
     # ------------------------------------------------------------------ rollouts
 
