@@ -4,6 +4,7 @@ The modules::
 
     gpt2         GPT2Config, GPT2: nanoGPT-style baseline (learned positions, SDPA, tied embeddings)
     xlstm_lm     xLSTMLMConfig, xLSTMLM: embedding -> xLSTMStack -> norm -> tied head; chunked and step-wise
+    lstm_lm      LSTMLMConfig, LSTMLM: the nn.LSTM baseline with a tied head; chunked and step-wise
     models       LMModelConfig, build_model, survey sizes, parameter counts, FLOPs per token (MFU)
     tokenizer    gpt2_tokenizer(): GPT-2 BPE through tiktoken, offline from the data root
     corpora      Wikipedia / Gutenberg / FineWeb-Edu documents
