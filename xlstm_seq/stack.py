@@ -7,6 +7,11 @@
 
 One full pass, the same sequence fed in chunks with the state carried, and T calls of ``step`` give the
 same outputs; ``resets`` (B, T) clears the memory before the marked steps, as if the segments ran apart.
+
+Inputs must have the dtype of the stack's parameters (float32 unless the stack was converted), as for any torch
+module; under ``torch.autocast`` other floating dtypes are fine. The input is not cast silently: float64 data would
+lose precision unnoticed, and a half-precision stack fed float32 would hide that the caller meant another dtype.
+A state must come from a stack of the same sizes; one that does not is refused naming the sizes that differ.
 """
 
 from __future__ import annotations
@@ -91,6 +96,11 @@ class xLSTMStack(nn.Module):
         param = next(self.parameters())
         if x.device != param.device:
             raise ValueError(f"{name} is on {x.device} but the stack's parameters are on {param.device}")
+        if x.dtype != param.dtype and not torch.is_autocast_enabled(x.device.type):
+            raise TypeError(
+                f"{name} has dtype {x.dtype} but the stack's parameters have dtype {param.dtype}: convert the input "
+                f"({name}.to({param.dtype})) or the stack (stack.to({x.dtype})), or run under torch.autocast"
+            )
 
     def _check_resets(self, resets: Tensor, B: int, T: int, device: torch.device) -> Tensor:
         if not isinstance(resets, Tensor) or resets.dtype != torch.bool:
@@ -115,8 +125,38 @@ class xLSTMStack(nn.Module):
             expected = sLSTMBlockState if kind == "s" else mLSTMBlockState
             if not isinstance(block_state, expected):
                 raise TypeError(f"state.blocks[{i}] must be {expected.__name__}, got {type(block_state).__name__}")
+        for i, (block_state, expected) in enumerate(zip(state.blocks, self._state_shapes(), strict=True)):
+            for field, got in block_state.shapes().items():
+                if got != expected[field]:
+                    raise ValueError(
+                        f"state.blocks[{i}].{field} has shape {_batched(got)} but block {i} of this stack needs "
+                        f"{_batched(expected[field])}, i.e. {type(block_state).SHAPES[field]}: the state comes from a "
+                        f"stack of other sizes (this one: {self._sizes()})"
+                    )
         if state.batch_size != B:
             raise ValueError(f"state has batch size {state.batch_size} but the input has B = {B}")
         if state.device != device:
             raise ValueError(f"state is on {state.device} but the input is on {device}; use state.to(device)")
         return list(state.blocks)
+
+    def _state_shapes(self) -> list[dict[str, tuple[int, ...]]]:
+        """Per block, the shape of each state field without the batch; worked out on first use (on meta tensors:
+        nothing is allocated) and cached."""
+        shapes = self.__dict__.get("_state_shape_cache")
+        if shapes is None:
+            shapes = [block.zero_state(1, torch.device("meta")).shapes() for block in self.blocks]
+            self.__dict__["_state_shape_cache"] = shapes
+        return shapes
+
+    def _sizes(self) -> str:
+        c = self.config
+        sizes = f"embedding_dim={c.embedding_dim}, num_heads={c.num_heads}, num_blocks={c.num_blocks}"
+        if "m" in self.block_types:
+            sizes += f", mLSTM width={c.mlstm_inner_dim}, mlstm.conv_kernel_size={c.mlstm.conv_kernel_size}"
+        if "s" in self.block_types:
+            sizes += f", sLSTM heads={c.slstm_num_heads}, slstm.conv_kernel_size={c.slstm.conv_kernel_size}"
+        return sizes
+
+
+def _batched(shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join(["B", *map(str, shape)]) + ")"

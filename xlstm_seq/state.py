@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import Tensor
@@ -52,9 +52,16 @@ class TensorState:
 
         return self._map(zero_masked)
 
+    #: What each field's dimensions are, for error messages (one entry per field).
+    SHAPES: ClassVar[dict[str, str]] = {}
+
     @property
     def batch_size(self) -> int:
         return self.tensors()[0].shape[0]
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """Each field's shape without the batch dimension."""
+        return {f.name: tuple(getattr(self, f.name).shape[1:]) for f in dataclasses.fields(self)}
 
 
 @dataclass
@@ -66,6 +73,13 @@ class mLSTMBlockState(TensorState):
     n: Tensor  # (B, H, DK) normaliser
     m: Tensor  # (B, H) stabiliser (log scale of C and n)
 
+    SHAPES: ClassVar[dict[str, str]] = {
+        "conv": "(B, conv_kernel_size - 1, mLSTM width)",
+        "C": "(B, heads, head dim, head dim)",
+        "n": "(B, heads, head dim)",
+        "m": "(B, heads)",
+    }
+
 
 @dataclass
 class sLSTMBlockState(TensorState):
@@ -76,6 +90,11 @@ class sLSTMBlockState(TensorState):
     n: Tensor  # (B, H, D) normaliser
     m: Tensor  # (B, H, D) stabiliser
     h: Tensor  # (B, H, D) hidden state fed back through the recurrent weights
+
+    SHAPES: ClassVar[dict[str, str]] = {
+        "conv": "(B, conv_kernel_size - 1, embedding_dim)",
+        **{name: "(B, heads, head dim)" for name in ("c", "n", "m", "h")},
+    }
 
 
 BlockState = mLSTMBlockState | sLSTMBlockState
