@@ -25,7 +25,8 @@ class Tracker(Protocol):
     """What training, evaluation and benchmark code may call on an experiment tracker.
 
     One tracker is one run. Every method must be safe to call at any time: a tracker never raises
-    because the tracking backend failed (it warns and keeps the data locally instead).
+    because the tracking backend failed (it warns and keeps the data locally instead), and never keeps
+    training waiting on a slow or silent backend for more than a bounded time.
     """
 
     @property
@@ -62,11 +63,11 @@ class Tracker(Protocol):
         ...
 
     def flush(self) -> None:
-        """Sends buffered metrics now."""
+        """Sends buffered metrics now (a tracker that sends from a background thread waits a bounded time)."""
         ...
 
     def close(self, status: str = "FINISHED") -> None:
-        """Flushes and ends the run with ``status`` (FINISHED, FAILED or KILLED); idempotent."""
+        """Flushes and ends the run with ``status`` (FINISHED, FAILED or KILLED); idempotent; bounded in time."""
         ...
 
     def __enter__(self) -> Tracker: ...
