@@ -568,6 +568,38 @@ def test_gpu_bf16_step_matches_naive():
         assert_close(s, s_ref, torch.float32, msg=name)
 
 
+@gpu
+@needs_cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_gpu_extreme_gates_and_nan_at_real_shapes(dtype):
+    """The compiled kernels (the CPU runs only interpret them): gates over [-1000, 1000] with +-88, +-100, +-1000
+    over-represented give finite outputs, states and gradients; a NaN in k or v at step 500 changes no earlier
+    output."""
+    g = torch.Generator().manual_seed(0)
+    B, H, T, DK, DV = 2, 4, 1000, 128, 256
+    extremes = torch.tensor([-1000.0, -100.0, -90.0, -88.0, 0.0, 88.0, 90.0, 100.0, 1000.0])
+
+    def gates():
+        wide = torch.rand(B, H, T, generator=g) * 2000 - 1000
+        return torch.where(torch.rand(B, H, T, generator=g) < 0.5, wide, extremes[torch.randint(0, 9, (B, H, T))])
+
+    x = {"q": torch.randn(B, H, T, DK, generator=g), "k": torch.randn(B, H, T, DK, generator=g),
+         "v": torch.randn(B, H, T, DV, generator=g), "i": gates(), "f": gates(),
+         "initial_state": None, "resets": make_resets(B, T)}  # fmt: skip
+    out = _run(_triton, x, dtype, DEVICE, chunk_size=64)
+    for name, value in out.items():
+        assert torch.isfinite(value).all(), f"{name} has NaN/inf"
+    args = [x[name].to(DEVICE, dtype) for name in "qkvif"]
+    with torch.no_grad():
+        clean, _ = _triton(*args, None, x["resets"].to(DEVICE), chunk_size=64)
+        for bad in (1, 2):
+            poisoned = list(args)
+            poisoned[bad] = args[bad].clone()
+            poisoned[bad][:, :, 500] = float("nan")
+            h, _ = _triton(*poisoned, None, x["resets"].to(DEVICE), chunk_size=64)
+            assert torch.equal(h[:, :, :500], clean[:, :, :500])
+
+
 def test_outputs_are_poisoned_only_when_tests_ask(monkeypatch):
     from xlstm_seq.kernels.mlstm import chunkwise_fwd
 
