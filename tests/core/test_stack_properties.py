@@ -7,7 +7,8 @@ the inputs' scale, resets and the state a call starts from. The invariants:
 * finite: outputs, the state and the gradients of the input and of every parameter are finite;
 * one pass == two passes with the state carried == T calls of ``step``;
 * resets == running the segments separately (each from the zero state);
-* causality: changing the input at step t (NaN and inf included) changes no output before t.
+* causality: changing the input at step t (NaN and inf included) changes no output before t (beyond float32
+  rounding: a NaN makes the mLSTM run its matrix products on copies, laid out unlike the layer's strided views).
 
 Each property runs twice: ``default`` (derandomized, a fixed number of examples, in the default suite) and
 ``nightly`` (20 times the examples, random; marked ``slow``: ``pytest -m slow``).
@@ -191,7 +192,8 @@ def test_changing_step_t_changes_no_earlier_output(profile):
             x = case.x.clone()
             x[:, t] = value
             y_new, _ = case.stack(x, case.state, case.resets)
-        assert torch.equal(y_new[:, :t], y[:, :t])
+        assert torch.isfinite(y_new[:, :t]).all()
+        assert_close(y_new[:, :t], y[:, :t], f"outputs before step {t}")
 
     check_property(profile, 30, cases(), check)
 
@@ -208,6 +210,7 @@ def test_nan_at_step_70_reaches_no_earlier_step_nor_past_a_reset():
         clean, _ = stack(x, resets=resets)
         x[:, 70] = float("nan")
         y, _ = stack(x, resets=resets)
-    assert torch.equal(y[:, :70], clean[:, :70])
+    assert torch.isfinite(y[:, :70]).all()
+    assert_close(y[:, :70], clean[:, :70], "before step 70")
     assert torch.isnan(y[:, 70:72]).any(-1).all()
     assert_close(y[:, 72:], clean[:, 72:], "after the reset")
