@@ -29,7 +29,7 @@ from tolerances import assert_close, assert_within_reference_error
 from xlstm_seq.kernels import registry
 from xlstm_seq.kernels.registry import BackendUnavailableError, available_backends, resolve_backend
 from xlstm_seq.kernels.slstm import cuda_loader, fused, slstm, slstm_step
-from xlstm_seq.kernels.slstm.naive import slstm_recurrent
+from xlstm_seq.kernels.slstm.naive import EMPTY_MARGIN, slstm_recurrent
 
 CPU = torch.device("cpu")
 NVCC = registry._find_nvcc()
@@ -787,8 +787,9 @@ def _mb_forward_step(pre, c, n, m):
     """The multiblock kernel's forward gating (per unit), as written in slstm_multiblock.cu."""
     i_pre, f_pre, z_pre, o_pre = pre.unbind(1)
     lf = -torch.nn.functional.softplus(-f_pre, threshold=40.0)
-    m_new = torch.maximum(lf + m, i_pre)
-    ig, fg = torch.exp(i_pre - m_new), torch.exp(lf + m - m_new)
+    am = torch.where(n > 0, lf + m, torch.minimum(lf + m, i_pre + EMPTY_MARGIN))  # an empty memory's cap
+    m_new = torch.maximum(am, i_pre)
+    ig, fg = torch.exp(i_pre - m_new), torch.exp(am - m_new)
     c = fg * c + ig * torch.tanh(z_pre)
     n = fg * n + ig
     h = torch.sigmoid(o_pre) * c / n.clamp_min(torch.finfo(torch.float32).tiny)
@@ -801,7 +802,9 @@ def _mb_backward_step(pre, c0, n0, m0, dh, dc, dn, dm, reset):
     tiny = torch.finfo(torch.float32).tiny
     i_pre, f_pre, z_pre, o_pre = pre.unbind(1)
     lf = -torch.nn.functional.softplus(-f_pre, threshold=40.0)
-    am = lf + m0
+    am0, cap = lf + m0, i_pre + EMPTY_MARGIN
+    empty = ~(n0 > 0)
+    am = torch.where(empty & (am0 > cap), cap, am0)
     m_new = torch.maximum(am, i_pre)
     ig, fg = torch.exp(i_pre - m_new), torch.exp(am - m_new)
     zt, og = torch.tanh(z_pre), torch.sigmoid(o_pre)
@@ -816,6 +819,8 @@ def _mb_backward_step(pre, c0, n0, m0, dh, dc, dn, dm, reset):
     dmt = dm - dig * ig - dfg * fg
     dam = dam + torch.where(am > i_pre, dmt, torch.where(am < i_pre, 0.0, 0.5 * dmt))
     di = di + torch.where(am < i_pre, dmt, torch.where(am > i_pre, 0.0, 0.5 * dmt))
+    to_i = torch.where(empty & (am0 > cap), dam, torch.where(empty & (am0 == cap), 0.5 * dam, 0.0))
+    di, dam = di + to_i, dam - to_i
     df = dam * torch.sigmoid(-f_pre)
     keep = ~reset[:, None]
     return torch.stack([di, df, dz, do], 1), (dct * fg * keep, dnt * fg * keep, dam * keep)
@@ -930,6 +935,32 @@ def test_multiblock_algorithm_matches_the_reference_in_float64(slstm_inputs, B, 
     inputs, dh, dstate = _cpu_inputs(slstm_inputs, B, T, H, D, torch.float64)
     state64 = tuple(s.double() for s in inputs[3])
     inputs = (*inputs[:3], state64, inputs[4])
+    outs, grads = _emulated_run(*inputs, dh, dstate)
+    outs_ref, grads_ref = _run(_naive_fn, *inputs, dh, dstate)
+    for name, o, o_ref in zip(["h", "c", "n", "m", "h_T"], outs, outs_ref, strict=True):
+        torch.testing.assert_close(o.double(), o_ref.double(), atol=1e-6, rtol=1e-6, msg=name)
+    for name, gr, gr_ref in zip(["gates_x", "R", "b", "c0", "n0", "m0", "h0"], grads, grads_ref, strict=True):
+        torch.testing.assert_close(gr.double(), gr_ref.double(), atol=1e-6, rtol=1e-6, msg=f"d{name}")
+
+
+def test_multiblock_emulation_caps_an_empty_memory_as_the_reference(slstm_inputs):
+    """First writes far below an empty memory's m (input gate -100 from the zero state and right after a reset): the
+    cap of the stabiliser (naive.py's EMPTY_MARGIN) and its gradient, which goes to the input gate, reproduce the
+    reference's outputs and autograd gradients (float64). Batch row 1 starts from a non-empty state, uncapped, and
+    is reset before its last step. The gradient of the final m reaches the capped steps (m is otherwise a pure
+    stabiliser with a zero gradient): row 0's input gates stay at -100 after its reset, so m follows the forget path
+    to the end."""
+    B, T, H, D = 2, 12, 1, 64
+    (gates_x, R, b, state, _), dh, dstate = _cpu_inputs(slstm_inputs, B, T, H, D, torch.float64)
+    state = tuple(s.double() for s in state)
+    state = tuple(torch.cat([torch.zeros_like(s[:1]), s[1:]]) for s in state)  # row 0: the zero state
+    assert (state[1][1] > 0).all()
+    resets = torch.zeros(B, T, dtype=torch.bool)
+    resets[0, 5] = resets[1, T - 1] = True
+    gates_x = gates_x.clone()
+    gates_x[0, 0, 0] = gates_x[0, 5:, 0] = -100.0
+    gates_x[1, T - 1, 0] = -100.0
+    inputs = (gates_x, R, b, state, resets)
     outs, grads = _emulated_run(*inputs, dh, dstate)
     outs_ref, grads_ref = _run(_naive_fn, *inputs, dh, dstate)
     for name, o, o_ref in zip(["h", "c", "n", "m", "h_T"], outs, outs_ref, strict=True):

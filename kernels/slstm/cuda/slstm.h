@@ -41,6 +41,11 @@
 
 namespace slstm {
 
+// An empty memory (n = 0: the zero state, or the step after a reset) caps its stabiliser's carried term at the
+// input gate + EMPTY_MARGIN, as EMPTY_MARGIN in kernels/slstm/naive.py does (see its module docstring): a = logf + m
+// becomes min(a, i~ + EMPTY_MARGIN), so a first write far below m = 0 neither underflows nor overflows the backward.
+constexpr float EMPTY_MARGIN = 40.f;
+
 struct FwdArgs {
   const void* gates_x;     // (B,T,4,H,D), bf16 or f32 as built
   const void* R;           // (H,D,4D), bf16 or f32 as built

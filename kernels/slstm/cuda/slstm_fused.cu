@@ -261,9 +261,11 @@ __global__ void __launch_bounds__(NT) slstm_fwd_kernel(FwdArgs a, int r_in_smem)
 #pragma unroll
       for (int g = 0; g < 4; ++g) pre[g] = G[bl * G4 + g * D + j] + bias[r][g] + gnext[r][g];
       const float lf = logsigmoid_f(pre[1]);
-      const float m_new = fmaxf(lf + m[r], pre[0]);
+      float am = lf + m[r];  // the forget path's argument of the max
+      if (!(n[r] > 0.f)) am = fminf(am, pre[0] + EMPTY_MARGIN);  // an empty memory (slstm.h)
+      const float m_new = fmaxf(am, pre[0]);
       const float ig = expf(pre[0] - m_new);
-      const float fg = expf(lf + m[r] - m_new);
+      const float fg = expf(am - m_new);
       c[r] = fg * c[r] + ig * tanhf(pre[2]);
       n[r] = fg * n[r] + ig;
       m[r] = m_new;
@@ -382,7 +384,11 @@ __global__ void __launch_bounds__(NT) slstm_bwd_kernel(BwdArgs a, int r_in_smem)
         }
         // Recompute the step.
         const float lf = logsigmoid_f(pre[1]);
-        const float am = lf + m0;  // the forget path's argument of the max
+        const float am0 = lf + m0;
+        // The forget path's argument of the max, capped at i~ + EMPTY_MARGIN for an empty memory (slstm.h).
+        const bool empty = !(n0 > 0.f);
+        const float cap = pre[0] + EMPTY_MARGIN;
+        const float am = (empty && am0 > cap) ? cap : am0;
         const float m_new = fmaxf(am, pre[0]);
         const float ig = expf(pre[0] - m_new);
         const float fg = expf(am - m_new);
@@ -410,6 +416,11 @@ __global__ void __launch_bounds__(NT) slstm_bwd_kernel(BwdArgs a, int r_in_smem)
         } else {
           dam += 0.5f * dmt;
           di += 0.5f * dmt;
+        }
+        if (empty && am0 >= cap) {  // the cap's gradient goes to i~ (a tie splits it, as torch.minimum)
+          const float to_i = am0 > cap ? dam : 0.5f * dam;
+          di += to_i;
+          dam -= to_i;
         }
         dpre[0] = di;
         dpre[1] = dam * sigmoid_f(-pre[1]);  // d logsigmoid(x) / dx

@@ -336,9 +336,11 @@ __global__ void __launch_bounds__(NT, 1) slstm_mb_fwd_kernel(FwdArgs a, long lon
       pre[g] = rec + bias[g] + gnext[g];
     }
     const float lf = logsigmoid_f(pre[1]);
-    const float m_new = fmaxf(lf + m, pre[0]);
+    float am = lf + m;  // the forget path's argument of the max
+    if (!(nst > 0.f)) am = fminf(am, pre[0] + EMPTY_MARGIN);  // an empty memory (slstm.h)
+    const float m_new = fmaxf(am, pre[0]);
     const float ig = expf(pre[0] - m_new);
-    const float fg = expf(lf + m - m_new);
+    const float fg = expf(am - m_new);
     c = fg * c + ig * tanhf(pre[2]);
     nst = fg * nst + ig;
     m = m_new;
@@ -470,7 +472,11 @@ __global__ void __launch_bounds__(NT, 1) slstm_mb_bwd_kernel(BwdArgs a, long lon
       const float c0 = reset ? 0.f : cur.c0, n0 = reset ? 0.f : cur.n0, m0 = reset ? 0.f : cur.m0;
       // Recompute the step.
       const float lf = logsigmoid_f(cur.pre[1]);
-      const float am = lf + m0;  // the forget path's argument of the max
+      const float am0 = lf + m0;
+      // The forget path's argument of the max, capped at i~ + EMPTY_MARGIN for an empty memory (slstm.h).
+      const bool empty = !(n0 > 0.f);
+      const float cap = cur.pre[0] + EMPTY_MARGIN;
+      const float am = (empty && am0 > cap) ? cap : am0;
       const float m_new = fmaxf(am, cur.pre[0]);
       const float ig = expf(cur.pre[0] - m_new);
       const float fg = expf(am - m_new);
@@ -498,6 +504,11 @@ __global__ void __launch_bounds__(NT, 1) slstm_mb_bwd_kernel(BwdArgs a, long lon
       } else {
         dam += 0.5f * dmt;
         di += 0.5f * dmt;
+      }
+      if (empty && am0 >= cap) {  // the cap's gradient goes to i~ (a tie splits it, as torch.minimum)
+        const float to_i = am0 > cap ? dam : 0.5f * dam;
+        di += to_i;
+        dam -= to_i;
       }
       dpre[0] = di;
       dpre[1] = dam * sigmoid_f(-cur.pre[1]);  // d logsigmoid(x) / dx
