@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from xlstm_seq.config import ConfigMixin
-from xlstm_seq.lm.sampling import sample_next_token
+from xlstm_seq.lm.sampling import check_step_tokens, generate_recurrent
 from xlstm_seq.lm.token_inputs import embed_tokens
 
 LSTMState = tuple[Tensor, Tensor]
@@ -132,9 +132,7 @@ class LSTMLM(nn.Module):
 
     def step(self, idx_t: Tensor, state: LSTMState | None = None) -> tuple[Tensor, LSTMState]:
         """One token per sequence: idx_t (B,) -> logits (B, vocab_size), next state."""
-        if not isinstance(idx_t, Tensor) or idx_t.dim() != 1 or idx_t.dtype not in (torch.int64, torch.int32):
-            got = tuple(idx_t.shape) if isinstance(idx_t, Tensor) else type(idx_t).__name__
-            raise ValueError(f"idx_t must be an int64 tensor of shape (B,), got {got}")
+        check_step_tokens(idx_t)
         logits, state = self.forward_with_state(idx_t.unsqueeze(1), state)  # (B, 1, V)
         return logits[:, 0], state
 
@@ -152,11 +150,4 @@ class LSTMLM(nn.Module):
         The prompt runs in one pass; each new token is one ``step`` on the carried state. ``temperature`` 0 means
         greedy decoding.
         """
-        logits, state = self.forward_with_state(idx)
-        next_logits = logits[:, -1]  # (B, V)
-        out = [idx]
-        for _ in range(max_new_tokens):
-            token = sample_next_token(next_logits, temperature, top_k, generator)  # (B,)
-            out.append(token.unsqueeze(1))
-            next_logits, state = self.step(token, state)
-        return torch.cat(out, dim=1)
+        return generate_recurrent(self, idx, max_new_tokens, temperature, top_k, generator)

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from xlstm_seq.components import small_init_
 from xlstm_seq.config import ConfigMixin, xLSTMConfig
-from xlstm_seq.lm.sampling import sample_next_token
+from xlstm_seq.lm.sampling import check_step_tokens, generate_recurrent
 from xlstm_seq.lm.token_inputs import embed_tokens
 from xlstm_seq.stack import xLSTMStack
 from xlstm_seq.state import xLSTMState
@@ -113,9 +113,7 @@ class xLSTMLM(nn.Module):
 
     def step(self, idx_t: Tensor, state: xLSTMState | None = None) -> tuple[Tensor, xLSTMState]:
         """One token per sequence: idx_t (B,) -> logits (B, vocab_size), next state (constant memory)."""
-        if not isinstance(idx_t, Tensor) or idx_t.dim() != 1 or idx_t.dtype not in (torch.int64, torch.int32):
-            got = tuple(idx_t.shape) if isinstance(idx_t, Tensor) else type(idx_t).__name__
-            raise ValueError(f"idx_t must be an int64 tensor of shape (B,), got {got}")
+        check_step_tokens(idx_t)
         x_t = self.drop(self.wte(idx_t))  # (B, E)
         y_t, state = self.stack.step(x_t, state)  # (B, E)
         return self.lm_head(self.final_norm(y_t)), state  # (B, vocab_size)
@@ -134,11 +132,4 @@ class xLSTMLM(nn.Module):
         The prompt runs in one parallel pass; each new token is then one ``step`` on the carried state,
         so the cost per token does not grow with the length. ``temperature`` 0 means greedy decoding.
         """
-        logits, state = self.forward_with_state(idx)
-        next_logits = logits[:, -1]  # (B, V)
-        out = [idx]
-        for _ in range(max_new_tokens):
-            token = sample_next_token(next_logits, temperature, top_k, generator)  # (B,)
-            out.append(token.unsqueeze(1))
-            next_logits, state = self.step(token, state)
-        return torch.cat(out, dim=1)
+        return generate_recurrent(self, idx, max_new_tokens, temperature, top_k, generator)
