@@ -284,19 +284,21 @@ def render_markdown(
         "Optimiser steps only (validation and checkpoints excluded), first step of each run left out. The survey",
         f"measured {survey.throughput}.",
         "",
-        "## More metrics",
-        "",
-        "| metric | our xLSTM | our GPT-2 | better here |",
-        "|---|---|---|---|",
+        *more_metrics_lines(results),
     ]
+    return "\n".join(lines)
+
+
+def more_metrics_lines(results: dict[str, Any]) -> list[str]:
+    """The "More metrics" section of a report (both models on ``EXTRA_ROWS``), ending in a blank line."""
+    lines = ["## More metrics", "", "| metric | our xLSTM | our GPT-2 | better here |", "|---|---|---|---|"]
     for key, label, higher in EXTRA_ROWS:
         digits = 4 if higher or key == "val_loss" else 2
         lines.append(
             f"| {label} | {_cell(results['xlstm'], key, digits)} | {_cell(results['gpt2'], key, digits)} | "
             f"{_verdict(results, key, higher)} |"
         )
-    lines.append("")
-    return "\n".join(lines)
+    return [*lines, ""]
 
 
 def _provenance(config: LMBenchmarkConfig, command: str) -> Provenance:

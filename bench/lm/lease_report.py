@@ -130,7 +130,7 @@ class LeaseReport:
         return "\n".join(lines)
 
     def markdown(self, wall_s: float) -> str:
-        from xlstm_seq_bench.lm.benchmark import EXTRA_ROWS, _cell, _verdict, survey_table
+        from xlstm_seq_bench.lm.benchmark import _cell, _verdict, more_metrics_lines, survey_table
 
         config, t, survey = self.config, self.config.train, survey_table()
         results = self.results()
@@ -236,18 +236,8 @@ class LeaseReport:
             "",
             f"![training loss of both models]({self.paths()[2].name})",
             "",
-            "## More metrics",
-            "",
-            "| metric | our xLSTM | our GPT-2 | better here |",
-            "|---|---|---|---|",
+            *more_metrics_lines(results),
         ]
-        for key, label, higher in EXTRA_ROWS:
-            digits = 4 if higher or key == "val_loss" else 2
-            lines.append(
-                f"| {label} | {_cell(results['xlstm'], key, digits)} | {_cell(results['gpt2'], key, digits)} | "
-                f"{_verdict(results, key, higher)} |"
-            )
-        lines.append("")
         return "\n".join(lines)
 
     def _params(self, kind: str) -> str:
