@@ -57,7 +57,7 @@ VARIANT_SOURCES: dict[str, tuple[str, ...]] = {
 VARIANTS = tuple(VARIANT_SOURCES)
 #: Every compiled source of either variant.
 SOURCES = ("slstm_binding.cpp", "slstm_fused.cu", "slstm_multiblock.cu")
-HEADERS = ("slstm.h",)
+HEADERS = ("slstm.h", "slstm_common.cuh")
 
 #: Input dtypes the kernels have a build for, and their short names in build names.
 KERNEL_DTYPES: dict[torch.dtype, str] = {torch.float32: "f32", torch.bfloat16: "bf16"}

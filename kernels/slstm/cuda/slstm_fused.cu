@@ -41,7 +41,6 @@ constexpr int NWARPS = (D / 4 < 16) ? D / 4 : 16;  // one 16-row tile of the 4D 
 constexpr int NT = NWARPS * 32;                    // threads per block
 constexpr int NE = BT * D;                         // pointwise elements (batch row, unit) per block
 constexpr int EPT = (NE + NT - 1) / NT;            // pointwise elements per thread
-constexpr float TINY = 1.17549435e-38f;            // float32's smallest normal number, as in naive.py
 
 static_assert(D % 16 == 0 && D >= 16 && D <= 128, "SLSTM_D must be a multiple of 16 in 16..128");
 static_assert(H >= 1, "SLSTM_H must be >= 1");
@@ -58,7 +57,7 @@ constexpr bool kSplit = false;
 constexpr int KS = 1;
 #endif
 
-__host__ __device__ constexpr size_t align128(size_t x) { return (x + 127) & ~static_cast<size_t>(127); }
+#include "slstm_common.cuh"
 
 constexpr size_t R_BYTES = align128(sizeof(r_t) * D * G4);
 // Forward: G (BT x 4D f32), h hi (BT x D), h lo (BT x D bf16, split builds).
@@ -69,29 +68,6 @@ constexpr size_t BWD_WORK = align128(sizeof(r_t) * BT * G4) +
                             (kSplit ? align128(sizeof(__nv_bfloat16) * BT * G4) : 0) +
                             align128(sizeof(float) * KS * BT * D);
 
-
-// Stores v into the matmul operand buffer(s) at index e: hi = round(v); lo = round(v - hi) in split builds.
-__device__ __forceinline__ void put_operand(r_t* hi, __nv_bfloat16* lo, int e, float v) {
-  put(hi + e, v);
-  if constexpr (kSplit) put(lo + e, v - to_f(hi[e]));
-}
-
-// log(sigmoid(x)) = -softplus(-x) with torch's threshold 40, as naive._logsigmoid.
-__device__ __forceinline__ float logsigmoid_f(float x) { return x < -40.f ? x : -log1pf(expf(-x)); }
-__device__ __forceinline__ float sigmoid_f(float x) { return 1.f / (1.f + expf(-x)); }
-
-// Offset of (b, t, g, head, j) in a (B,T,4,H,D) tensor.
-__device__ __forceinline__ int64_t off5(int64_t b, int64_t t, int g, int hd, int j, int64_t T) {
-  return (((b * T + t) * 4 + g) * H + hd) * D + j;
-}
-// Offset of (b, t, head, j) in a (B,T,H,D) tensor.
-__device__ __forceinline__ int64_t off4(int64_t b, int64_t t, int hd, int j, int64_t T) {
-  return ((b * T + t) * H + hd) * D + j;
-}
-// Offset of (part, b, head, j) in a (4,B,H,D) state tensor.
-__device__ __forceinline__ int64_t offs(int g, int64_t b, int hd, int j, int64_t B) {
-  return ((g * B + b) * H + hd) * D + j;
-}
 
 // Copies this head's R (D x 4D) into shared memory, 16 bytes per thread and step.
 __device__ __forceinline__ void load_r(r_t* dst, const r_t* src) {

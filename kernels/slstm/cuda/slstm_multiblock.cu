@@ -57,7 +57,6 @@ constexpr int GU = 4 * U;              // gate columns per block
 constexpr int BT = 16;                 // batch rows per group (one wmma N tile)
 constexpr int NWARPS = 16;
 constexpr int NT = NWARPS * 32;        // threads per block: one (batch row, unit) each in the pointwise
-constexpr float TINY = 1.17549435e-38f;  // float32's smallest normal number, as in naive.py
 constexpr size_t COUNTER_STRIDE = 32;  // unsigned ints between two groups' counters: one 128-byte line each
 constexpr long long SPIN_LIMIT = 1LL << 34;  // clock cycles a barrier may wait (several seconds) before trapping
 
@@ -86,7 +85,7 @@ constexpr int H_LD = D + PAD;    // h_{t-1} operand (BT x D)
 constexpr int DP_LD = GU + PAD;  // dpre operand (BT x 4U)
 constexpr int G_LD = GU + 4;     // recurrent pre-activations (KSF x BT x 4U) f32
 
-__host__ __device__ constexpr size_t align128(size_t x) { return (x + 127) & ~static_cast<size_t>(127); }
+#include "slstm_common.cuh"
 __host__ __device__ constexpr size_t align256(size_t x) { return (x + 255) & ~static_cast<size_t>(255); }
 
 constexpr size_t R_BYTES = align128(sizeof(r_t) * D * R_LD);
@@ -107,28 +106,6 @@ __host__ __device__ constexpr size_t counter_bytes(int64_t B) {
 constexpr size_t FWD_EXCHANGE = 2 * BT * D;      // floats per group
 constexpr size_t BWD_EXCHANGE = 2 * S * BT * D;  // floats per group
 
-// Offset of (b, t, g, head, j) in a (B,T,4,H,D) tensor.
-__device__ __forceinline__ int64_t off5(int64_t b, int64_t t, int g, int hd, int j, int64_t T) {
-  return (((b * T + t) * 4 + g) * H + hd) * D + j;
-}
-// Offset of (b, t, head, j) in a (B,T,H,D) tensor.
-__device__ __forceinline__ int64_t off4(int64_t b, int64_t t, int hd, int j, int64_t T) {
-  return ((b * T + t) * H + hd) * D + j;
-}
-// Offset of (part, b, head, j) in a (4,B,H,D) state tensor.
-__device__ __forceinline__ int64_t offs(int g, int64_t b, int hd, int j, int64_t B) {
-  return ((g * B + b) * H + hd) * D + j;
-}
-
-// log(sigmoid(x)) = -softplus(-x) with torch's threshold 40, as naive._logsigmoid.
-__device__ __forceinline__ float logsigmoid_f(float x) { return x < -40.f ? x : -log1pf(expf(-x)); }
-__device__ __forceinline__ float sigmoid_f(float x) { return 1.f / (1.f + expf(-x)); }
-
-// Stores v as matmul operand at index e: hi = round(v); lo = round(v - hi) in split builds.
-__device__ __forceinline__ void put_operand(r_t* hi, __nv_bfloat16* lo, int e, float v) {
-  put(hi + e, v);
-  if constexpr (kSplit) put(lo + e, v - to_f(hi[e]));
-}
 
 // Copies the block's slice of its head's R (D x 4D, row-major) into shared memory: Rs[k][g U + u] = R[k][g D + s U + u].
 // Once per launch, element by element (the slice's rows are 64-byte pieces of four different gate blocks).
