@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from xlstm_seq.forecasting.calibration import check_level, forecast_columns
 from xlstm_seq.forecasting.panels import long_frame
 from xlstm_seq.forecasting.settings import check_level_list, check_settings
 from xlstm_seq.forecasting.validation import ID, check_long_frame
@@ -80,11 +79,11 @@ def cross_validation(
     for first in range(0, n_windows, every):
         held_out = (n_windows - 1 - first) * step + fc.h  # rows after the cutoff of window `first`
         fc.fit(df[pos < df[ID].map(sizes).to_numpy() - held_out], static_df=static_df, val_size=val_size)
-        check_level(fc, level)
+        fc._check_level(level)
         windows = range(first, min(first + every, n_windows))
         panels, starts = fc._rolling_windows(df, n_windows, step, static_df, windows=windows)
         all_starts.append(starts)
-        parts.append(forecast_columns(fc, panels, starts, fc._forward_windows(panels, starts), level))
+        parts.append(fc._served_columns(panels, starts, level))
     starts = np.concatenate(all_starts)
     order = np.argsort(starts, kind="stable")  # by panel, then time, as one fit would give
     columns = {name: np.concatenate([p[name] for p in parts])[order] for name in parts[0]}

@@ -4,18 +4,19 @@
     fc.fit(df, val_size=48)                       # early stopping on the last 48 steps of each series
     fc.predict(level=[80, 95])                    # unique_id, ds, xLSTMTime, xLSTMTime-lo-95, ... -hi-95
     fc.cross_validation(df, n_windows=3, h=24)    # adds `cutoff` and `y`; refit=True or an int refits
+    fc.validation_report_                         # the model beside naive, seasonal naive and DLinear (val_size > 0)
     fc.save("model_dir"); XLSTMForecaster.load("model_dir")
 
 It is a scikit-learn estimator (get_params/set_params, ``sklearn.base.clone``). Training and scaling live here once;
 the networks in ``forecasting.models`` only implement ``forward(batch)``. Around it: windowing in
 ``forecasting.panels``, the checks of its settings in ``forecasting.settings``, interval calibration in
-``forecasting.calibration``, cross-validation in ``forecasting.cross_validation`` and saving in
-``forecasting.persistence``.
+``forecasting.calibration``, cross-validation in ``forecasting.cross_validation``, the baseline guardrail in
+``forecasting.guardrails`` and saving in ``forecasting.persistence``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ from xlstm_seq.forecasting.calibration import (
     validation_windows,
 )
 from xlstm_seq.forecasting.cross_validation import cross_validation
+from xlstm_seq.forecasting.guardrails import Guardrail, baseline_columns, run_guardrail
 from xlstm_seq.forecasting.losses import quantiles_for_levels, window_loss
 from xlstm_seq.forecasting.models import ALIASES, build_model, patch_len_for
 from xlstm_seq.forecasting.panels import (
@@ -48,7 +50,7 @@ from xlstm_seq.forecasting.panels import (
 )
 from xlstm_seq.forecasting.persistence import load_forecaster, save_forecaster
 from xlstm_seq.forecasting.plots import log_fit
-from xlstm_seq.forecasting.settings import check_settings, net_spec
+from xlstm_seq.forecasting.settings import check_level_list, check_settings, net_spec
 from xlstm_seq.forecasting.training import TrainingHistory, TrainingSettings, train_network
 from xlstm_seq.forecasting.validation import DS, ID, Y, check_long_frame, check_same_exog, check_static
 
@@ -128,6 +130,15 @@ class XLSTMForecaster(BaseEstimator):
         track: Log each fit to MLflow (params, losses, a forecast-vs-actual PNG).
         experiment: MLflow experiment of the fits.
         tracking_uri: MLflow store (default ``MLFLOW_TRACKING_URI`` or ./mlflow.db).
+        guardrail: In a fit with a validation split (``val_size`` > 0), score the naive, seasonal naive and DLinear
+            forecasts on the same validation windows as the model (``validation_report_``, logged to MLflow) and warn
+            (``GuardrailWarning``, both numbers) when the model is not better than the best of them
+            (``forecasting.guardrails``). A fit without a validation split has no windows to score: no check.
+        fallback: "none" (default): predict serves the model whatever the guardrail found. "baseline": when the
+            guardrail fires, predict, cross_validation and save/load serve the best baseline's forecasts instead
+            (under the model's alias, with conformal intervals from the baseline's validation errors).
+        season_length: Season of the seasonal naive baseline; None: from the frame's freq (hourly 24, daily 7,
+            weekly 52, monthly 12, quarterly 4), left out when unknown.
     """
 
     def __init__(
@@ -173,6 +184,9 @@ class XLSTMForecaster(BaseEstimator):
         track: bool = True,
         experiment: str = "xlstm-seq-forecasting",
         tracking_uri: str | None = None,
+        guardrail: bool = True,
+        fallback: str = "none",
+        season_length: int | None = None,
     ):
         self.h = h
         self.input_size = input_size
@@ -215,6 +229,9 @@ class XLSTMForecaster(BaseEstimator):
         self.track = track
         self.experiment = experiment
         self.tracking_uri = tracking_uri
+        self.guardrail = guardrail
+        self.fallback = fallback
+        self.season_length = season_length
         # Refused here, not after a fit: a bad setting (level=[150], h=2.5, loss="huber") names itself at once.
         # The arguments are stored as given, so get_params, set_params and sklearn's clone work as before.
         check_settings(self, device=False)
@@ -235,13 +252,31 @@ class XLSTMForecaster(BaseEstimator):
         return patch_len_for(self.model, self.patch_len)
 
     # ------------------------------------------------------------------ fit
-    def fit(self, df: pd.DataFrame, static_df: pd.DataFrame | None = None, val_size: int = 0) -> XLSTMForecaster:
+    def fit(
+        self,
+        df: pd.DataFrame,
+        static_df: pd.DataFrame | None = None,
+        val_size: int = 0,
+        *,
+        validation_callback: Callable[[int, float], None] | None = None,
+    ) -> XLSTMForecaster:
         """Trains on every series of ``df``; the last ``val_size`` steps of each series are held out for early
         stopping (val_size 0: no validation, the final weights are kept).
+
+        With a validation split and ``guardrail`` on, the model and the naive, seasonal naive and DLinear baselines
+        are scored on its windows (``validation_report_``); a model not better than the best baseline warns, and with
+        ``fallback="baseline"`` the baseline is served (``served_``).
 
         With conformal intervals wanted (``intervals="conformal"`` and ``level`` set or ``loss="quantile"``) the
         windows of the validation split calibrate them; without a validation split a first fit without the last
         ``calibration_size`` steps does (its time is ``calibration_seconds_``; ``fit_seconds_`` is the final fit).
+
+        Args:
+            df: The long frame (``unique_id``, ``ds``, ``y``, exogenous columns).
+            static_df: One row per series with the ``stat_exog_list`` columns.
+            val_size: Steps at the end of each series held out for early stopping (and the guardrail).
+            validation_callback: Called as ``callback(check, score)`` after every validation check (check 0, 1, ...;
+                the score early stopping follows); it may raise to end the fit (a search prunes trials this way).
 
         Raises:
             ValueError: bad frames (naming the series or column), series shorter than input_size + h
@@ -289,10 +324,13 @@ class XLSTMForecaster(BaseEstimator):
         # Validation on at most 512 windows spread evenly over the held-out part keeps checks cheap.
         if len(val_starts) > 512:
             val_starts = val_starts[np.linspace(0, len(val_starts) - 1, 512).astype(int)]
-        history = self._train(panels, train_starts, val_starts, rng)
+        history = self._train(panels, train_starts, val_starts, rng, validation_callback)
         if self._wants_calibration() and val_size:
             calibration = calibrate(self, panels, validation_windows(panels, self.input_size, self.h, val_size))
         self.calibration_ = calibration  # None: no intervals but the quantile heads
+        self.guardrail_: Guardrail | None = None
+        if self.guardrail and val_size:
+            self.guardrail_ = run_guardrail(self, df, static_df, val_size, panels)
         self._keep_history(df, static_df)
         log_fit(self, panels, history)
         return self
@@ -324,7 +362,29 @@ class XLSTMForecaster(BaseEstimator):
         """(levels, n, h) sorted CQR scores of a calibrated quantile model, widest level first; else None."""
         return None if self.calibration_ is None else self.calibration_.cqr_scores
 
-    def _train(self, panels: Panels, train_starts: np.ndarray, val_starts: np.ndarray, rng) -> TrainingHistory:
+    @property
+    def validation_report_(self) -> pd.DataFrame | None:
+        """The guardrail's scores on the validation windows: one row per forecaster (the model's alias, then
+        ``naive``, ``seasonal_naive``, ``dlinear``) with ``mse``, ``mae``, ``score`` (the metric that decides) and
+        ``windows``; ``attrs`` holds the metric, the best baseline, whether it fired, what predict serves and a note
+        on any baseline left out. None when the fit had no validation split (or ``guardrail=False``)."""
+        guard = getattr(self, "guardrail_", None)
+        if guard is None:
+            return None
+        report = guard.report.copy()
+        report.attrs.update(metric=guard.metric, best_baseline=guard.best_baseline, fired=guard.fired,
+                            served=guard.served, note=guard.note)  # fmt: skip
+        return report
+
+    @property
+    def served_(self) -> str:
+        """What predict serves: "model", or the name of the baseline that the guardrail fell back to."""
+        guard = getattr(self, "guardrail_", None)
+        return "model" if guard is None else guard.served
+
+    def _train(
+        self, panels: Panels, train_starts: np.ndarray, val_starts: np.ndarray, rng, callback=None
+    ) -> TrainingHistory:
         def training_loss(net: torch.nn.Module) -> torch.Tensor:
             batch = self._batch(panels, rng.choice(train_starts, self.batch_size))
             target = batch.pop("target")
@@ -338,7 +398,16 @@ class XLSTMForecaster(BaseEstimator):
             val_check_steps=self.val_check_steps, early_stop_patience_steps=self.early_stop_patience_steps,
             ema_decay=self.ema_decay,
         )  # fmt: skip
-        validation = (lambda net: self._evaluate(panels, val_starts, net)) if len(val_starts) else None
+        checks = []
+
+        def validation(net: torch.nn.Module) -> float:
+            score = self._evaluate(panels, val_starts, net)
+            if callback is not None:
+                callback(len(checks), score)
+            checks.append(score)
+            return score
+
+        validation = validation if len(val_starts) else None
         history = train_network(self.net_, settings, training_loss, validation, progress=self.progress,
                                 description=f"fit {self.alias_}")  # fmt: skip
         self.fit_seconds_ = history.seconds
@@ -416,7 +485,7 @@ class XLSTMForecaster(BaseEstimator):
         """
         self._check_fitted()
         hist, futr, stat = self._lists()
-        check_level(self, level)
+        self._check_level(level)
         if df is None:
             df = self.history_
         else:
@@ -430,9 +499,22 @@ class XLSTMForecaster(BaseEstimator):
         panels = build_panels(frame, self.mixing, hist, futr, stat, static_df, order=self.series_,
                               scale=self.exog_scale_)  # fmt: skip
         starts = panels.offsets[1:] - self.input_size - self.h
-        out = self._forward_windows(panels, starts)  # (P, h, C, Q)
-        columns = forecast_columns(self, panels, starts, out, level)
+        columns = self._served_columns(panels, starts, level)
         return long_frame(panels, columns, starts, self.input_size, self.ds_kind_ == "datetime")
+
+    def _check_level(self, level: Sequence[float] | None) -> None:
+        """Raises before any work when ``level`` cannot be served (a served baseline always has its intervals)."""
+        if self.served_ == "model":
+            check_level(self, level)
+        else:
+            check_level_list(level, "level")
+
+    def _served_columns(self, panels: Panels, starts: np.ndarray, level: Sequence[float] | None) -> dict:
+        """The forecast columns (n, h, C) of the windows at ``starts``: the model's, or the baseline's that
+        ``fallback="baseline"`` serves."""
+        if self.served_ != "model":
+            return baseline_columns(self, panels, starts, level)
+        return forecast_columns(self, panels, starts, self._forward_windows(panels, starts), level)
 
     # ------------------------------------------------------------------ evaluation
     def cross_validation(
@@ -475,6 +557,8 @@ class XLSTMForecaster(BaseEstimator):
         check_long_frame(df, "df", hist + futr, freq=self.freq_)
         panels, starts = self._rolling_windows(df, n_windows, step_size, static_df)
         fut = starts[:, None] + self.input_size + np.arange(self.h)  # (n, h)
+        if self.served_ != "model":
+            return panels.y[fut], baseline_columns(self, panels, starts, None)[self.alias_][..., None]
         return panels.y[fut], self._forward_windows(panels, starts)
 
     def _rolling_windows(

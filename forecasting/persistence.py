@@ -27,6 +27,7 @@ import torch
 
 from xlstm_seq.devices import resolve_device
 from xlstm_seq.forecasting.calibration import Calibration, lower_quantiles
+from xlstm_seq.forecasting.guardrails import BASELINES, DLINEAR, Guardrail
 from xlstm_seq.forecasting.models import build_model
 from xlstm_seq.forecasting.settings import check_settings, net_spec
 from xlstm_seq.forecasting.validation import DS, ID, Y, check_long_frame, check_static
@@ -38,7 +39,10 @@ FORMAT_VERSION = 1
 CONFIG, WEIGHTS, HISTORY, STATIC, CALIBRATION = (
     "config.json", "model.safetensors", "history.csv", "static.csv", "calibration.safetensors"
 )  # fmt: skip
-SAVED_FILES = (CONFIG, WEIGHTS, HISTORY, STATIC, CALIBRATION)
+# A forecaster that serves a baseline (fallback="baseline") keeps the baseline's conformal scores, and a served
+# DLinear its own save in the folder "baseline".
+FALLBACK_CALIBRATION, BASELINE_FOLDER = "fallback.safetensors", "baseline"
+SAVED_FILES = (CONFIG, WEIGHTS, HISTORY, STATIC, CALIBRATION, FALLBACK_CALIBRATION, BASELINE_FOLDER)
 
 
 def jsonable(value: object) -> object:
@@ -61,6 +65,45 @@ def sha256_of(file: Path) -> str:
     return digest.hexdigest()
 
 
+def _guardrail_json(guard: Guardrail | None) -> dict | None:
+    """The guardrail's report and decision as JSON (its tables and DLinear are saved beside it)."""
+    if guard is None:
+        return None
+    report = guard.report.reset_index().to_dict(orient="records")
+    return {"report": report, "metric": guard.metric, "best_baseline": guard.best_baseline, "fired": guard.fired,
+            "served": guard.served, "note": guard.note}  # fmt: skip
+
+
+def _read_guardrail(cls: type, path: Path, saved: dict | None, device: str | None) -> Guardrail | None:
+    """The guardrail of a save: its report and, when it serves a baseline, the baseline's scores (and DLinear)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if saved is None:
+        return None
+    config = path / CONFIG
+    try:
+        report = pd.DataFrame.from_records(saved["report"]).set_index("forecaster")
+        guard = Guardrail(report, saved["metric"], saved["best_baseline"], bool(saved["fired"]), saved["served"],
+                          saved["note"])  # fmt: skip
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{config} has a malformed 'guardrail' section: {err}") from err
+    if guard.served == "model":
+        return guard
+    if guard.served not in BASELINES:
+        raise ValueError(f"{config} serves {guard.served!r}, which is not a baseline ({BASELINES})")
+    file = _require(path, FALLBACK_CALIBRATION)
+    try:
+        scores = load_file(str(file))["scores"]
+    except (SafetensorError, KeyError) as err:
+        raise ValueError(f"{file} is not readable conformal scores: {err}") from err
+    _require_finite({"scores": scores}, file)
+    guard.calibration = Calibration(scores.numpy())
+    if guard.served == DLINEAR:
+        guard.dlinear = load_forecaster(cls, path / BASELINE_FOLDER, device)
+    return guard
+
+
 def _config_text(fc: XLSTMForecaster, checksums: dict[str, str] | None = None) -> str:
     params = fc.get_params()
     meta = {
@@ -78,6 +121,7 @@ def _config_text(fc: XLSTMForecaster, checksums: dict[str, str] | None = None) -
             "fit_seconds": fc.fit_seconds_,
             "steps_trained": fc.steps_trained_,
             "calibrated": getattr(fc, "calibration_", None) is not None,
+            "guardrail": _guardrail_json(getattr(fc, "guardrail_", None)),
         },
     }
     try:
@@ -133,6 +177,12 @@ def save_forecaster(fc: XLSTMForecaster, path: str | Path) -> Path:
                 tables["cqr_scores"] = calibration.cqr_scores
             tables = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in tables.items()}
             save_file(tables, str(staging / CALIBRATION))
+        guard = getattr(fc, "guardrail_", None)
+        if guard is not None and guard.served != "model":
+            scores = torch.from_numpy(np.ascontiguousarray(guard.calibration.scores))
+            save_file({"scores": scores}, str(staging / FALLBACK_CALIBRATION))
+            if guard.dlinear is not None:
+                save_forecaster(guard.dlinear, staging / BASELINE_FOLDER)
         # The JSON comes last: it records the checksum of every file written before it.
         checksums = {name: sha256_of(staging / name) for name in SAVED_FILES if (staging / name).is_file()}
         (staging / CONFIG).write_text(_config_text(fc, checksums))
@@ -337,6 +387,9 @@ def load_forecaster(cls: type[XLSTMForecaster], path: str | Path, device: str | 
             if cqr.shape != want:
                 raise ValueError(f"{path / CALIBRATION} holds CQR scores of shape {cqr.shape}, expected {want}")
         fc.calibration_ = Calibration(scores, cqr)
+    fc.guardrail_ = _read_guardrail(cls, path, fitted.get("guardrail"), device)
+    if fc.guardrail_ is not None and fc.guardrail_.served != "model":
+        _check_sum(path / FALLBACK_CALIBRATION, checksums, config)
     fc.net_ = build_model(fc.model, net_spec(fc, fc.n_channels_)).to(fc.device_)
     weights = _require(path, WEIGHTS)
     try:

@@ -1,5 +1,5 @@
-"""What every fit logs to MLflow (its settings, losses, a forecast-vs-actual figure and the saved model), and that
-figure (matplotlib, Agg backend), which benchmark runs log too."""
+"""What every fit logs to MLflow (its settings, losses, the guardrail's validation scores, a forecast-vs-actual
+figure and the saved model), and that figure (matplotlib, Agg backend), which benchmark runs log too."""
 
 from __future__ import annotations
 
@@ -30,6 +30,12 @@ def log_fit(fc: XLSTMForecaster, panels: Panels, history: TrainingHistory) -> No
         for step, value in history.val:
             tracker.log_metrics({"val/loss": value}, step=step)
         tracker.log_metrics({"fit/seconds": fc.fit_seconds_, "fit/steps": fc.steps_trained_})
+        guard = getattr(fc, "guardrail_", None)
+        if guard is not None:  # the validation scores of the model and the baselines (validation_report_)
+            for name, row in guard.report.iterrows():
+                tracker.log_metrics({f"guardrail/{name}/{k}": float(row[k]) for k in ("mse", "mae", "score")})
+            tracker.set_tags({"guardrail.fired": guard.fired, "guardrail.served": guard.served,
+                              "guardrail.metric": guard.metric})  # fmt: skip
         if not fc.track:
             return
         # Forecast vs actual on the last window of (up to) the first four channels.

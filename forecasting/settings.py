@@ -19,6 +19,9 @@ from xlstm_seq.forecasting.validation import DS, ID, Y, normalise_freq
 if TYPE_CHECKING:
     from xlstm_seq.forecasting.forecaster import XLSTMForecaster
 
+FALLBACKS = ("none", "baseline")
+"""What predict serves when the baseline guardrail fires: the model anyway, or the best baseline."""
+
 REAL_TYPES = (float, int, np.floating, np.integer)
 """Types a numeric setting may have (Python's or NumPy's; bool counts as int)."""
 
@@ -62,12 +65,18 @@ def _check_kinds(fc: XLSTMForecaster) -> None:
         raise ValueError(f"learning_rate must be > 0, got {fc.learning_rate!r}")
     if not _is_real(fc.weight_decay) or fc.weight_decay < 0:
         raise ValueError(f"weight_decay must be a number >= 0, got {fc.weight_decay!r}")
-    for name in ("scale_loss", "progress", "track"):
+    for name in ("scale_loss", "progress", "track", "guardrail"):
         if not isinstance(getattr(fc, name), (bool, np.bool_)):
             raise ValueError(f"{name} must be True or False, got {getattr(fc, name)!r}")
     for name in ("alias", "tracking_uri"):
         if getattr(fc, name) is not None and not isinstance(getattr(fc, name), str):
             raise ValueError(f"{name} must be None or a string, got {getattr(fc, name)!r}")
+    if fc.fallback not in FALLBACKS:
+        raise ValueError(f"fallback must be one of {FALLBACKS}, got {fc.fallback!r}")
+    if fc.fallback == "baseline" and not fc.guardrail:
+        raise ValueError("fallback='baseline' needs guardrail=True (the guardrail decides when to fall back)")
+    if fc.season_length is not None and (not _is_int(fc.season_length) or fc.season_length < 1):
+        raise ValueError(f"season_length must be None or a positive integer, got {fc.season_length!r}")
     if not isinstance(fc.experiment, str):
         raise ValueError(f"experiment must be a string, got {fc.experiment!r}")
     for name in ("hist_exog_list", "futr_exog_list", "stat_exog_list"):
