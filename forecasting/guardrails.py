@@ -127,7 +127,7 @@ class Guardrail:
         )
 
 
-def _dlinear_twin(fc: XLSTMForecaster) -> XLSTMForecaster:
+def dlinear_twin(fc: XLSTMForecaster) -> XLSTMForecaster:
     """DLinear with the forecaster's data settings (look-back, horizon, exogenous columns, loss), the long-horizon
     grid's DLinear optimisation (learning rate 5e-3, no dropout, early stopping after 3 checks without improvement,
     here at most 500 steps checked every 50), and no guardrail or tracking of its own."""
@@ -176,7 +176,7 @@ def run_guardrail(
     if fc.model == "dlinear":
         notes.append("DLinear left out: it is the model")
     else:
-        dlinear = _dlinear_twin(fc).fit(df, static_df=static_df, val_size=val_size)
+        dlinear = dlinear_twin(fc).fit(df, static_df=static_df, val_size=val_size)
         forecasts[DLINEAR] = dlinear._forward_windows(panels, starts)[..., dlinear._point_index()]
     rows = {}
     for name, y_hat in forecasts.items():

@@ -122,6 +122,7 @@ def _config_text(fc: XLSTMForecaster, checksums: dict[str, str] | None = None) -
             "steps_trained": fc.steps_trained_,
             "calibrated": getattr(fc, "calibration_", None) is not None,
             "guardrail": _guardrail_json(getattr(fc, "guardrail_", None)),
+            "search": getattr(fc, "search_", None),  # an AutoXLSTMForecaster's best settings and trials
         },
     }
     try:
@@ -387,6 +388,7 @@ def load_forecaster(cls: type[XLSTMForecaster], path: str | Path, device: str | 
             if cqr.shape != want:
                 raise ValueError(f"{path / CALIBRATION} holds CQR scores of shape {cqr.shape}, expected {want}")
         fc.calibration_ = Calibration(scores, cqr)
+    fc.search_ = fitted.get("search")
     fc.guardrail_ = _read_guardrail(cls, path, fitted.get("guardrail"), device)
     if fc.guardrail_ is not None and fc.guardrail_.served != "model":
         _check_sum(path / FALLBACK_CALIBRATION, checksums, config)

@@ -1,0 +1,106 @@
+"""AutoXLSTMForecaster: a seeded Optuna search on tiny frames (2-4 trials), its trials table, nested MLflow runs,
+pruning, budgets, the guardrail on the chosen model, and save/load."""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from xlstm_seq.forecasting import AutoXLSTMForecaster
+
+pytestmark = pytest.mark.filterwarnings("ignore::xlstm_seq.forecasting.guardrails.GuardrailWarning")
+
+TINY = {"max_steps": 20, "val_check_steps": 5, "embedding_dim": 8, "num_heads": 2, "num_blocks": 1, "batch_size": 8}
+
+
+def make_auto(**kw) -> AutoXLSTMForecaster:
+    settings = dict(h=6, input_size=24, config=TINY, num_samples=2, progress=False, track=False, season_length=12)
+    return AutoXLSTMForecaster(**{**settings, **kw})
+
+
+def test_search_is_repeatable_and_fills_best_config_and_trials(frame):
+    df = frame(n_series=2, length=120)
+    first, second = make_auto().fit(df), make_auto().fit(df)
+    assert first.best_config_ == second.best_config_
+    np.testing.assert_allclose(first.trials_["score"], second.trials_["score"])
+    trials = first.trials_
+    assert len(trials) == 2 and set(trials["state"]) == {"COMPLETE"}
+    assert {"model", "backbone", "dropout", "loss", "learning_rate", "score", "seconds"} <= set(trials.columns)
+    assert first.best_config_["max_steps"] == 20  # a fixed setting of config
+    best = trials.loc[trials["score"].idxmin()]
+    assert first.best_config_["learning_rate"] == pytest.approx(best["learning_rate"])
+    report = first.validation_report_
+    assert report.loc[first.model_.alias_, "score"] == pytest.approx(best["score"])
+    assert {"naive", "seasonal_naive", "dlinear"} <= set(report.index)
+    out = first.predict()
+    assert len(out) == 2 * 6 and np.isfinite(out[first.model_.alias_]).all()
+
+
+def test_each_trial_is_a_nested_mlflow_run(frame, mlflow_in_tmp):
+    auto = make_auto(track=True).fit(frame(n_series=1, length=120))
+    runs = mlflow.search_runs(experiment_names=[auto.experiment], output_format="list")
+    parents = [r for r in runs if r.info.run_name == "auto-search"]
+    children = [r for r in runs if r.info.run_name.startswith("trial-")]
+    assert len(parents) == 1 and len(children) == 2
+    assert all(r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for r in children)
+    assert parents[0].data.params["best.model"] == auto.best_config_["model"]
+    assert "guardrail/naive/score" in parents[0].data.metrics
+
+
+def test_bad_trials_are_pruned_early(frame):
+    """Trials 0 and 1 learn; the later ones barely move (learning rate 1e-7), so the median pruner stops them at a
+    check where they are worse than the median of the earlier trials."""
+
+    def config(trial):
+        rate = 1e-2 if trial.number < 2 else 1e-7
+        return {**TINY, "max_steps": 40, "val_check_steps": 10, "model": "xlstm_time", "learning_rate": rate}
+
+    auto = make_auto(config=config, num_samples=4).fit(frame(n_series=1, length=120))
+    states = auto.trials_["state"].tolist()
+    assert states[:2] == ["COMPLETE", "COMPLETE"]
+    assert "PRUNED" in states[2:]
+    pruned = auto.trials_[auto.trials_["state"] == "PRUNED"]
+    assert (pruned["checks"] < 4).all()  # stopped before the last of its 4 checks
+
+
+def test_time_budget_stops_the_search(frame):
+    auto = make_auto(num_samples=5, time_budget_s=0.01).fit(frame(n_series=1, length=120))
+    assert len(auto.trials_) == 1  # no trial starts once the budget is spent
+
+
+def test_save_and_load_keep_the_search(frame, tmp_path):
+    auto = make_auto(fallback="baseline").fit(frame(n_series=1, length=120))
+    loaded = AutoXLSTMForecaster.load(auto.save(tmp_path / "auto"))
+    assert loaded.best_config_ == auto.best_config_
+    pd.testing.assert_frame_equal(loaded.trials_, auto.trials_, check_dtype=False)
+    pd.testing.assert_frame_equal(loaded.predict(), auto.predict())
+    assert loaded.model_.served_ == auto.model_.served_
+
+
+def test_short_series_score_on_one_horizon_with_a_warning(frame):
+    with pytest.warns(UserWarning, match="too short for a validation split of 2h"):
+        auto = make_auto(num_samples=1).fit(frame(n_series=1, length=24 + 12 + 11))
+    assert auto.val_size_ == 6
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"backend": "ray"}, "backend must be one of"),
+        ({"valid_loss": "quantile"}, "valid_loss must be one of"),
+        ({"num_samples": 0}, "num_samples must be a positive integer"),
+        ({"val_size": 3}, "val_size must be None or an integer >= h"),
+        ({"fallback": "best"}, "fallback must be one of"),
+        ({"config": {"dropout": ()}}, "is a tuple"),
+    ],
+)
+def test_bad_auto_settings(settings, message, frame):
+    with pytest.raises(ValueError, match=message):
+        make_auto(**settings).fit(frame(n_series=1, length=120))
+
+
+def test_series_too_short_for_any_search(frame):
+    with pytest.raises(ValueError, match="series 's0' has 40 rows but the search needs"):
+        make_auto().fit(frame(n_series=1, length=40))
