@@ -1,4 +1,5 @@
-"""`xlstm-seq rl benchmark`: XLSTMPPO vs RecurrentPPO (LSTM) vs PPO (MLP on stacked frames) on memory tasks.
+"""`xlstm-seq rl benchmark`: XLSTMPPO vs RecurrentPPO (LSTM) vs PPO (MLP on stacked frames, or on the current
+observation alone: the memoryless reference) on memory tasks.
 
 For every environment x seed x algorithm: train with the same PPO settings (from the environment's entry in
 the config), then evaluate the final policy deterministically. Reported per algorithm and environment: mean
@@ -25,7 +26,10 @@ from xlstm_seq.tracking.provenance import Provenance, cpu_model, visible_cores
 from xlstm_seq_bench.rl.config import ALGORITHMS, BenchmarkEnv, RLBenchmarkConfig
 from xlstm_seq_bench.rl.report import RunResult, plot_curves, render_markdown, summarise
 
-__all__ = ["ALGORITHMS", "BenchmarkEnv", "RLBenchmarkConfig", "run_benchmark", "run_one"]
+__all__ = [
+    "ALGORITHMS", "BenchmarkEnv", "RLBenchmarkConfig", "random_policy_return", "run_benchmark", "run_one",
+    "select_envs", "write_results",
+]  # fmt: skip
 
 #: Versions the report names beside the core ones.
 PACKAGES = ("stable-baselines3", "sb3-contrib", "gymnasium")
@@ -34,6 +38,29 @@ log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------------------------- runs
+
+
+def select_envs(config: RLBenchmarkConfig, env_ids: list[str]) -> tuple[RLBenchmarkConfig, dict[str, str]]:
+    """``config`` running ``env_ids`` only, and the config's environments left out (id -> reason, for the report).
+
+    An id the config holds keeps its entry; any other gymnasium or POPGym id gets the config's ``defaults``. Each
+    new id must name an environment that can be created: else a ValueError naming it.
+    """
+    from xlstm_seq.rl.envs import make_env
+
+    entries = {e.env_id: e for e in config.envs}
+    chosen = []
+    for env_id in dict.fromkeys(env_ids):
+        if env_id not in entries:
+            try:
+                make_env(env_id).close()
+            except Exception as error:  # gymnasium's NameNotFound, a missing optional dependency, ...
+                raise ValueError(
+                    f"--envs: cannot create environment {env_id!r}: {type(error).__name__}: {error}"
+                ) from error
+        chosen.append(entries.get(env_id) or config.env_settings(env_id))
+    not_run = {e: "left out with --envs" for e in entries if e not in env_ids}
+    return config.replace(envs=chosen), not_run
 
 
 def _make_vec_env(budget: BenchmarkEnv, seed: int, n_envs: int, frame_stack: int | None):
@@ -107,7 +134,7 @@ def run_one(
     from xlstm_seq.tracking import create_tracker
 
     config = config.for_env(budget)
-    frames = config.frame_stack if algorithm == "ppo_framestack" else None
+    frames = config.frame_stack if algorithm == "ppo_framestack" else None  # ppo_memoryless: the observation alone
     env = _make_vec_env(budget, seed, budget.n_envs, frames)
     eval_env = _make_vec_env(budget, seed + 10_000, 1, frames)
     if budget.normalize:
@@ -143,10 +170,44 @@ def run_one(
     return result
 
 
+def random_policy_return(budget: BenchmarkEnv, seed: int = 10_000) -> float:
+    """Mean return of uniformly random actions over ``budget.eval_episodes`` episodes (the report's floor)."""
+    from xlstm_seq.rl.envs import make_env
+
+    env = make_env(budget.env_id)
+    env.action_space.seed(seed)
+    returns = []
+    for episode in range(budget.eval_episodes):
+        env.reset(seed=seed + episode)
+        total, done = 0.0, False
+        while not done:
+            _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    env.close()
+    return float(np.mean(returns))
+
+
 def _params(config: RLBenchmarkConfig) -> dict[str, Any]:
     data = config.to_dict()
     data.pop("envs")
     return data
+
+
+def write_results(
+    path: Path, results: list[RunResult], random_returns: dict[str, float], config: RLBenchmarkConfig, provenance
+) -> None:
+    """Every run's result (curves included), the random-policy returns, the config and the provenance, as JSON
+    beside the markdown: what a later comparison of several benchmark runs reads."""
+    import json
+    from dataclasses import asdict
+
+    data = dict(
+        config=config.to_dict(), provenance=provenance.markdown(), random_returns=random_returns,
+        results=[asdict(r) for r in results],
+    )  # fmt: skip
+    path.write_text(json.dumps(data, indent=1))
 
 
 def _provenance(command: str, threads: int) -> Provenance:
@@ -175,6 +236,7 @@ def run_benchmark(
     threads = torch.get_num_threads()
     torch.set_num_threads(config.torch_threads)
     results: list[RunResult] = []
+    random_returns: dict[str, float] = {}
     try:
         for budget in config.envs:
             try:
@@ -183,6 +245,7 @@ def run_benchmark(
                 out(f"skipping {budget.env_id}: {type(error).__name__}: {error}")
                 not_run[budget.env_id] = f"could not be created ({type(error).__name__}: {error})"
                 continue
+            random_returns[budget.env_id] = random_policy_return(budget)
             for seed in config.seeds:
                 for algorithm in config.algorithms:
                     result = run_one(algorithm, config, budget, seed, track=track)
@@ -197,10 +260,11 @@ def run_benchmark(
         raise RuntimeError("no environment of the config could be created; nothing ran")
     rows = summarise(results)
     provenance = provenance.finish()
-    markdown = render_markdown(rows, config, provenance, not_run)
+    markdown = render_markdown(rows, config, provenance, not_run, random_returns)
     Path(config.out).parent.mkdir(parents=True, exist_ok=True)
     Path(config.out).write_text(markdown)
-    fig = plot_curves(results, config.figure_path)
+    write_results(Path(config.out).with_suffix(".json"), results, random_returns, config, provenance)
+    fig = plot_curves(results, config.figure_path, random_returns)
     from xlstm_seq.tracking import create_tracker
 
     with create_tracker(config.experiment, run_name="summary", enabled=track, tags=provenance.tags()) as tracker:

@@ -1,5 +1,6 @@
-"""The settings of ``xlstm-seq rl benchmark``: the grid (algorithms, seeds, environments with their budgets) and the
-model of each algorithm."""
+"""The settings of ``xlstm-seq rl benchmark``: the grid (algorithms, seeds, environments with their budgets), the
+suite's default environment settings (``defaults``, which every entry and every id named on the command line starts
+from) and the model of each algorithm."""
 
 from __future__ import annotations
 
@@ -8,15 +9,17 @@ from pathlib import Path
 from typing import Any
 
 from xlstm_seq.config import ConfigMixin, xLSTMConfig
+from xlstm_seq.rl.policies import default_memory_config
 from xlstm_seq.rl.train import EnvBudget
 
 __all__ = ["ALGORITHMS", "ALGORITHM_LABELS", "MODEL_KEYS", "BenchmarkEnv", "RLBenchmarkConfig"]
 
-ALGORITHMS = ("xlstm_ppo", "recurrent_ppo", "ppo_framestack")
+ALGORITHMS = ("xlstm_ppo", "recurrent_ppo", "ppo_framestack", "ppo_memoryless")
 ALGORITHM_LABELS = {
     "xlstm_ppo": "XLSTMPPO (xLSTM)",
     "recurrent_ppo": "RecurrentPPO (LSTM)",
     "ppo_framestack": "PPO (MLP, stacked frames)",
+    "ppo_memoryless": "PPO (MLP, current observation only)",
 }
 
 
@@ -58,19 +61,23 @@ def _default_envs() -> list[BenchmarkEnv]:
 
 
 def _default_memory() -> xLSTMConfig:
-    return xLSTMConfig(embedding_dim=64, num_blocks=1, num_heads=4)
+    return default_memory_config()  # MlpXLSTMPolicy's own default: the suite checks what a new user gets
 
 
 @dataclass
 class RLBenchmarkConfig(ConfigMixin):
     """The grid of the RL benchmark and the model of each algorithm."""
 
-    algorithms: list[str] = field(default_factory=lambda: list(ALGORITHMS))
-    """Which of xlstm_ppo, recurrent_ppo, ppo_framestack run."""
+    algorithms: list[str] = field(default_factory=lambda: list(ALGORITHMS[:3]))
+    """Which of xlstm_ppo, recurrent_ppo, ppo_framestack, ppo_memoryless run (default the first three)."""
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     """Seeds; every algorithm runs every seed on every environment."""
     envs: list[BenchmarkEnv] = field(default_factory=_default_envs)
-    """Environments with their budgets and PPO settings."""
+    """Environments with their budgets and PPO settings; a mapping entry starts from ``defaults``."""
+    defaults: dict[str, Any] = field(default_factory=dict)
+    """The suite's default environment settings (BenchmarkEnv fields but ``env_id`` and ``overrides``): each mapping
+    entry of ``envs`` fills the fields it leaves out from here, and so does an id named with ``--envs`` that no entry
+    holds. Empty: BenchmarkEnv's own defaults."""
     xlstm: xLSTMConfig = field(default_factory=_default_memory)
     """XLSTMPPO's memory stack."""
     critic_memory: str = "shared"
@@ -105,7 +112,12 @@ class RLBenchmarkConfig(ConfigMixin):
     def __post_init__(self) -> None:
         if isinstance(self.xlstm, dict):
             self.xlstm = xLSTMConfig.from_dict(self.xlstm)
-        self.envs = [BenchmarkEnv.from_dict(e) if isinstance(e, dict) else e for e in self.envs]
+        if not isinstance(self.defaults, dict):
+            raise TypeError(f"defaults must be a mapping of environment settings, got {type(self.defaults).__name__}")
+        unknown = sorted(set(self.defaults) - (set(BenchmarkEnv.__dataclass_fields__) - {"env_id", "overrides"}))
+        if unknown:
+            raise ValueError(f"defaults: unknown key(s) {unknown}; valid keys: fields of an envs entry but env_id")
+        self.envs = [self.env_settings(**e) if isinstance(e, dict) else e for e in self.envs]
         if not self.envs or not all(isinstance(e, BenchmarkEnv) for e in self.envs):
             raise ValueError("envs must be a non-empty list of environment entries (env_id, total_timesteps, ...)")
         unknown = sorted(set(self.algorithms) - set(ALGORITHMS))
@@ -122,6 +134,22 @@ class RLBenchmarkConfig(ConfigMixin):
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for budget in self.envs:
             self.for_env(budget)  # every override builds valid settings, or fails here naming the environment
+
+    def env_settings(self, env_id: str, **changes: Any) -> BenchmarkEnv:
+        """The entry of ``env_id`` built from ``defaults`` with ``changes`` on top (any gymnasium or POPGym id)."""
+        return BenchmarkEnv.from_dict({**self.defaults, **changes, "env_id": env_id})
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RLBenchmarkConfig:
+        """The config of a YAML mapping; each mapping entry of ``envs`` is completed from ``defaults`` first."""
+        defaults = data.get("defaults") or {}
+        if isinstance(data.get("envs"), list):
+            for entry in data["envs"]:
+                if isinstance(entry, dict) and "env_id" not in entry:
+                    raise ValueError(f"every envs entry needs an env_id; got an entry with keys {sorted(entry)}")
+            envs = [{**defaults, **e} if isinstance(e, dict) else e for e in data["envs"]]
+            data = {**data, "envs": envs}
+        return super().from_dict(data)
 
     def for_env(self, budget: BenchmarkEnv) -> RLBenchmarkConfig:
         """This config with ``budget.overrides`` applied (itself when there are none)."""

@@ -21,23 +21,38 @@ def _load(config_class, path: str | None, overrides: list[str]):
     return config_class.from_dict(apply_overrides(data, overrides))
 
 
+def split_overrides(args: argparse.Namespace, options: tuple[str, ...] = ("envs", "seeds", "algorithms")) -> None:
+    """Moves the dotted overrides (``key=value``) that argparse read as values of a list option (they came after
+    ``--seeds 1 2``, say) to ``args.overrides``, in place; then reads the seeds as integers."""
+    moved: list[str] = []
+    for name in options:
+        values = getattr(args, name)
+        if values:
+            moved += [v for v in values if "=" in v]
+            setattr(args, name, [v for v in values if "=" not in v] or None)
+    args.overrides = [*moved, *args.overrides]
+    if args.seeds:
+        bad = [s for s in args.seeds if not s.lstrip("-").isdigit()]
+        if bad:
+            raise ValueError(f"--seeds takes integers, got {bad}")
+        args.seeds = [int(s) for s in args.seeds]
+
+
 def _benchmark(args: argparse.Namespace) -> int:
     require_bench("rl benchmark")
-    from xlstm_seq_bench.rl.benchmark import RLBenchmarkConfig, run_benchmark
+    from xlstm_seq_bench.rl.benchmark import RLBenchmarkConfig, run_benchmark, select_envs
 
+    split_overrides(args)
     config = _load(RLBenchmarkConfig, args.config, args.overrides)
     not_run = {}
     if args.envs:
-        known = [e.env_id for e in config.envs]
-        missing = sorted(set(args.envs) - set(known))
-        if missing:
-            raise SystemExit(f"--envs {missing} not in the config; it has {known}")
-        not_run = {e: "left out with --envs" for e in known if e not in args.envs}
-        config = config.replace(envs=[e for e in config.envs if e.env_id in args.envs])
+        config, not_run = select_envs(config, args.envs)
     if args.seeds:
         config = config.replace(seeds=args.seeds)
     if args.algorithms:
-        config = config.replace(algorithms=args.algorithms)
+        config = config.replace(algorithms=args.algorithms)  # the config checks the names
+    if args.out:
+        config = config.replace(out=args.out)
     command = benchmark_command(args)
     run_benchmark(config, track=not args.no_track, command=command, not_run=not_run)
     return 0
@@ -45,7 +60,7 @@ def _benchmark(args: argparse.Namespace) -> int:
 
 def benchmark_command(args: argparse.Namespace) -> str:
     """The command line that reproduces ``args`` (written into the markdown), quoted for a POSIX shell."""
-    options = ("envs", "seeds", "algorithms", "no_track")
+    options = ("envs", "seeds", "algorithms", "out", "no_track")
     return reproducing_command(["xlstm-seq", "rl", "benchmark"], args, options=options)
 
 
@@ -62,11 +77,17 @@ def add_commands(groups) -> None:
     rl = groups.add_parser("rl", help="recurrent xLSTM agents for stable-baselines3").add_subparsers(
         dest="rl_command", required=True, metavar="SUBCOMMAND"
     )
-    bench = rl.add_parser("benchmark", help="XLSTMPPO vs RecurrentPPO vs PPO on POMDPs; writes benchmarks/rl/pomdp.md")
+    bench = rl.add_parser("benchmark", help="XLSTMPPO vs RecurrentPPO vs PPO on POMDPs; writes the config's out")
     bench.add_argument("--config", default="configs/rl/pomdp.yaml", help="YAML file (default: %(default)s)")
-    bench.add_argument("--envs", nargs="+", help="run only these env ids of the config")
-    bench.add_argument("--seeds", nargs="+", type=int, help="run only these seeds")
-    bench.add_argument("--algorithms", nargs="+", choices=["xlstm_ppo", "recurrent_ppo", "ppo_framestack"])
+    bench.add_argument(
+        "--envs", nargs="+", help="run these ids: the config's entry if it has one, else the config's defaults "
+        "(any gymnasium or POPGym id)"
+    )  # fmt: skip
+    bench.add_argument("--seeds", nargs="+", help="run these seeds (integers)")
+    bench.add_argument(
+        "--algorithms", nargs="+", help="xlstm_ppo, recurrent_ppo, ppo_framestack and/or ppo_memoryless"
+    )  # fmt: skip
+    bench.add_argument("--out", help="markdown report to write (the PNG and the results JSON go beside it)")
     bench.add_argument("--no-track", action="store_true", help="do not log to MLflow")
     bench.add_argument("overrides", nargs="*", help="dotted overrides such as xlstm.num_blocks=2")
     bench.set_defaults(func=_benchmark)
