@@ -315,6 +315,11 @@ class AutoXLSTMForecaster(BaseEstimator):
         """Forecasts with the chosen model (see :meth:`XLSTMForecaster.predict`)."""
         return self._fitted().predict(df, static_df=static_df, futr_df=futr_df, level=level)
 
+    def update(self, new_df: pd.DataFrame) -> AutoXLSTMForecaster:
+        """Appends new observations to the chosen model's history (see :meth:`XLSTMForecaster.update`)."""
+        self._fitted().update(new_df)
+        return self
+
     def cross_validation(self, df: pd.DataFrame, n_windows: int = 1, step_size: int | None = None,
                          h: int | None = None, static_df: pd.DataFrame | None = None, val_size: int = 0,
                          level: Sequence[float] | None = None, refit: bool | int = False) -> pd.DataFrame:  # fmt: skip

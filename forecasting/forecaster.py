@@ -5,6 +5,7 @@
     fc.predict(level=[80, 95])                    # unique_id, ds, xLSTMTime, xLSTMTime-lo-95, ... -hi-95
     fc.cross_validation(df, n_windows=3, h=24)    # adds `cutoff` and `y`; refit=True or an int refits
     fc.validation_report_                         # the model beside naive, seasonal naive and DLinear (val_size > 0)
+    fc.update(new_rows); fc.predict()             # forecasts from the new end of each series, nothing refitted
     fc.save("model_dir"); XLSTMForecaster.load("model_dir")
 
 It is a scikit-learn estimator (get_params/set_params, ``sklearn.base.clone``). Training and scaling live here once;
@@ -52,7 +53,15 @@ from xlstm_seq.forecasting.persistence import load_forecaster, save_forecaster
 from xlstm_seq.forecasting.plots import log_fit
 from xlstm_seq.forecasting.settings import check_level_list, check_settings, net_spec
 from xlstm_seq.forecasting.training import TrainingHistory, TrainingSettings, train_network
-from xlstm_seq.forecasting.validation import DS, ID, Y, check_long_frame, check_same_exog, check_static
+from xlstm_seq.forecasting.validation import (
+    DS,
+    ID,
+    Y,
+    check_long_frame,
+    check_same_exog,
+    check_static,
+    future_dates,
+)
 
 
 class XLSTMForecaster(BaseEstimator):
@@ -501,6 +510,56 @@ class XLSTMForecaster(BaseEstimator):
         starts = panels.offsets[1:] - self.input_size - self.h
         columns = self._served_columns(panels, starts, level)
         return long_frame(panels, columns, starts, self.input_size, self.ds_kind_ == "datetime")
+
+    def update(self, new_df: pd.DataFrame) -> XLSTMForecaster:
+        """Appends new observations to the kept history, so that ``predict()`` forecasts from the new end of each
+        series. Nothing is refitted: the weights, the exogenous scaling and the calibration stay as fit left them.
+
+        No model here carries a recurrent state from one window to the next: every forecast reads the last
+        ``input_size`` steps of a series (RevIN re-normalises each window, and the xLSTM stack starts each window
+        from a zero state), and a recurrent state cannot forget the step that leaves the window. So ``update`` keeps
+        the last ``input_size`` rows and ``predict`` re-encodes that window: its cost is that of one forecast
+        (O(input_size)), whatever the number of new observations, not a constant per observation. The forecasts equal
+        ``predict(df=...)`` on the extended frame.
+
+        Args:
+            new_df: Rows of fitted series that continue each series' kept history without a gap (the first new
+                ``ds`` is the step after the last one seen), with the same exogenous columns as at fit. With
+                ``mixing="variates"`` every series gets the same timestamps.
+
+        Raises:
+            ValueError: a series fit did not see, a gap or an overlap (naming the series and the expected ``ds``),
+                other columns than at fit, or series of a variates model updated unevenly.
+        """
+        self._check_fitted()
+        hist, futr, _ = self._lists()
+        check_long_frame(new_df, "new_df", hist + futr, freq=self.freq_)
+        check_same_exog(new_df, self.exog_columns_)
+        known = set(self.series_)
+        unknown = [u for u in new_df[ID].unique() if u not in known]
+        if unknown:
+            raise ValueError(f"new_df holds series {unknown[0]!r}, which the forecaster was not fitted on")
+        last = self.history_.groupby(ID, sort=False)[DS].last()
+        first = new_df.groupby(ID, sort=False)[DS].first()
+        for uid, ds in first.items():
+            expected = future_dates(last[uid], self.freq_, 1)[0]
+            datetime = self.ds_kind_ == "datetime"
+            if (pd.Timestamp(ds) != pd.Timestamp(expected)) if datetime else int(ds) != int(expected):
+                raise ValueError(
+                    f"new_df: series {uid!r} starts at ds={ds} but continues the kept history only at ds={expected} "
+                    f"(the step after its last row, {last[uid]})"
+                )
+        if self.mixing == "variates":
+            stamps = {uid: tuple(g[DS]) for uid, g in new_df.groupby(ID, sort=False)}
+            if len(stamps) != len(known) or len(set(stamps.values())) != 1:
+                raise ValueError("mixing='variates' forecasts every series from one window: update every series with "
+                                 "the same timestamps")  # fmt: skip
+        columns = list(self.history_.columns)
+        extended = pd.concat([self.history_, new_df[columns]], ignore_index=True)
+        order = {uid: i for i, uid in enumerate(self.series_)}
+        extended = extended.sort_values([ID, DS], key=lambda c: c.map(order) if c.name == ID else c, kind="stable")
+        self.history_ = extended.groupby(ID, sort=False).tail(self.input_size).reset_index(drop=True)
+        return self
 
     def _check_level(self, level: Sequence[float] | None) -> None:
         """Raises before any work when ``level`` cannot be served (a served baseline always has its intervals)."""
