@@ -195,6 +195,49 @@ def _params(config: RLBenchmarkConfig) -> dict[str, Any]:
     return data
 
 
+def _report(out: Callable[[str], None], result: RunResult) -> None:
+    out(
+        f"{result.env_id} {result.algorithm} seed {result.seed}: return {result.eval_mean:.3f} ± "
+        f"{result.eval_std:.3f}, {result.steps_per_second:.0f} steps/s ({result.train_seconds:.0f} s)"
+    )
+
+
+def _run_grid(grid: list, config: RLBenchmarkConfig, track: bool, out: Callable[[str], None]) -> list[RunResult]:
+    """Every (algorithm, environment, seed) of ``grid``, ``config.jobs`` at a time; results in grid order."""
+    if config.jobs == 1:
+        results = []
+        for algorithm, budget, seed in grid:
+            results.append(run_one(algorithm, config, budget, seed, track=track))
+            _report(out, results[-1])
+        return results
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    _import_trainers()  # before the fork: the children share these modules instead of reading them again
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=config.jobs, mp_context=context) as pool:
+        futures = {pool.submit(_run_in_child, a, config, b, s, track): i for i, (a, b, s) in enumerate(grid)}
+        results: list[RunResult | None] = [None] * len(grid)
+        for future in as_completed(futures):
+            results[futures[future]] = future.result()
+            _report(out, results[futures[future]])
+    return results
+
+
+def _run_in_child(algorithm: str, config: RLBenchmarkConfig, budget: BenchmarkEnv, seed: int, track: bool):
+    torch.set_num_threads(config.torch_threads)
+    return run_one(algorithm, config, budget, seed, track=track)
+
+
+def _import_trainers() -> None:
+    import sb3_contrib  # noqa: F401
+    import stable_baselines3.common.evaluation  # noqa: F401
+
+    import xlstm_seq.rl.logger  # noqa: F401
+    import xlstm_seq.rl.ppo  # noqa: F401
+    import xlstm_seq.tracking  # noqa: F401
+
+
 def write_results(
     path: Path, results: list[RunResult], random_returns: dict[str, float], config: RLBenchmarkConfig, provenance
 ) -> None:
@@ -233,27 +276,21 @@ def run_benchmark(
     from xlstm_seq.rl.envs import make_env
 
     provenance = _provenance(command, config.torch_threads)
+    random_returns: dict[str, float] = {}
+    grid = []
+    for budget in config.envs:
+        try:
+            make_env(budget.env_id).close()
+        except Exception as error:  # a missing optional dependency (Box2D, popgym) skips the environment
+            out(f"skipping {budget.env_id}: {type(error).__name__}: {error}")
+            not_run[budget.env_id] = f"could not be created ({type(error).__name__}: {error})"
+            continue
+        random_returns[budget.env_id] = random_policy_return(budget)
+        grid += [(algorithm, budget, seed) for seed in config.seeds for algorithm in config.algorithms]
     threads = torch.get_num_threads()
     torch.set_num_threads(config.torch_threads)
-    results: list[RunResult] = []
-    random_returns: dict[str, float] = {}
     try:
-        for budget in config.envs:
-            try:
-                make_env(budget.env_id).close()
-            except Exception as error:  # a missing optional dependency (Box2D, popgym) skips the environment
-                out(f"skipping {budget.env_id}: {type(error).__name__}: {error}")
-                not_run[budget.env_id] = f"could not be created ({type(error).__name__}: {error})"
-                continue
-            random_returns[budget.env_id] = random_policy_return(budget)
-            for seed in config.seeds:
-                for algorithm in config.algorithms:
-                    result = run_one(algorithm, config, budget, seed, track=track)
-                    results.append(result)
-                    out(
-                        f"{budget.env_id} {algorithm} seed {seed}: return {result.eval_mean:.1f} ± "
-                        f"{result.eval_std:.1f}, {result.steps_per_second:.0f} steps/s ({result.train_seconds:.0f} s)"
-                    )
+        results = _run_grid(grid, config, track, out)
     finally:
         torch.set_num_threads(threads)
     if not results:

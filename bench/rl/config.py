@@ -99,6 +99,9 @@ class RLBenchmarkConfig(ConfigMixin):
     """PPO's MLP for actor and critic."""
     torch_threads: int = 1
     """torch intra-op threads for every run (tiny per-step tensors are fastest, and fairest, on one)."""
+    jobs: int = 1
+    """Runs trained at the same time, each in a process of its own (forked; each with ``torch_threads``). More
+    than one shares the machine's cores between the runs, which lowers each run's measured throughput alike."""
     out: str = "benchmarks/rl/pomdp.md"
     """Markdown table written at the end."""
     figure: str | None = None
@@ -129,7 +132,7 @@ class RLBenchmarkConfig(ConfigMixin):
             raise ValueError(f"seeds must be a non-empty list of integers, got {self.seeds}")
         if self.critic_memory not in ("shared", "separate"):
             raise ValueError(f"critic_memory must be 'shared' or 'separate', got {self.critic_memory!r}")
-        for name in ("lstm_hidden_size", "frame_stack", "torch_threads"):
+        for name in ("lstm_hidden_size", "frame_stack", "torch_threads", "jobs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for budget in self.envs:

@@ -1,4 +1,4 @@
-"""The `xlstm-seq rl` command group: `benchmark` and `train`. Only argparse at import time; the RL code
+"""The `xlstm-seq rl` command group: `benchmark`, `compare` and `train`. Only argparse at import time; the RL code
 (stable-baselines3, gymnasium) is imported inside the handlers, and `benchmark` runs the benchmark suite
 (xlstm_seq_bench.rl), which the library itself never imports."""
 
@@ -64,6 +64,16 @@ def benchmark_command(args: argparse.Namespace) -> str:
     return reproducing_command(["xlstm-seq", "rl", "benchmark"], args, options=options)
 
 
+def _compare(args: argparse.Namespace) -> int:
+    require_bench("rl compare")
+    from xlstm_seq_bench.rl.compare import run_compare
+
+    command = reproducing_command(["xlstm-seq", "rl", "compare"], args, options=("out", "title"))
+    command = " ".join([command, *args.sources])
+    print(run_compare(args.sources, args.out, args.title, command))
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     from xlstm_seq.rl.train import RLTrainConfig, run_train
 
@@ -91,6 +101,12 @@ def add_commands(groups) -> None:
     bench.add_argument("--no-track", action="store_true", help="do not log to MLflow")
     bench.add_argument("overrides", nargs="*", help="dotted overrides such as xlstm.num_blocks=2")
     bench.set_defaults(func=_benchmark)
+
+    compare = rl.add_parser("compare", help="one page comparing several benchmark runs (their results JSON)")
+    compare.add_argument("sources", nargs="+", help="label=results.json pairs; a label named twice merges its files")
+    compare.add_argument("--out", required=True, help="markdown page to write")
+    compare.add_argument("--title", default="RL benchmark runs compared", help="the page's heading")
+    compare.set_defaults(func=_compare)
 
     train = rl.add_parser("train", help="train XLSTMPPO on one environment, tracked; saves the model")
     train.add_argument("--config", default="configs/rl/train_cartpole.yaml", help="YAML file (default: %(default)s)")

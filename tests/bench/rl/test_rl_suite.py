@@ -156,3 +156,43 @@ def test_suite_lines_judge_the_suite_targets():
     assert "ahead on at least half the tasks: NOT met (1 of 3)" in text
     assert "Throughput >= 3x RecurrentPPO's on every task: met (lowest 3.00x)" in text
     assert suite_lines([_row("CartPoleNoVel-v1", "xlstm_ppo", [500.0])]) == []
+
+
+def test_parallel_jobs_give_every_run_in_grid_order(tmp_path, monkeypatch):
+    from xlstm_seq.config import xLSTMConfig
+    from xlstm_seq_bench.rl.benchmark import run_benchmark
+
+    tiny = dict(total_timesteps=64, n_envs=2, n_steps=32, batch_size=32, n_epochs=1, eval_episodes=1)
+    config = RLBenchmarkConfig(
+        algorithms=["xlstm_ppo", "ppo_memoryless"],
+        seeds=[0, 1],
+        envs=[BenchmarkEnv(env_id="CartPoleNoVel-v1", **tiny)],
+        xlstm=xLSTMConfig(embedding_dim=8, num_blocks=1, num_heads=2),
+        jobs=2,
+        out=str(tmp_path / "par.md"),
+    )
+    rows = run_benchmark(config, out=lambda line: None)
+    assert [(r["algorithm"], r["seeds"]) for r in rows] == [("xlstm_ppo", [0, 1]), ("ppo_memoryless", [0, 1])]
+    with pytest.raises(ValueError, match="jobs must be >= 1"):
+        RLBenchmarkConfig(jobs=0)
+
+
+def test_compare_ranks_labels_by_their_aggregate(tmp_path):
+    def results_file(name, seed, value):
+        path = tmp_path / f"{name}_seed{seed}.json"
+        run = dict(algorithm="xlstm_ppo", env_id="popgym-RepeatFirstEasy-v0", seed=seed, eval_mean=value, eval_std=0.0,
+                   train_seconds=1.0, steps_per_second=100.0, curve=[[1, 0.0]], run_id=None)  # fmt: skip
+        data = dict(results=[run], random_returns={"popgym-RepeatFirstEasy-v0": -0.5},
+                    provenance=[f"Written by `{name} {seed}`."])  # fmt: skip
+        path.write_text(json.dumps(data))
+        return f"{name}={path}"
+
+    sources = [results_file("low", 10, -0.5), results_file("high", 10, 0.5), results_file("high", 11, 0.7)]
+    out = tmp_path / "cmp.md"
+    main(["rl", "compare", *sources, "--out", str(out), "--title", "Candidates"])
+    page = out.read_text()
+    assert page.startswith("# Candidates") and "| RepeatFirstEasy | -0.500 | 0.600 | -0.500 |" in page
+    assert page.index("| high | 0.600 ± 0.100 | 1 | 10, 11 |") < page.index("| low | -0.500 ± 0.000 | 1 | 10 |")
+    assert "- high: Written by `high 11`." in page
+    with pytest.raises(ValueError, match="label=results.json"):
+        main(["rl", "compare", str(tmp_path / "x.json"), "--out", str(out)])
