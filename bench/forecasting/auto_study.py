@@ -1,0 +1,156 @@
+"""`xlstm-seq forecast auto`: AutoXLSTMForecaster on long-horizon cells beside the grid-wide defaults and the
+hand-chosen grid, and the guardrail study (bench/forecasting/guardrail_study.py); writes
+benchmarks/forecasting/auto.md and a PNG beside it.
+
+Per long-horizon cell (the standard split of bench/forecasting/long_horizon.py, look-back as in the grid):
+
+    defaults      the grid-wide xLSTM settings of configs/forecasting/long_horizon.yaml (mean of its 5 seeds)
+    hand-chosen   that file's per-data-set settings for the cell (mean of 5 seeds, member variants as there)
+    auto          an Optuna search with ``time_budget_s`` / ``num_samples`` on the validation split, trained on the
+                  training split (refit=False: the grid's protocol), then the chosen settings as the mean of as many
+                  seeds as the grid takes (the best trial is seed 0's member)
+
+Every choice is made on the validation split; the test split is read once, for the report.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from xlstm_seq.config import ConfigMixin
+from xlstm_seq.config_io import load_yaml
+from xlstm_seq.forecasting import AutoXLSTMForecaster, XLSTMForecaster
+from xlstm_seq.forecasting.datasets import load_long_horizon
+from xlstm_seq.forecasting.guardrails import GuardrailWarning
+from xlstm_seq_bench.forecasting.guardrail_study import m4_weekly_fits, random_walk_fits
+from xlstm_seq_bench.forecasting.long_horizon import _fit_ours, _test_windows
+from xlstm_seq_bench.forecasting.long_horizon_config import LongHorizonConfig
+from xlstm_seq_bench.forecasting.scoring import score_windows
+
+
+@dataclass
+class AutoStudyConfig(ConfigMixin):
+    """Settings of `xlstm-seq forecast auto` (configs/forecasting/auto.yaml)."""
+
+    cells: list[list[Any]] = field(default_factory=lambda: [["ili", 24], ["etth2", 96], ["etth1", 96]])
+    """[data set, horizon] of each long-horizon cell; [] skips the comparison."""
+    grid: str = "configs/forecasting/long_horizon.yaml"
+    """The long-horizon grid whose defaults and hand-chosen settings auto is compared with."""
+    run_hand_chosen: bool = True
+    """Refit the hand-chosen cells here (False: only defaults and auto)."""
+    time_budget_s: float = 480.0
+    """Seconds of search per cell (no trial starts after them); the ensemble's refits come on top."""
+    num_samples: int = 40
+    """Trials per cell at most."""
+    auto_config: dict[str, Any] = field(default_factory=dict)
+    """Changes to AutoXLSTMForecaster's default space (its ``config``)."""
+    random_walks: dict[str, Any] = field(default_factory=lambda: {"n_sets": 8, "n_series": 4, "length": 600,
+                                                                   "test_windows": 4})  # fmt: skip
+    """Random-walk sets of the guardrail study; n_sets 0 skips them."""
+    random_walk_settings: dict[str, Any] = field(default_factory=lambda: {"h": 24, "input_size": 96})
+    """XLSTMForecaster settings of the random-walk fits (the library defaults otherwise)."""
+    m4_weekly_groups: int = 4
+    """Global fits on M4 Weekly, each on every n-th series; 0 skips M4 Weekly."""
+    m4_weekly_settings: dict[str, Any] = field(default_factory=lambda: {
+        "input_size": 52, "patch_len": 4, "max_steps": 500, "batch_size": 64, "learning_rate": 0.003,
+        "scale_loss": True, "val_check_steps": 100, "early_stop_patience_steps": 3})  # fmt: skip
+    """XLSTMForecaster settings of the M4 Weekly fits (configs/forecasting/m4.yaml's, with fewer steps)."""
+    seed: int = 0
+    num_threads: int = 1
+    device: str = "cpu"
+    out: str = "benchmarks/forecasting/auto.md"
+    experiment: str = "xlstm-seq-forecast-auto"
+
+
+@dataclass
+class CellResult:
+    """Test MSE/MAE and fit seconds of one cell for defaults, hand-chosen and auto; the search's record."""
+
+    dataset: str
+    h: int
+    input_size: int
+    scores: dict[str, dict[str, float]]
+    best_config: dict[str, Any]
+    trials: Any
+    search_seconds: float
+    val_report: Any
+
+
+def _auto_cell(config: AutoStudyConfig, grid: LongHorizonConfig, data, h: int, L: int, members: int, track: bool):
+    """The search on the cell's validation split, then ``members`` seeds of the chosen settings; test scores."""
+    end, n_windows, step = _test_windows(data, h, grid.max_test_windows, "test")
+    df = data.to_long(end, integer_ds=True)
+    train = df[df["ds"] < data.borders["test"][0]]
+    val_size = data.borders["val"][1] - data.borders["val"][0]
+    auto = AutoXLSTMForecaster(h=h, input_size=L, config=config.auto_config or None, num_samples=config.num_samples,
+                               time_budget_s=config.time_budget_s, valid_loss="mse", val_size=val_size, refit=False,
+                               season_length=data.season, random_seed=config.seed * members, device=config.device,
+                               progress=False, track=track, experiment=config.experiment)  # fmt: skip
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GuardrailWarning)  # the report shows the validation scores
+        auto.fit(train)
+    fitted = [auto.model_]
+    for j in range(1, members):
+        params = {**auto.model_.get_params(), "random_seed": config.seed * members + j, "guardrail": False,
+                  "fallback": "none", "track": track}  # fmt: skip
+        fitted.append(XLSTMForecaster(**params).fit(train, val_size=val_size))
+    seconds = time.perf_counter() - started
+    scores = score_windows(fitted[0], df, n_windows=n_windows, step_size=step, ensemble_with=fitted[1:])
+    return auto, {**scores, "seconds": seconds}
+
+
+def run_cells(config: AutoStudyConfig, track: bool, done=lambda cells: None) -> list[CellResult]:
+    """The long-horizon comparison, cell by cell; ``done(cells)`` after each cell."""
+    grid = LongHorizonConfig.from_dict(load_yaml(config.grid)).replace(device=config.device)
+    results = []
+    for name, h in config.cells:
+        h = int(h)
+        data = load_long_horizon(name)
+        L, hand, _ = grid.settings_for(name, h)
+        scores = {}
+        for label, settings in (("defaults", grid.xlstm), ("hand-chosen", hand)):
+            if label == "hand-chosen" and not config.run_hand_chosen:
+                continue
+            fit = _fit_ours(data, h, L, settings, config.seed, grid, track)
+            scores[label] = {"mse": fit.mse, "mae": fit.mae, "seconds": fit.seconds}
+            print(f"{name} h={h} {label}: test MSE {fit.mse:.4f} ({fit.seconds:.0f} s)", flush=True)
+        auto, scores["auto"] = _auto_cell(config, grid, data, h, L, grid.xlstm.ensemble, track)
+        print(f"{name} h={h} auto: test MSE {scores['auto']['mse']:.4f} ({scores['auto']['seconds']:.0f} s)",
+              flush=True)  # fmt: skip
+        results.append(CellResult(name, h, L, scores, auto.best_config_, auto.trials_, auto.search_seconds_,
+                                  auto.validation_report_))  # fmt: skip
+        done(results)
+    return results
+
+
+def run_auto_study(config: AutoStudyConfig, *, track: bool = True, command: str | None = None) -> Path:
+    """Runs the guardrail study, then the comparison cell by cell, and writes the report after each part (a run
+    stopped early leaves a page of what finished, whose targets section names the cells run); returns its path."""
+    from xlstm_seq_bench.forecasting.auto_report import capture_provenance, write_report
+
+    torch.set_num_threads(config.num_threads)
+    provenance = capture_provenance(config, command)
+    started = time.perf_counter()
+    walks = config.random_walks
+    walk_fits = (random_walk_fits({**config.random_walk_settings, "progress": False, "track": False},
+                                  walks["n_sets"], walks["n_series"], walks["length"], walks["test_windows"],
+                                  config.seed) if walks.get("n_sets") else [])  # fmt: skip
+    m4 = ([], 0, 0)
+    if config.m4_weekly_groups:
+        m4 = m4_weekly_fits({**config.m4_weekly_settings, "progress": False, "track": False},
+                            config.m4_weekly_groups, config.seed)  # fmt: skip
+
+    def write(cells: list[CellResult]) -> Path:
+        return write_report(config, cells, walk_fits, m4, time.perf_counter() - started, provenance.finish())
+
+    page = write([])
+    print(f"guardrail study written to {page}", flush=True)
+    cells = run_cells(config, track, done=write)
+    return write(cells)

@@ -1,0 +1,44 @@
+"""`xlstm-seq forecast auto` on a tiny budget: one ETTh1 cell (auto, defaults, hand-chosen), the guardrail study on
+random walks and M4 Weekly, and the page it writes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from xlstm_seq_bench.forecasting.auto_study import AutoStudyConfig, run_auto_study
+from xlstm_seq_bench.forecasting.long_horizon_config import LongHorizonConfig, ModelSettings
+
+ROOT = Path(os.environ.get("XLSTM_SEQ_DATA", "/nonexistent"))
+TINY = {"embedding_dim": 8, "num_heads": 2, "num_blocks": 1, "max_steps": 3, "batch_size": 4, "val_check_steps": 3}
+
+
+@pytest.mark.skipif(not (ROOT / "ett/ETTh1.csv").is_file() or not (ROOT / "m4").is_dir(), reason="no data root")
+def test_tiny_auto_study_writes_its_page(tmp_path, capsys):
+    tiny = ModelSettings(**TINY, ensemble=2)
+    grid = LongHorizonConfig(datasets=["etth1"], horizons=[24], input_size=48, max_test_windows=4, xlstm=tiny,
+                             dlinear=tiny.replace(model="dlinear", mixing="independent", ensemble=1),
+                             per_dataset={"etth1": {"xlstm": {"dropout": 0.5}}})  # fmt: skip
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(grid.to_dict()))
+    config = AutoStudyConfig(
+        cells=[["etth1", 24]], grid=str(tmp_path / "grid.yaml"), num_samples=2, time_budget_s=600,
+        auto_config={**TINY, "model": ["xlstm_time", "xlstm_mixer"]},
+        random_walks={"n_sets": 1, "n_series": 2, "length": 160, "test_windows": 2},
+        random_walk_settings={"h": 8, "input_size": 24, "patch_len": 8, "max_steps": 5, "embedding_dim": 8,
+                              "num_heads": 2},
+        m4_weekly_groups=1, m4_weekly_settings={"input_size": 26, "patch_len": 13, "max_steps": 3, "embedding_dim": 8,
+                                                "num_heads": 2, "scale_loss": True},
+        out=str(tmp_path / "auto.md"),
+    )  # fmt: skip
+    page = run_auto_study(config, track=False, command="xlstm-seq forecast auto 'cells=[[etth1,24]]'")
+    text = page.read_text()
+    assert "Written by `xlstm-seq forecast auto 'cells=[[etth1,24]]'`." in text
+    assert "| etth1 | 24 | 48 |" in text and ("| 2 / 0 |" in text or "| 1 / 1 |" in text)
+    assert "auto no worse than the defaults on every cell's test MSE:" in text
+    assert "- random walks: the guardrail fired in" in text and "- M4 Weekly: the guardrail fired in" in text
+    assert "| random walks 0 |" in text and "| M4 Weekly group 0 |" in text
+    assert "never silent" in text and "holds" in text
+    assert (tmp_path / "auto.png").stat().st_size > 0
