@@ -147,7 +147,8 @@ def write_report(config: AutoStudyConfig, cells: list[CellResult], walk_fits: li
         "",
         f"- auto: AutoXLSTMForecaster, search budget {config.time_budget_s:.0f} s and at most {config.num_samples} "
         f"trials per cell, ranked by validation MSE on the standard validation split, trained on the training split "
-        f"(refit=False, the grid's protocol); the chosen settings then as the mean of as many seeds as the grid's ensemble (5). Space: the "
+        f"(refit=False, the grid's protocol); the chosen settings then as the mean of as many seeds as the grid's "
+        f"ensemble (5). Space: the "
         f"default space{' with ' + str(config.auto_config) if config.auto_config else ''}.",
         f"- defaults: the grid-wide xLSTM settings of `{config.grid}`; hand-chosen: that file's per-data-set settings "
         "(both the mean of 5 seeds). MSE on the standardised test split, every test window.",
