@@ -17,6 +17,7 @@ CONFIG_CLASSES = {
     "forecast demo": "xlstm_seq.forecasting.demo:ForecastDemoConfig",
     "forecast m4": "xlstm_seq_bench.forecasting.m4:M4Config",
     "forecast airpassengers": "xlstm_seq_bench.forecasting.air_passengers:AirPassengersConfig",
+    "forecast auto": "xlstm_seq_bench.forecasting.auto_study:AutoStudyConfig",
 }
 
 
@@ -59,6 +60,15 @@ def _air_passengers(args: argparse.Namespace) -> int:
     return 0
 
 
+def _auto(args: argparse.Namespace) -> int:
+    require_bench("forecast auto")
+    from xlstm_seq_bench.forecasting.auto_study import AutoStudyConfig, run_auto_study
+
+    command = reproducing_command(["xlstm-seq", "forecast", "auto"], args, options=("out", "no_track"))
+    run_auto_study(_config(AutoStudyConfig, args), track=not args.no_track, command=command)
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from xlstm_seq.forecasting.demo import ForecastDemoConfig, forecast_demo
 
@@ -90,5 +100,7 @@ def add_commands(groups) -> None:
                         "m4.yaml", "groups=[hourly] hourly.max_steps=100", _m4)  # fmt: skip
     _add_config_command(sub, "airpassengers", "AirPassengers: our backbones vs neuralforecast and statsforecast",
                         "air_passengers.yaml", "seeds=[1] peers=[nf_lstm]", _air_passengers)  # fmt: skip
+    _add_config_command(sub, "auto", "auto mode vs the grid's defaults and hand-chosen cells; the guardrail study",
+                        "auto.yaml", "cells=[[ili,24]] time_budget_s=300", _auto)  # fmt: skip
     _add_config_command(sub, "demo", "fit, predict and plot on AirPassengers, tracked in MLflow", "demo.yaml",
                         "max_steps=100", _demo, out=False)  # fmt: skip
