@@ -202,14 +202,13 @@ def _report(out: Callable[[str], None], result: RunResult) -> None:
     )
 
 
-def _run_grid(grid: list, config: RLBenchmarkConfig, track: bool, out: Callable[[str], None]) -> list[RunResult]:
-    """Every (algorithm, environment, seed) of ``grid``, ``config.jobs`` at a time; results in grid order."""
+def _run_grid(grid: list, config: RLBenchmarkConfig, track: bool, done: Callable[[int, RunResult], None]) -> None:
+    """Trains every (algorithm, environment, seed) of ``grid``, ``config.jobs`` at a time, calling ``done(index,
+    result)`` as each finishes."""
     if config.jobs == 1:
-        results = []
-        for algorithm, budget, seed in grid:
-            results.append(run_one(algorithm, config, budget, seed, track=track))
-            _report(out, results[-1])
-        return results
+        for index, (algorithm, budget, seed) in enumerate(grid):
+            done(index, run_one(algorithm, config, budget, seed, track=track))
+        return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -217,11 +216,8 @@ def _run_grid(grid: list, config: RLBenchmarkConfig, track: bool, out: Callable[
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=config.jobs, mp_context=context) as pool:
         futures = {pool.submit(_run_in_child, a, config, b, s, track): i for i, (a, b, s) in enumerate(grid)}
-        results: list[RunResult | None] = [None] * len(grid)
         for future in as_completed(futures):
-            results[futures[future]] = future.result()
-            _report(out, results[futures[future]])
-    return results
+            done(futures[future], future.result())
 
 
 def _run_in_child(algorithm: str, config: RLBenchmarkConfig, budget: BenchmarkEnv, seed: int, track: bool):
@@ -238,19 +234,68 @@ def _import_trainers() -> None:
     import xlstm_seq.tracking  # noqa: F401
 
 
+def run_settings(algorithm: str, config: RLBenchmarkConfig, budget: BenchmarkEnv) -> dict[str, Any]:
+    """What decides a run's outcome besides its seed: the environment's settings and the algorithm's model."""
+    own = config.for_env(budget).to_dict()
+    keys = {
+        "xlstm_ppo": (
+            "xlstm",
+            "critic_memory",
+            "xlstm_actor_net_arch",
+            "xlstm_critic_net_arch",
+            "xlstm_sequence_length",
+        ),
+        "recurrent_ppo": ("lstm_hidden_size", "lstm_critic_net_arch"),
+        "ppo_framestack": ("frame_stack", "mlp_net_arch"),
+        "ppo_memoryless": ("mlp_net_arch",),
+    }[algorithm]
+    return dict(algorithm=algorithm, env=budget.to_dict(), torch_threads=config.torch_threads,
+                model={k: own[k] for k in keys})  # fmt: skip
+
+
+def _run_key(result_or_item) -> str:
+    if isinstance(result_or_item, RunResult):
+        return f"{result_or_item.algorithm}|{result_or_item.env_id}|{result_or_item.seed}"
+    algorithm, budget, seed = result_or_item
+    return f"{algorithm}|{budget.env_id}|{seed}"
+
+
 def write_results(
-    path: Path, results: list[RunResult], random_returns: dict[str, float], config: RLBenchmarkConfig, provenance
+    path: Path,
+    results: list[RunResult],
+    random_returns: dict[str, float],
+    config: RLBenchmarkConfig,
+    provenance: Provenance,
+    settings: dict[str, dict[str, Any]] | None = None,
 ) -> None:
-    """Every run's result (curves included), the random-policy returns, the config and the provenance, as JSON
-    beside the markdown: what a later comparison of several benchmark runs reads."""
+    """Every run's result (curves included), its settings (:func:`run_settings`, by ``algorithm|env|seed``), the
+    random-policy returns, the config and the provenance, as JSON beside the markdown: what a later comparison of
+    several benchmark runs reads, and what ``resume`` takes finished runs from. Written after every run."""
     import json
     from dataclasses import asdict
 
     data = dict(
         config=config.to_dict(), provenance=provenance.markdown(), random_returns=random_returns,
-        results=[asdict(r) for r in results],
+        results=[asdict(r) for r in results], settings=settings or {},
     )  # fmt: skip
     path.write_text(json.dumps(data, indent=1))
+
+
+def _finished_runs(path: Path, grid: list, config: RLBenchmarkConfig) -> dict[int, RunResult]:
+    """The runs of ``grid`` that ``path`` (an earlier results JSON) holds with the same settings, by grid index."""
+    import json
+
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text())
+    earlier = {_run_key(RunResult(**r)): RunResult(**r) for r in data.get("results", [])}
+    settings = data.get("settings", {})
+    found = {}
+    for index, item in enumerate(grid):
+        key = _run_key(item)
+        if key in earlier and settings.get(key) == run_settings(item[0], config, item[1]):
+            found[index] = earlier[key]
+    return found
 
 
 def _provenance(command: str, threads: int) -> Provenance:
@@ -266,11 +311,15 @@ def run_benchmark(
     command: str = "xlstm-seq rl benchmark --config configs/rl/pomdp.yaml",
     out: Callable[[str], None] = print,
     not_run: dict[str, str] | None = None,
+    resume: bool = False,
 ) -> list[dict[str, Any]]:
     """Runs the whole grid of ``config``; writes the markdown and PNG; returns the summary rows.
 
     ``not_run`` names environments of the YAML left out by the caller (env id -> reason) for the report;
-    environments whose optional dependency is missing are added to it here.
+    environments whose optional dependency is missing are added to it here. The results JSON beside ``out`` is
+    rewritten after every run; with ``resume``, the runs it already holds with the same settings
+    (:func:`run_settings`) are taken from it instead of trained again (an interrupted grid goes on), and the report
+    says how many.
     """
     not_run = dict(not_run or {})
     from xlstm_seq.rl.envs import make_env
@@ -287,20 +336,42 @@ def run_benchmark(
             continue
         random_returns[budget.env_id] = random_policy_return(budget)
         grid += [(algorithm, budget, seed) for seed in config.seeds for algorithm in config.algorithms]
+    if not grid:
+        raise RuntimeError("no environment of the config could be created; nothing ran")
+    results_path = Path(config.out).with_suffix(".json")
+    finished = _finished_runs(results_path, grid, config) if resume else {}
+    slots: list[RunResult | None] = [finished.get(i) for i in range(len(grid))]
+    settings = {_run_key(item): run_settings(item[0], config, item[1]) for item in grid}
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+
+    def done(index: int, result: RunResult) -> None:
+        slots[index] = result
+        _report(out, result)
+        kept = [r for r in slots if r is not None]
+        write_results(results_path, kept, random_returns, config, provenance, settings)
+
+    if finished:
+        out(f"resuming: {len(finished)} of {len(grid)} runs taken from {results_path}")
+    todo = [item for i, item in enumerate(grid) if i not in finished]
+    positions = [i for i in range(len(grid)) if i not in finished]
     threads = torch.get_num_threads()
     torch.set_num_threads(config.torch_threads)
     try:
-        results = _run_grid(grid, config, track, out)
+        _run_grid(todo, config, track, lambda i, result: done(positions[i], result))
     finally:
         torch.set_num_threads(threads)
-    if not results:
-        raise RuntimeError("no environment of the config could be created; nothing ran")
+    results = [r for r in slots if r is not None]
+    if finished:
+        config = config.replace(
+            notes=[*config.notes, f"{len(finished)} of {len(grid)} runs were taken from the results of an earlier, "
+                   f"interrupted run of this command ({results_path.as_posix()}, same settings); the rest ran here."]
+        )  # fmt: skip
     rows = summarise(results)
     provenance = provenance.finish()
     markdown = render_markdown(rows, config, provenance, not_run, random_returns)
     Path(config.out).parent.mkdir(parents=True, exist_ok=True)
     Path(config.out).write_text(markdown)
-    write_results(Path(config.out).with_suffix(".json"), results, random_returns, config, provenance)
+    write_results(results_path, results, random_returns, config, provenance, settings)
     fig = plot_curves(results, config.figure_path, random_returns)
     from xlstm_seq.tracking import create_tracker
 

@@ -54,13 +54,13 @@ def _benchmark(args: argparse.Namespace) -> int:
     if args.out:
         config = config.replace(out=args.out)
     command = benchmark_command(args)
-    run_benchmark(config, track=not args.no_track, command=command, not_run=not_run)
+    run_benchmark(config, track=not args.no_track, command=command, not_run=not_run, resume=args.resume)
     return 0
 
 
 def benchmark_command(args: argparse.Namespace) -> str:
     """The command line that reproduces ``args`` (written into the markdown), quoted for a POSIX shell."""
-    options = ("envs", "seeds", "algorithms", "out", "no_track")
+    options = ("envs", "seeds", "algorithms", "out", "resume", "no_track")
     return reproducing_command(["xlstm-seq", "rl", "benchmark"], args, options=options)
 
 
@@ -98,6 +98,10 @@ def add_commands(groups) -> None:
         "--algorithms", nargs="+", help="xlstm_ppo, recurrent_ppo, ppo_framestack and/or ppo_memoryless"
     )  # fmt: skip
     bench.add_argument("--out", help="markdown report to write (the PNG and the results JSON go beside it)")
+    bench.add_argument(
+        "--resume", action="store_true", help="take the runs that the results JSON beside --out already holds with "
+        "the same settings (an interrupted grid goes on)"
+    )  # fmt: skip
     bench.add_argument("--no-track", action="store_true", help="do not log to MLflow")
     bench.add_argument("overrides", nargs="*", help="dotted overrides such as xlstm.num_blocks=2")
     bench.set_defaults(func=_benchmark)

@@ -196,3 +196,26 @@ def test_compare_ranks_labels_by_their_aggregate(tmp_path):
     assert "- high: Written by `high 11`." in page
     with pytest.raises(ValueError, match="label=results.json"):
         main(["rl", "compare", str(tmp_path / "x.json"), "--out", str(out)])
+
+
+def test_resume_takes_finished_runs_with_the_same_settings_only(tmp_path):
+    from xlstm_seq.config import xLSTMConfig
+    from xlstm_seq_bench.rl.benchmark import run_benchmark
+
+    tiny = dict(total_timesteps=64, n_envs=2, n_steps=32, batch_size=32, n_epochs=1, eval_episodes=1)
+    config = RLBenchmarkConfig(
+        algorithms=["ppo_memoryless"], seeds=[0], envs=[BenchmarkEnv(env_id="CartPoleNoVel-v1", **tiny)],
+        xlstm=xLSTMConfig(embedding_dim=8, num_blocks=1, num_heads=2), out=str(tmp_path / "r.md"),
+    )  # fmt: skip
+    run_benchmark(config, track=False, out=lambda line: None)
+    first = json.loads((tmp_path / "r.json").read_text())["results"][0]
+    lines: list[str] = []
+    run_benchmark(config.replace(seeds=[0, 1]), track=False, out=lines.append, resume=True)
+    assert "resuming: 1 of 2 runs taken from" in "\n".join(lines)
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert [r["seed"] for r in data["results"]] == [0, 1] and data["results"][0] == first
+    assert "1 of 2 runs were taken from the results of an earlier" in (tmp_path / "r.md").read_text()
+    longer = config.replace(envs=[BenchmarkEnv(env_id="CartPoleNoVel-v1", **{**tiny, "total_timesteps": 96})])
+    lines.clear()
+    run_benchmark(longer, track=False, out=lines.append, resume=True)
+    assert not any(line.startswith("resuming") for line in lines)  # other settings: trained again
