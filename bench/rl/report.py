@@ -32,9 +32,13 @@ class RunResult:
 
 
 def summarise(results: list[RunResult]) -> list[dict[str, Any]]:
-    """One row per (environment, algorithm): mean +- std over seeds of the final return and of steps/s."""
+    """One row per (environment, algorithm), environments in the order they ran: mean +- std over seeds of the
+    final return and of steps/s."""
     rows = []
-    keys = sorted({(r.env_id, r.algorithm) for r in results}, key=lambda k: (k[0], ALGORITHMS.index(k[1])))
+    env_order = list(dict.fromkeys(r.env_id for r in results))  # the config's order
+    keys = sorted(
+        {(r.env_id, r.algorithm) for r in results}, key=lambda k: (env_order.index(k[0]), ALGORITHMS.index(k[1]))
+    )
     for env_id, algorithm in keys:
         runs = [r for r in results if (r.env_id, r.algorithm) == (env_id, algorithm)]
         finals = np.array([r.eval_mean for r in runs])
