@@ -11,10 +11,34 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from xlstm_seq.compiled import CompiledPath
 from xlstm_seq.components import BlockDiagonalLinear, CausalConv1d, GatedMLP, MultiHeadLayerNorm
 from xlstm_seq.config import xLSTMConfig
+from xlstm_seq.kernels.registry import resolve_backend
 from xlstm_seq.kernels.slstm import slstm, slstm_step
+from xlstm_seq.kernels.slstm.naive import _slstm_recurrent, _step
 from xlstm_seq.state import sLSTMBlockState
+
+# The sLSTM recurrence is a loop over time: traced into a compiled whole-sequence pass it would unroll T steps
+# into one graph (minutes of compiling, and again for every new T). A compiled pass instead leaves the loop
+# eager and runs each step through this one compiled cell, shared by every sLSTM layer (graphs per shape).
+_COMPILED_CELL = CompiledPath(_step, "forward", setting=True)
+
+
+def _compiled_cell_step(pre_x, R, c, n, m, h, may_be_empty=True):
+    dynamic = ((pre_x, 0), (c, 0), (n, 0), (m, 0), (h, 0))
+    return _COMPILED_CELL(pre_x, R, c, n, m, h, may_be_empty, device=pre_x.device, dynamic=dynamic)
+
+
+@torch._disable_dynamo  # torch._dynamo.disable would import dynamo (and triton) with this module
+def _slstm_with_compiled_cell(gates_x, R, b, state, resets):
+    """The reference recurrence, stepping through the compiled cell; called from inside a compiled pass."""
+    h, new_state = _slstm_recurrent(gates_x, R, b, state, resets, step=_compiled_cell_step)
+    # The compiled code after the loop receives these: a batch size > 1 is dynamic there, as everywhere.
+    for t in (h, *new_state):
+        if t.shape[0] > 1:
+            torch._dynamo.maybe_mark_dynamic(t, 0)
+    return h, new_state
 
 
 class sLSTMLayer(nn.Module):
@@ -70,9 +94,11 @@ class sLSTMLayer(nn.Module):
         if state is None:
             state = self.zero_state(x.shape[0], x.device)
         gates_x, conv_state = self._gates_x(x, state.conv, resets)
-        h, (c, n, m, h_last) = slstm(
-            gates_x, self.R, self.b, (state.c, state.n, state.m, state.h), resets, backend=self.config.slstm_backend
-        )
+        carried = (state.c, state.n, state.m, state.h)
+        if torch.compiler.is_compiling() and resolve_backend("slstm", self.config.slstm_backend, x.device) == "torch":
+            h, (c, n, m, h_last) = _slstm_with_compiled_cell(gates_x, self.R, self.b, carried, resets)
+        else:
+            h, (c, n, m, h_last) = slstm(gates_x, self.R, self.b, carried, resets, backend=self.config.slstm_backend)
         return self.out_norm(h), sLSTMBlockState(conv_state.float(), c, n, m, h_last)
 
     def step(self, x_t: Tensor, state: sLSTMBlockState | None = None) -> tuple[Tensor, sLSTMBlockState]:

@@ -4,6 +4,7 @@
     y, state = stack(x)                      # x (B, T, E), any T >= 1
     y2, state = stack(x2, state)             # continue where the last call stopped
     y_t, state = stack.step(x_t, state)      # x_t (B, E), constant memory per step
+    stack = xLSTMStack(config, compile=False)  # never compile (default "auto", see xlstm_seq.compiled)
 
 One full pass, the same sequence fed in chunks with the state carried, and T calls of ``step`` give the
 same outputs; ``resets`` (B, T) clears the memory before the marked steps, as if the segments ran apart.
@@ -12,6 +13,10 @@ Inputs must have the dtype of the stack's parameters (float32 unless the stack w
 module; under ``torch.autocast`` other floating dtypes are fine. The input is not cast silently: float64 data would
 lose precision unnoticed, and a half-precision stack fed float32 would hide that the caller meant another dtype.
 A state must come from a stack of the same sizes; one that does not is refused naming the sizes that differ.
+
+``compile`` ("auto", True or False) runs ``forward`` and ``step`` through torch.compile on a CPU
+(:mod:`xlstm_seq.compiled`): "auto" compiles a path once it is expected to run long enough to repay the first
+compile; False keeps plain eager PyTorch. Inputs are checked eagerly either way.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from xlstm_seq.compiled import CompiledPath, CompileSetting, check_compile_setting
 from xlstm_seq.config import xLSTMConfig
+from xlstm_seq.kernels.registry import resolve_backend
 from xlstm_seq.mlstm_layer import mLSTMBlock
 from xlstm_seq.slstm_layer import sLSTMBlock
 from xlstm_seq.state import mLSTMBlockState, sLSTMBlockState, xLSTMState
@@ -28,11 +35,12 @@ from xlstm_seq.state import mLSTMBlockState, sLSTMBlockState, xLSTMState
 class xLSTMStack(nn.Module):
     """A stack of xLSTM blocks over (B, T, E) sequences; see the module docstring for the contract."""
 
-    def __init__(self, config: xLSTMConfig):
+    def __init__(self, config: xLSTMConfig, compile: CompileSetting = "auto"):
         super().__init__()
         if not isinstance(config, xLSTMConfig):
             raise TypeError(f"xLSTMStack expects an xLSTMConfig, got {type(config).__name__}")
         self.config = config
+        self.compile_mode = compile
         slstm_ids = set(config.slstm_block_ids)
         self.blocks = nn.ModuleList(
             [sLSTMBlock(config) if i in slstm_ids else mLSTMBlock(config) for i in range(config.num_blocks)]
@@ -45,6 +53,38 @@ class xLSTMStack(nn.Module):
     def block_types(self) -> list[str]:
         """ "m" or "s" per block, in order."""
         return ["s" if isinstance(b, sLSTMBlock) else "m" for b in self.blocks]
+
+    @property
+    def compile_mode(self) -> CompileSetting:
+        """The compile switch of ``forward`` and ``step``: "auto", True or False (settable)."""
+        return self._compile_mode
+
+    @compile_mode.setter
+    def compile_mode(self, value: CompileSetting) -> None:
+        self._compile_mode = check_compile_setting(value)
+        for path in self._paths().values():
+            path.setting = self._compile_mode
+
+    def compiled_path(self, name: str) -> CompiledPath:
+        """The :class:`~xlstm_seq.compiled.CompiledPath` of ``"forward"`` or ``"step"``: declare a plan with
+        ``expect_calls``, or read ``is_compiled`` and ``fallback_reason``. Built on first use, never pickled."""
+        paths = self._paths()
+        if name not in paths:
+            fn = {"forward": self._forward_blocks, "step": self._step_blocks}.get(name)
+            if fn is None:
+                raise ValueError(f"compiled paths are 'forward' and 'step', got {name!r}")
+            paths[name] = CompiledPath(fn, name, self._compile_mode)
+        return paths[name]
+
+    def _paths(self) -> dict[str, CompiledPath]:
+        # Kept outside the module's attributes: compiled functions do not pickle, and a copy builds its own.
+        return self.__dict__.setdefault("_compiled_paths", {})
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state = dict(state)
+        state.pop("_compiled_paths", None)
+        return state
 
     def init_state(self, batch_size: int, device: torch.device | str | None = None) -> xLSTMState:
         """The zero state for ``batch_size`` sequences."""
@@ -69,6 +109,12 @@ class xLSTMStack(nn.Module):
         if resets is not None:
             resets = self._check_resets(resets, B, T, x.device)
         states = self._check_state(state, B, x.device)
+        self._resolve_backends(x.device)
+        dynamic = self._batch_dims(x, states, resets)
+        return self.compiled_path("forward")(x, states, resets, device=x.device, dynamic=dynamic)
+
+    def _forward_blocks(self, x: Tensor, states: list, resets: Tensor | None) -> tuple[Tensor, xLSTMState]:
+        """The checked whole-sequence pass (the function ``forward`` compiles)."""
         new_states = []
         for block, block_state in zip(self.blocks, states, strict=True):
             x, block_state = block(x, block_state, resets)
@@ -79,11 +125,34 @@ class xLSTMStack(nn.Module):
         """Advances one time step: x_t (B, E) -> y_t (B, E), next state. Reset rows first with ``state.reset``."""
         self._check_input(x_t, expected_dims=2, name="x_t", shape_text="(B, E)")
         states = self._check_state(state, x_t.shape[0], x_t.device)
+        self._resolve_backends(x_t.device)
+        dynamic = self._batch_dims(x_t, states, None)
+        return self.compiled_path("step")(x_t, states, device=x_t.device, dynamic=dynamic)
+
+    def _step_blocks(self, x_t: Tensor, states: list) -> tuple[Tensor, xLSTMState]:
+        """The checked single step (the function ``step`` compiles)."""
         new_states = []
         for block, block_state in zip(self.blocks, states, strict=True):
             x_t, block_state = block.step(x_t, block_state)
             new_states.append(block_state)
         return self.post_norm(x_t), xLSTMState(new_states)
+
+    def _resolve_backends(self, device: torch.device) -> None:
+        # Resolved (and logged) once here, outside any compiled region, where logging would break the graph.
+        kinds = set(self.block_types)
+        if "m" in kinds:
+            resolve_backend("mlstm", self.config.mlstm_backend, device)
+        if "s" in kinds:
+            resolve_backend("slstm", self.config.slstm_backend, device)
+
+    @staticmethod
+    def _batch_dims(x: Tensor, states: list, resets: Tensor | None) -> tuple[tuple[Tensor, int], ...]:
+        """(tensor, dim) of every batch dimension: marked dynamic so that a new batch size reuses the graph."""
+        dims = [(x, 0)] + ([(resets, 0)] if resets is not None else [])
+        for block_state in states:
+            if block_state is not None:
+                dims += [(t, 0) for t in block_state.tensors()]
+        return tuple(dims)
 
     def _check_input(self, x: Tensor, expected_dims: int, name: str, shape_text: str) -> None:
         E = self.config.embedding_dim

@@ -84,7 +84,9 @@ def _step(pre_x: torch.Tensor, R: torch.Tensor, c, n, m, h, may_be_empty: bool =
     return c, n, m_new, h
 
 
-def _slstm_recurrent(gates_x, R, b, initial_state, resets):
+def _slstm_recurrent(gates_x, R, b, initial_state, resets, step=None):
+    """The loop over time; ``step`` replaces :func:`_step` (same signature), e.g. by a compiled version of it."""
+    step = _step if step is None else step
     B, T, _, H, D = gates_x.shape
     cdt = compute_dtype(gates_x.dtype)
     out_dtype = gates_x.dtype
@@ -98,7 +100,7 @@ def _slstm_recurrent(gates_x, R, b, initial_state, resets):
         if reset_steps[t]:
             r = resets[:, t, None, None]  # (B,1,1)
             state = tuple(torch.where(r, 0.0, s) for s in state)
-        state = _step(pre_x[:, t], R, *state, may_be_empty=t == 0 or reset_steps[t])
+        state = step(pre_x[:, t], R, *state, may_be_empty=t == 0 or reset_steps[t])
         hs.append(state[3])
     return torch.stack(hs, dim=1).to(out_dtype), state
 
