@@ -16,6 +16,8 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
+from xlstm_seq.compiled import CompileSetting, configure_stacks
+
 
 @dataclass
 class TrainingSettings:
@@ -29,6 +31,9 @@ class TrainingSettings:
     """Validation checks without improvement before stopping; <= 0: never stop early."""
     ema_decay: float | None = None
     """Check, keep and serve a moving average of the weights (decay per step); None: the raw weights."""
+    compile: CompileSetting = "auto"
+    """The compile switch of the network's xLSTM stacks (xlstm_seq.compiled): "auto" compiles their training pass
+    on a CPU when ``max_steps`` is long enough to repay the first compile; True always; False never."""
 
 
 @dataclass
@@ -63,6 +68,7 @@ def train_network(
         validation_score: the validation score of the network it is given (lower is better); None: no validation,
             the last weights (or their moving average) are kept.
     """
+    configure_stacks(net, settings.compile, forward_calls=settings.max_steps)
     # The weights that are checked and kept: the raw ones or their moving average.
     averaged = None
     if settings.ema_decay is not None:

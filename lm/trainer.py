@@ -32,6 +32,7 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import Tensor, nn
 
 from xlstm_seq import devices
+from xlstm_seq.compiled import check_compile_setting, configure_stacks
 from xlstm_seq.components import BlockDiagonalLinear
 from xlstm_seq.config import ConfigMixin
 from xlstm_seq.lm.loader import TokenBatches, fixed_batches
@@ -90,8 +91,9 @@ class TrainConfig(ConfigMixin):
     """Continue from the newest checkpoint in out_dir when there is one."""
     precision: str = "auto"
     """"auto" (bf16 autocast on CUDA, fp32 on CPU), "fp32", or "bf16" (autocast on CUDA or CPU)."""
-    compile: bool = False
-    """Wrap the model in torch.compile."""
+    compile: bool | str = "auto"
+    """True wraps the whole model in torch.compile; "auto" compiles the model's xLSTM stacks on a CPU when the run
+    has enough steps to repay the first compile (xlstm_seq.compiled); False runs everything eagerly."""
     device: str = "auto"
     """"auto" (cuda:LOCAL_RANK when available, else cpu), "cpu" or "cuda"."""
     seed: int = 0
@@ -125,6 +127,7 @@ class TrainConfig(ConfigMixin):
         self.betas = [float(b) for b in self.betas]
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        check_compile_setting(self.compile)
         context = self.model.context_length
         if context is not None and self.seq_len > context:
             raise ValueError(f"seq_len ({self.seq_len}) exceeds the GPT-2 context_length ({context})")
@@ -251,7 +254,10 @@ class Trainer:
         if self.dist.world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = nn.parallel.DistributedDataParallel(self.raw_model, device_ids=ids)
-        if config.compile:
+        # The stacks' own switch: "auto" plans one training pass per micro-batch (evaluation passes come on top).
+        planned_passes = config.max_steps * config.grad_accum_steps
+        configure_stacks(self.raw_model, config.compile, forward_calls=planned_passes)
+        if config.compile is True:
             self.model = torch.compile(self.model)
 
         self.step = 0

@@ -22,6 +22,7 @@ from stable_baselines3.common.utils import FloatSchedule, explained_variance, ob
 from stable_baselines3.common.vec_env import VecEnv
 from torch.nn import functional as F
 
+from xlstm_seq.compiled import CompileSetting, check_compile_setting, configure_stacks
 from xlstm_seq.rl.agent_file import load_agent, save_agent
 from xlstm_seq.rl.buffers import make_rollout_buffer
 from xlstm_seq.rl.policies import (
@@ -65,6 +66,9 @@ class XLSTMPPO(OnPolicyAlgorithm):
         target_kl: stop an update's epochs early once the approximate KL exceeds 1.5 * target_kl. Default None.
         sequence_length: length L of the training sequences; must divide n_steps and batch_size.
             Default: ``min(n_steps, batch_size)``.
+        compile: torch.compile the memory's rollout ``step`` and training pass on a CPU (:mod:`xlstm_seq.compiled`):
+            True, False, or "auto" (default), which compiles each once ``learn`` plans enough calls to repay the
+            first compile (a rollout step per environment step and env; a training pass per minibatch).
 
     The other arguments are SB3's PPO's (stats_window_size, tensorboard_log, policy_kwargs, verbose, seed, device).
     """
@@ -100,8 +104,10 @@ class XLSTMPPO(OnPolicyAlgorithm):
         verbose: int = 0,
         seed: int | None = None,
         device: torch.device | str = "auto",
+        compile: CompileSetting = "auto",
         _init_setup_model: bool = True,
     ):
+        check_compile_setting(compile)
         for name, value in (("n_steps", n_steps), ("batch_size", batch_size), ("n_epochs", n_epochs)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -158,6 +164,7 @@ class XLSTMPPO(OnPolicyAlgorithm):
         self.normalize_advantage = normalize_advantage
         self.target_kl = target_kl
         self.sequence_length = sequence_length
+        self.compile = compile
         self._last_policy_state: XLSTMPolicyState | None = None
         if _init_setup_model:
             self._setup_model()
@@ -172,6 +179,7 @@ class XLSTMPPO(OnPolicyAlgorithm):
         if not isinstance(self.policy, XLSTMActorCriticPolicy):
             raise TypeError(f"XLSTMPPO needs an XLSTMActorCriticPolicy, got {type(self.policy).__name__}")
         self.policy = self.policy.to(self.device)
+        configure_stacks(self.policy, getattr(self, "compile", "auto"))
         self.rollout_buffer = make_rollout_buffer(
             self.observation_space,
             buffer_size=self.n_steps,
@@ -376,6 +384,10 @@ class XLSTMPPO(OnPolicyAlgorithm):
     ) -> SelfXLSTMPPO:
         if reset_num_timesteps:
             self._last_policy_state = None
+        # The plan, for compile="auto": one step per env step and env; one training pass per minibatch.
+        rollouts = -(-total_timesteps // (self.n_steps * self.n_envs))
+        passes = rollouts * self.n_epochs * -(-self.n_steps * self.n_envs // self.batch_size)
+        configure_stacks(self.policy, self.compile, step_calls=total_timesteps // self.n_envs, forward_calls=passes)
         return super().learn(
             total_timesteps=total_timesteps,
             callback=callback,
