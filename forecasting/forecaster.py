@@ -148,6 +148,9 @@ class XLSTMForecaster(BaseEstimator):
             (under the model's alias, with conformal intervals from the baseline's validation errors).
         season_length: Season of the seasonal naive baseline; None: from the frame's freq (hourly 24, daily 7,
             weekly 52, monthly 12, quarterly 4), left out when unknown.
+        compile: The compile switch of the network's xLSTM stacks (``xlstm_seq.compiled``): "auto" (default)
+            compiles their training pass on a CPU only when ``max_steps`` is long enough to repay the first compile
+            (a short fit stays eager); True always; False never (plain eager PyTorch).
     """
 
     def __init__(
@@ -196,6 +199,7 @@ class XLSTMForecaster(BaseEstimator):
         guardrail: bool = True,
         fallback: str = "none",
         season_length: int | None = None,
+        compile: bool | str = "auto",
     ):
         self.h = h
         self.input_size = input_size
@@ -241,6 +245,7 @@ class XLSTMForecaster(BaseEstimator):
         self.guardrail = guardrail
         self.fallback = fallback
         self.season_length = season_length
+        self.compile = compile
         # Refused here, not after a fit: a bad setting (level=[150], h=2.5, loss="huber") names itself at once.
         # The arguments are stored as given, so get_params, set_params and sklearn's clone work as before.
         check_settings(self, device=False)
@@ -405,7 +410,7 @@ class XLSTMForecaster(BaseEstimator):
         settings = TrainingSettings(
             max_steps=self.max_steps, learning_rate=self.learning_rate, weight_decay=self.weight_decay,
             val_check_steps=self.val_check_steps, early_stop_patience_steps=self.early_stop_patience_steps,
-            ema_decay=self.ema_decay,
+            ema_decay=self.ema_decay, compile=self.compile,
         )  # fmt: skip
         checks = []
 

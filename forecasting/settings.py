@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from xlstm_seq.compiled import check_compile_setting
 from xlstm_seq.devices import resolve_device
 from xlstm_seq.forecasting.intervals import check_method
 from xlstm_seq.forecasting.losses import LOSSES, output_size
@@ -71,6 +72,7 @@ def _check_kinds(fc: XLSTMForecaster) -> None:
     for name in ("alias", "tracking_uri"):
         if getattr(fc, name) is not None and not isinstance(getattr(fc, name), str):
             raise ValueError(f"{name} must be None or a string, got {getattr(fc, name)!r}")
+    check_compile_setting(fc.compile)
     if fc.fallback not in FALLBACKS:
         raise ValueError(f"fallback must be one of {FALLBACKS}, got {fc.fallback!r}")
     if fc.fallback == "baseline" and not fc.guardrail:
