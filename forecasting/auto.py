@@ -251,24 +251,26 @@ class AutoXLSTMForecaster(BaseEstimator):
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"validation loss {score:.4g} at check {check}")
 
-            begun = time.perf_counter()
+            begun, pruned = time.perf_counter(), None
             with create_tracker(self.experiment, run_name=f"trial-{trial.number}", enabled=self.track,
                                 tracking_uri=self.tracking_uri, tags=_child_of(parent_id)) as run:  # fmt: skip
                 run.log_params(settings)
                 try:
                     fc.fit(df, static_df=static_df, val_size=val_size, validation_callback=report)
-                except optuna.TrialPruned:
-                    run.set_tags({"trial.state": "PRUNED"})
-                    raise
-                finally:
-                    for check, value in enumerate(checks):
-                        run.log_metrics({"val/loss": value}, step=check)
-                    trial.set_user_attr("seconds", time.perf_counter() - begun)
-                score = _validation_score(fc, df, static_df, val_size)
-                best_check = int(np.argmin(checks)) if checks else -1
-                trial.set_user_attr("steps", fc.steps_trained_)
-                run.log_metrics({"val/score": score, "fit/seconds": fc.fit_seconds_, "fit/steps": fc.steps_trained_})
-                run.set_tags({"trial.state": "COMPLETE"})
+                except optuna.TrialPruned as stop:  # raised again once the run is closed as finished, not failed
+                    pruned = stop
+                for check, value in enumerate(checks):
+                    run.log_metrics({"val/loss": value}, step=check)
+                trial.set_user_attr("seconds", time.perf_counter() - begun)
+                run.set_tags({"trial.state": "PRUNED" if pruned else "COMPLETE"})
+                if pruned is None:
+                    score = _validation_score(fc, df, static_df, val_size)
+                    trial.set_user_attr("steps", fc.steps_trained_)
+                    run.log_metrics({"val/score": score, "fit/seconds": fc.fit_seconds_,
+                                     "fit/steps": fc.steps_trained_})  # fmt: skip
+            if pruned is not None:
+                raise pruned
+            best_check = int(np.argmin(checks)) if checks else -1
             if not best or score < best["score"]:
                 best.update(settings=_searched(settings), score=score, model=fc, best_check=best_check)
             return score

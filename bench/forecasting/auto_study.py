@@ -99,7 +99,7 @@ def _auto_cell(config: AutoStudyConfig, grid: LongHorizonConfig, data, h: int, L
     fitted = [auto.model_]
     for j in range(1, members):
         params = {**auto.model_.get_params(), "random_seed": config.seed * members + j, "guardrail": False,
-                  "fallback": "none", "track": track}  # fmt: skip
+                  "fallback": "none", "track": track, "experiment": config.experiment}  # fmt: skip
         fitted.append(XLSTMForecaster(**params).fit(train, val_size=val_size))
     seconds = time.perf_counter() - started
     scores = score_windows(fitted[0], df, n_windows=n_windows, step_size=step, ensemble_with=fitted[1:])

@@ -47,6 +47,7 @@ def test_each_trial_is_a_nested_mlflow_run(frame, mlflow_in_tmp):
     assert all(r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for r in children)
     assert parents[0].data.params["best.model"] == auto.best_config_["model"]
     assert "guardrail/naive/score" in parents[0].data.metrics
+    assert all(r.info.status == "FINISHED" and r.data.tags["trial.state"] == "COMPLETE" for r in children)
 
 
 def test_bad_trials_are_pruned_early(frame):
