@@ -115,16 +115,21 @@ class CompiledPath:
         fn: The eager function (a bound method of a module, for example).
         path: Its kind, a key of :data:`AUTO_MIN_CALLS` ("step" or "forward").
         setting: The switch. Default "auto".
+        build: Returns the compiled version of ``fn``, called once on first need. Default ``torch.compile(fn)``.
 
     Calling it with ``(*args, dynamic=[...])`` runs ``fn(*args)``: compiled when the switch says so, else
     eagerly. ``dynamic`` lists the tensors (and their dimension) whose size may change between calls without a
     recompile (the batch dimension of inputs and states).
     """
 
-    def __init__(self, fn: Callable, path: str, setting: CompileSetting = "auto"):
+    def __init__(
+        self, fn: Callable, path: str, setting: CompileSetting = "auto", build: Callable[[], Callable] | None = None
+    ):
         if path not in AUTO_MIN_CALLS:
             raise ValueError(f"path must be one of {sorted(AUTO_MIN_CALLS)}, got {path!r}")
         self.fn = fn
+        # Builds the compiled version of fn on first need (default: torch.compile(fn)).
+        self.build = build or (lambda: torch.compile(fn))
         self.path = path
         self.setting = check_compile_setting(setting)
         self.calls = 0
@@ -155,7 +160,7 @@ class CompiledPath:
             reason = compiler_missing() if torch.device(device).type == "cpu" else ""
             if reason:
                 return self._fall_back(reason, args)
-            self._compiled = torch.compile(self.fn)
+            self._compiled = self.build()
         for tensor, dim in dynamic:
             if tensor.shape[dim] > 1:
                 torch._dynamo.maybe_mark_dynamic(tensor, dim)

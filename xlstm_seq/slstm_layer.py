@@ -27,7 +27,9 @@ _COMPILED_CELL = CompiledPath(_step, "forward", setting=True)
 
 def _compiled_cell_step(pre_x, R, c, n, m, h, may_be_empty=True):
     dynamic = ((pre_x, 0), (c, 0), (n, 0), (m, 0), (h, 0))
-    return _COMPILED_CELL(pre_x, R, c, n, m, h, may_be_empty, device=pre_x.device, dynamic=dynamic)
+    # Always with the empty-memory cap: one graph instead of two, and the same values (the cap only acts where
+    # n = 0, i.e. exactly where ``may_be_empty`` would have been True).
+    return _COMPILED_CELL(pre_x, R, c, n, m, h, True, device=pre_x.device, dynamic=dynamic)
 
 
 @torch._disable_dynamo  # torch._dynamo.disable would import dynamo (and triton) with this module

@@ -21,6 +21,9 @@ compile; False keeps plain eager PyTorch. Inputs are checked eagerly either way.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import torch
 from torch import Tensor, nn
 
@@ -30,6 +33,25 @@ from xlstm_seq.kernels.registry import resolve_backend
 from xlstm_seq.mlstm_layer import mLSTMBlock
 from xlstm_seq.slstm_layer import sLSTMBlock
 from xlstm_seq.state import mLSTMBlockState, sLSTMBlockState, xLSTMState
+
+
+def run_block(block: nn.Module, x: Tensor, state, resets: Tensor | None):
+    """One block over a sequence: x (B, T, E) -> y (B, T, E), state (the unit the compiled forward compiles)."""
+    return block(x, state, resets)
+
+
+def compiled_block_runner() -> Callable:
+    """:func:`run_block` compiled, with the batch dimension of its tensors marked dynamic (sizes above 1)."""
+    compiled = torch.compile(run_block)
+
+    def run(block: nn.Module, x: Tensor, state, resets: Tensor | None):
+        tensors = [x, *(state.tensors() if state is not None else ()), *(() if resets is None else (resets,))]
+        for t in tensors:
+            if t.shape[0] > 1:
+                torch._dynamo.maybe_mark_dynamic(t, 0)
+        return compiled(block, x, state, resets)
+
+    return run
 
 
 class xLSTMStack(nn.Module):
@@ -70,10 +92,16 @@ class xLSTMStack(nn.Module):
         ``expect_calls``, or read ``is_compiled`` and ``fallback_reason``. Built on first use, never pickled."""
         paths = self._paths()
         if name not in paths:
-            fn = {"forward": self._forward_blocks, "step": self._step_blocks}.get(name)
-            if fn is None:
+            if name == "forward":
+                # Block by block: the stack's blocks of one kind share their compiled code (a 4-block stack compiles
+                # like a 1-block one, plus one graph for the first block, whose input needs no gradient).
+                build = lambda: partial(self._forward_blocks, run_block=compiled_block_runner())  # noqa: E731
+                paths[name] = CompiledPath(self._forward_blocks, name, self._compile_mode, build=build)
+            elif name == "step":
+                # The whole step as one graph: one call per step keeps the latency lowest.
+                paths[name] = CompiledPath(self._step_blocks, name, self._compile_mode)
+            else:
                 raise ValueError(f"compiled paths are 'forward' and 'step', got {name!r}")
-            paths[name] = CompiledPath(fn, name, self._compile_mode)
         return paths[name]
 
     def _paths(self) -> dict[str, CompiledPath]:
@@ -113,11 +141,13 @@ class xLSTMStack(nn.Module):
         dynamic = self._batch_dims(x, states, resets)
         return self.compiled_path("forward")(x, states, resets, device=x.device, dynamic=dynamic)
 
-    def _forward_blocks(self, x: Tensor, states: list, resets: Tensor | None) -> tuple[Tensor, xLSTMState]:
-        """The checked whole-sequence pass (the function ``forward`` compiles)."""
+    def _forward_blocks(
+        self, x: Tensor, states: list, resets: Tensor | None, run_block: Callable = run_block
+    ) -> tuple[Tensor, xLSTMState]:
+        """The checked whole-sequence pass; ``run_block`` is :func:`run_block` or its compiled version."""
         new_states = []
         for block, block_state in zip(self.blocks, states, strict=True):
-            x, block_state = block(x, block_state, resets)
+            x, block_state = run_block(block, x, block_state, resets)
             new_states.append(block_state)
         return self.post_norm(x), xLSTMState(new_states)
 
