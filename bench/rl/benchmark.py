@@ -312,6 +312,7 @@ def run_benchmark(
     out: Callable[[str], None] = print,
     not_run: dict[str, str] | None = None,
     resume: bool = False,
+    resume_from: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Runs the whole grid of ``config``; writes the markdown and PNG; returns the summary rows.
 
@@ -319,7 +320,8 @@ def run_benchmark(
     environments whose optional dependency is missing are added to it here. The results JSON beside ``out`` is
     rewritten after every run; with ``resume``, the runs it already holds with the same settings
     (:func:`run_settings`) are taken from it instead of trained again (an interrupted grid goes on), and the report
-    says how many.
+    says how many. ``resume_from`` names more results files to take runs from (e.g. one algorithm's runs made by a
+    separate command with another ``out``); the first file holding a run gives it.
     """
     not_run = dict(not_run or {})
     from xlstm_seq.rl.envs import make_env
@@ -339,7 +341,13 @@ def run_benchmark(
     if not grid:
         raise RuntimeError("no environment of the config could be created; nothing ran")
     results_path = Path(config.out).with_suffix(".json")
-    finished = _finished_runs(results_path, grid, config) if resume else {}
+    sources = ([results_path] if resume else []) + [Path(p) for p in resume_from or []]
+    for source in sources[1 if resume else 0 :]:
+        if not source.is_file():
+            raise FileNotFoundError(f"resume_from: results file {source} does not exist")
+    finished: dict[int, RunResult] = {}
+    for source in reversed(sources):  # the first file holding a run gives it
+        finished.update(_finished_runs(source, grid, config))
     slots: list[RunResult | None] = [finished.get(i) for i in range(len(grid))]
     settings = {_run_key(item): run_settings(item[0], config, item[1]) for item in grid}
     results_path.parent.mkdir(parents=True, exist_ok=True)
@@ -351,7 +359,7 @@ def run_benchmark(
         write_results(results_path, kept, random_returns, config, provenance, settings)
 
     if finished:
-        out(f"resuming: {len(finished)} of {len(grid)} runs taken from {results_path}")
+        out(f"resuming: {len(finished)} of {len(grid)} runs taken from {', '.join(map(str, sources))}")
     todo = [item for i, item in enumerate(grid) if i not in finished]
     positions = [i for i in range(len(grid)) if i not in finished]
     threads = torch.get_num_threads()
@@ -363,8 +371,8 @@ def run_benchmark(
     results = [r for r in slots if r is not None]
     if finished:
         config = config.replace(
-            notes=[*config.notes, f"{len(finished)} of {len(grid)} runs were taken from the results of an earlier, "
-                   f"interrupted run of this command ({results_path.as_posix()}, same settings); the rest ran here."]
+            notes=[*config.notes, f"{len(finished)} of {len(grid)} runs were taken, with the same settings, from the "
+                   f"results of earlier runs ({', '.join(p.as_posix() for p in sources)}); the rest ran here."]
         )  # fmt: skip
     rows = summarise(results)
     provenance = provenance.finish()

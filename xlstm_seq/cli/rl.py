@@ -21,7 +21,9 @@ def _load(config_class, path: str | None, overrides: list[str]):
     return config_class.from_dict(apply_overrides(data, overrides))
 
 
-def split_overrides(args: argparse.Namespace, options: tuple[str, ...] = ("envs", "seeds", "algorithms")) -> None:
+def split_overrides(
+    args: argparse.Namespace, options: tuple[str, ...] = ("envs", "seeds", "algorithms", "resume_from")
+) -> None:
     """Moves the dotted overrides (``key=value``) that argparse read as values of a list option (they came after
     ``--seeds 1 2``, say) to ``args.overrides``, in place; then reads the seeds as integers."""
     moved: list[str] = []
@@ -54,13 +56,16 @@ def _benchmark(args: argparse.Namespace) -> int:
     if args.out:
         config = config.replace(out=args.out)
     command = benchmark_command(args)
-    run_benchmark(config, track=not args.no_track, command=command, not_run=not_run, resume=args.resume)
+    run_benchmark(
+        config, track=not args.no_track, command=command, not_run=not_run, resume=args.resume,
+        resume_from=args.resume_from,
+    )  # fmt: skip
     return 0
 
 
 def benchmark_command(args: argparse.Namespace) -> str:
     """The command line that reproduces ``args`` (written into the markdown), quoted for a POSIX shell."""
-    options = ("envs", "seeds", "algorithms", "out", "resume", "no_track")
+    options = ("envs", "seeds", "algorithms", "out", "resume", "resume_from", "no_track")
     return reproducing_command(["xlstm-seq", "rl", "benchmark"], args, options=options)
 
 
@@ -101,6 +106,9 @@ def add_commands(groups) -> None:
     bench.add_argument(
         "--resume", action="store_true", help="take the runs that the results JSON beside --out already holds with "
         "the same settings (an interrupted grid goes on)"
+    )  # fmt: skip
+    bench.add_argument(
+        "--resume-from", nargs="+", help="more results JSON files to take finished runs from (same settings only)"
     )  # fmt: skip
     bench.add_argument("--no-track", action="store_true", help="do not log to MLflow")
     bench.add_argument("overrides", nargs="*", help="dotted overrides such as xlstm.num_blocks=2")

@@ -214,7 +214,22 @@ def test_resume_takes_finished_runs_with_the_same_settings_only(tmp_path):
     assert "resuming: 1 of 2 runs taken from" in "\n".join(lines)
     data = json.loads((tmp_path / "r.json").read_text())
     assert [r["seed"] for r in data["results"]] == [0, 1] and data["results"][0] == first
-    assert "1 of 2 runs were taken from the results of an earlier" in (tmp_path / "r.md").read_text()
+    assert (
+        "1 of 2 runs were taken, with the same settings, from the results of earlier runs"
+        in (tmp_path / "r.md").read_text()
+    )
+    # another command's results (its own out) feed a third one
+    elsewhere = config.replace(seeds=[2], out=str(tmp_path / "other.md"))
+    run_benchmark(elsewhere, track=False, out=lambda line: None)
+    lines.clear()
+    merged = config.replace(seeds=[0, 1, 2], out=str(tmp_path / "merged.md"))
+    run_benchmark(
+        merged, track=False, out=lines.append, resume_from=[str(tmp_path / "r.json"), str(tmp_path / "other.json")]
+    )
+    assert "resuming: 3 of 3 runs taken from" in "\n".join(lines)
+    assert [r["seed"] for r in json.loads((tmp_path / "merged.json").read_text())["results"]] == [0, 1, 2]
+    with pytest.raises(FileNotFoundError, match="nope.json does not exist"):
+        run_benchmark(merged, track=False, out=lines.append, resume_from=[str(tmp_path / "nope.json")])
     longer = config.replace(envs=[BenchmarkEnv(env_id="CartPoleNoVel-v1", **{**tiny, "total_timesteps": 96})])
     lines.clear()
     run_benchmark(longer, track=False, out=lines.append, resume=True)
