@@ -10,7 +10,8 @@ Two parts, both the baseline that the kernel work improves on:
    or time is over budget are skipped and marked so in the table, never attempted.
 2. ``xLSTMStack.step`` latency at batch 1 (E=128, 4 blocks; all mLSTM, one sLSTM, and [1:1]) against an
    ``nn.LSTM`` of 4 layers with hidden size 128 stepping one token, and the stacks' forward+backward at B=8,
-   T=256.
+   T=256; eager, and compiled (``compile=True``, with cold and warm compile times; see
+   :mod:`xlstm_seq_bench.kernels.core_cpu_compiled`).
 
 The result is one markdown file and one MLflow run (the table as text, a log-log plot as a figure, every
 measurement as a metric). ``quick=True`` uses tiny sizes: a smoke run for tests, not for reporting.
@@ -29,6 +30,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from xlstm_seq.tracking.provenance import Provenance, cpu_model, visible_cores
+from xlstm_seq_bench.kernels.core_cpu_compiled import compiled_metrics, compiled_section, measure_compiled
 from xlstm_seq_bench.kernels.timing import (
     WorkerError,
     measure_peak_memory,
@@ -100,6 +102,8 @@ class BenchSettings:
     """Seed of the random inputs and the models' initialisation."""
     threads: int | None = None
     """torch threads; None uses the cores this process may run on."""
+    compiled: bool = True
+    """Also measure each stack with ``compile=True`` (cold and warm compile, each in a fresh process)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Free-form notes logged with the params (not used by the benchmark)."""
 
@@ -124,6 +128,7 @@ class BenchSettings:
             train_length=16,
             worker_timeout_s=120.0,
             threads=1,  # several threads on a busy shared machine turn milliseconds into seconds
+            compiled=False,  # a first compile takes a minute or more: not for a smoke run
         )
 
 
@@ -670,6 +675,7 @@ def run_core_cpu_benchmark(
         len(forms) * len(settings.lengths)
         + (settings.compare_point is not None)
         + 2 * (len(settings.slstm_variants) + 1)
+        + 2 * len(settings.slstm_variants) * settings.compiled
     )
     grid: dict[tuple[str, int], Point] = {}
     compare: Point | None = None
@@ -700,17 +706,22 @@ def run_core_cpu_benchmark(
                 progress.update(1)
             progress.set_postfix_str("stacks and nn.LSTM")
             stack_rows = _stack_benchmarks(settings, threads, progress)
+            compiled_rows = measure_compiled(settings, threads, progress) if settings.compiled else []
     finally:
         torch.set_num_threads(previous_threads)
     provenance = provenance.finish()
     elapsed = time.perf_counter() - started
 
     markdown = _markdown(provenance, settings, labels, grid, compare, stack_rows, quick, elapsed, custom_settings)
+    if compiled_rows:
+        markdown += "\n" + "\n".join(compiled_section(settings, stack_rows, compiled_rows))
+    else:
+        markdown += "\nCompiled stacks: not measured in this run (`compiled=False`; a quick run skips them).\n"
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(markdown, encoding="utf-8")
 
     if track:
-        _log_run(settings, provenance, markdown, labels, grid, compare, stack_rows, quick)
+        _log_run(settings, provenance, markdown, labels, grid, compare, stack_rows, quick, compiled_rows)
     return markdown
 
 
@@ -723,6 +734,7 @@ def _log_run(
     compare: Point | None,
     stack_rows: list[dict[str, Any]],
     quick: bool,
+    compiled_rows: list[dict[str, Any]],
 ) -> None:
     import matplotlib.pyplot as plt
 
@@ -739,7 +751,7 @@ def _log_run(
     }
     with create_tracker("xlstm-seq-benchmarks", run_name="core_cpu", tags=tags) as tracker:
         tracker.log_params(params)
-        for metrics, step in _metrics(labels, grid, compare, stack_rows):
+        for metrics, step in _metrics(labels, grid, compare, stack_rows) + compiled_metrics(compiled_rows):
             tracker.log_metrics(metrics, step=step)
         tracker.log_text(markdown, "core_cpu.md")
         fig = _figure(labels, grid, settings.lengths)

@@ -93,3 +93,47 @@ def test_reference_figures_are_the_published_ones():
             "forward 6.3 ms, forward+backward 17.5 ms; native step 0.19 ms",
         ),
     ]
+
+
+def _eager_rows():
+    stack = {"name": "xLSTMStack, 2 blocks, all mLSTM", "kind": "stack", "step_median_s": 2e-3, "fwd_bwd_s": 0.3}
+    lstm = {"name": "nn.LSTM", "kind": "lstm", "step_median_s": 5e-4, "fwd_bwd_s": 0.1}
+    return [stack, lstm]
+
+
+def test_compiled_section_states_each_target_from_the_same_run():
+    from xlstm_seq_bench.kernels.core_cpu import BenchSettings
+    from xlstm_seq_bench.kernels.core_cpu_compiled import compiled_section
+
+    run = {"step_compile_s": 20.0, "train_compile_s": 50.0, "step_median_s": 4e-4, "fwd_bwd_s": 0.2}
+    warm = {**run, "step_compile_s": 3.0, "train_compile_s": 4.0}
+    rows = [{"slstm_at": [], "cold": run, "warm": warm}]
+    text = "\n".join(compiled_section(BenchSettings(), _eager_rows(), rows))
+    # step 0.4 / 0.5 ms: met; fwd+bwd 0.2 / 0.1 s = 2.0x: missed; cold 70 s: missed; warm 7 s: met.
+    assert "| 0.80 (met) | 2.00 (missed) | 70.0 (missed) | 7.0 (met) |" in text
+    assert "| 20.0 + 50.0 = 70.0 | 7.0 |" in text
+    failed = [{"slstm_at": [], "cold": {"error": "timed out"}, "warm": {"error": "timed out"}}]
+    assert "failed: timed out" in "\n".join(compiled_section(BenchSettings(), _eager_rows(), failed))
+
+
+@pytest.mark.slow  # a cold and a warm compile of a tiny stack in fresh processes: 1-3 min on 2 loaded cores
+def test_compiled_columns_measure_a_cold_and_a_warm_compile(tmp_path):
+    from dataclasses import replace
+
+    from xlstm_seq_bench.kernels.core_cpu import BenchSettings
+    from xlstm_seq_bench.kernels.core_cpu_compiled import measure_compiled
+
+    class Progress:
+        def set_postfix_str(self, text):
+            pass
+
+        def update(self, n):
+            pass
+
+    settings = replace(BenchSettings.quick(), slstm_variants=((),), num_blocks=1, worker_timeout_s=400.0)
+    (row,) = measure_compiled(settings, 1, Progress())
+    cold, warm = row["cold"], row["warm"]
+    assert "error" not in cold and "error" not in warm, row
+    assert cold["fx_cache_misses"] > 0 and warm["fx_cache_hits"] > 0 and warm["fx_cache_misses"] == 0
+    assert warm["step_compile_s"] + warm["train_compile_s"] < cold["step_compile_s"] + cold["train_compile_s"]
+    assert cold["step_median_s"] > 0 and cold["fwd_bwd_s"] > 0
