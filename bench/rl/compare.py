@@ -37,7 +37,8 @@ def load_labelled(sources: list[str]) -> dict[str, dict[str, Any]]:
 
 def compare_markdown(labelled: dict[str, dict[str, Any]], provenance: Provenance, title: str) -> str:
     """The page: provenance, one row per task with each label's normalised return (mean over its seeds), the
-    aggregate of each label (± std over seeds), its mean throughput, and the source commands."""
+    aggregate of each label (± std over seeds) over its own tasks and over the tasks every label ran (the ranking),
+    its mean throughput, and the source commands."""
     labels = list(labelled)
     rows = {label: summarise(entry["results"]) for label, entry in labelled.items()}
     env_ids = list(dict.fromkeys(r["env_id"] for label in labels for r in rows[label]))
@@ -61,24 +62,29 @@ def compare_markdown(labelled: dict[str, dict[str, Any]], provenance: Provenance
         random = random_returns.get(env_id)
         cells.append(f"{normalised(random, low, high):.3f}" if random is not None else "not run")
         lines.append(f"| {task_name(env_id)} | " + " | ".join(cells) + " |")
+    # The aggregate over every task each label ran, and over the tasks all labels ran (comparable across labels).
+    common = [e for e in env_ids if all(any(r["env_id"] == e for r in rows[label]) for label in labels)]
     totals = {}
     for label in labels:
         algorithms = list(dict.fromkeys(r["algorithm"] for r in rows[label]))
-        total = aggregate(rows[label], algorithms[0]) if len(algorithms) == 1 else None
+        if len(algorithms) != 1:
+            raise ValueError(f"compare: label {label!r} holds runs of several algorithms {algorithms}; give one each")
+        shared_rows = [r for r in rows[label] if r["env_id"] in common]
         speeds = [r.steps_per_second for r in labelled[label]["results"]]
-        totals[label] = (total, float(np.mean(speeds)))
-    lines += ["", "| label | aggregate (± std over seeds) | tasks | seeds | env-steps/s (mean over runs) |",
-              "|---|---|---|---|---|"]  # fmt: skip
-    ranked = sorted(labels, key=lambda k: -(totals[k][0]["mean"] if totals[k][0] else -np.inf))
+        totals[label] = (aggregate(rows[label], algorithms[0]), aggregate(shared_rows, algorithms[0]), np.mean(speeds))
+    lines += [
+        "",
+        f"| label | aggregate over its tasks (± std over seeds) | tasks | seeds | aggregate over the {len(common)} "
+        "tasks every label ran | env-steps/s (mean over runs) |",
+        "|---|---|---|---|---|---|",
+    ]
+    ranked = sorted(labels, key=lambda k: -(totals[k][1]["mean"] if totals[k][1] else -np.inf))
     for label in ranked:
-        total, speed = totals[label]
-        if total is None:
-            lines.append(f"| {label} | one algorithm per label needed | - | - | {speed:.0f} |")
-            continue
-        seeds = ", ".join(map(str, total["seeds"]))
-        lines.append(
-            f"| {label} | {total['mean']:.3f} ± {total['std']:.3f} | {total['tasks']} | {seeds} | {speed:.0f} |"
-        )
+        own, shared, speed = totals[label]
+        seeds = ", ".join(map(str, own["seeds"]))
+        shared_text = f"{shared['mean']:.3f} ± {shared['std']:.3f}" if shared else "-"
+        own_text = f"{own['mean']:.3f} ± {own['std']:.3f}"
+        lines.append(f"| {label} | {own_text} | {own['tasks']} | {seeds} | {shared_text} | {speed:.0f} |")
     lines += ["", "Sources:", ""]
     for label in labels:
         lines += [f"- {label}: {command}" for command in labelled[label]["commands"]]
