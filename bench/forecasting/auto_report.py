@@ -153,6 +153,8 @@ def write_report(config: AutoStudyConfig, cells: list[CellResult], walk_fits: li
         f"- defaults: the grid-wide xLSTM settings of `{config.grid}`; hand-chosen: that file's per-data-set settings "
         "(both the mean of 5 seeds). MSE on the standardised test split, every test window.",
         "- auto fit s: the search (every trial, the guardrail's DLinear) plus the refits of the other seeds.",
+        "- each column is one run (the mean forecast of 5 seeds); the spread over other seed sets was not measured "
+        "here, so a difference of a few percent between columns may lie within it (a tie).",
         "",
         *_cell_rows(cells),
         "",
