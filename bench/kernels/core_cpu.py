@@ -369,10 +369,12 @@ def _provenance(command: str, threads: int) -> Provenance:
     return Provenance.capture(command, threads=threads, device=device)
 
 
-def _command(out_path: Path, quick: bool, track: bool) -> str:
+def _command(out_path: Path, quick: bool, track: bool, threads: int | None = None) -> str:
     parts = ["xlstm-seq", "kernels", "bench", "--device", "cpu"]
     if quick:
         parts.append("--quick")
+    if threads is not None:
+        parts += ["--threads", str(threads)]
     if Path(out_path) != DEFAULT_OUT:
         parts += ["--out", str(out_path)]
     if not track:
@@ -640,6 +642,7 @@ def run_core_cpu_benchmark(
     quick: bool = False,
     track: bool = True,
     settings: BenchSettings | None = None,
+    threads: int | None = None,
 ) -> str:
     """Runs the CPU benchmark of the core, writes the markdown table to ``out_path`` and returns it.
 
@@ -649,6 +652,8 @@ def run_core_cpu_benchmark(
         track: Log one MLflow run (experiment ``xlstm-seq-benchmarks``, run ``core_cpu``): every measurement
             as a metric, the table as text, the plot as a figure. Default True.
         settings: Overrides the sizes and budgets (``BenchSettings()`` or ``BenchSettings.quick()`` by default).
+        threads: torch threads (overrides the settings'); None: the settings' (the visible cores by default). On a
+            machine that other jobs share, 1 thread keeps their load from stalling every parallel op.
 
     Returns:
         The markdown written.
@@ -660,9 +665,9 @@ def run_core_cpu_benchmark(
     out_path = Path(out_path)
     custom_settings = settings is not None
     settings = settings or (BenchSettings.quick() if quick else BenchSettings())
-    threads = settings.threads or visible_cores()
+    command = _command(out_path, quick, track, threads)
+    threads = threads or settings.threads or visible_cores()
     settings = replace(settings, threads=threads)
-    command = _command(out_path, quick, track)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     started = time.perf_counter()

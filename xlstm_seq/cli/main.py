@@ -125,7 +125,7 @@ def _kernels_bench(args: argparse.Namespace) -> int:
         from xlstm_seq_bench.kernels.core_cpu import DEFAULT_OUT, run_core_cpu_benchmark
 
         out = Path(args.out) if args.out else DEFAULT_OUT
-        print(run_core_cpu_benchmark(out, quick=args.quick, track=not args.no_track))
+        print(run_core_cpu_benchmark(out, quick=args.quick, track=not args.no_track, threads=args.threads))
         return 0
     if args.op == "mlstm":
         from xlstm_seq_bench.kernels.mlstm_gpu import DEFAULT_OUT, PROVIDER_KEYS, run_mlstm_benchmark
@@ -189,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="--op mlstm: comma-separated subset of ours,reference,sdpa,xl_chunk_siging,limit_chunk,xl_chunk",
     )
     bench.add_argument("--chunk-sizes", help="--op mlstm: comma-separated Triton chunk sizes (default: 64,128)")
+    bench.add_argument(
+        "--threads", type=int, help="--op core: torch threads (default: the visible cores; 1 on a shared machine)"
+    )
     bench.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run, not for reporting)")
     bench.add_argument("--no-track", action="store_true", help="do not log to MLflow")
     bench.set_defaults(func=_kernels_bench)
