@@ -41,8 +41,10 @@ FIXED_DEFAULTS: dict[str, Any] = {
     "val_check_steps": 100,
     "early_stop_patience_steps": 3,
     "num_heads": 4,
+    "ensemble": 1,
 }
-"""Settings every trial takes unless ``config`` names them (the grid-wide values)."""
+"""Settings every trial takes unless ``config`` names them (the grid-wide values; one seed per trial, since an
+ensemble multiplies a trial's cost: ``config={"ensemble": [1, 3]}`` searches it, ``{"ensemble": 5}`` fixes it)."""
 
 LEARNING_RATE = (3e-4, 3e-3)
 

@@ -133,6 +133,9 @@ class XLSTMForecaster(BaseEstimator):
             validation checks, the kept weights and the forecasts; None: the raw weights. Averaging smooths the
             step-to-step noise of small-batch training on small data sets.
         random_seed: Seeds the initial weights and the window sampling: a CPU run is repeatable.
+        ensemble: Networks trained alike but with seeds random_seed, random_seed + 1, ...; every forecast is the mean
+            of their outputs (the mean forecast's error never exceeds the mean of theirs). Fit time is their sum;
+            ``best_val_loss_`` and ``validation_callback`` follow the first.
         device: Where the model trains and forecasts: "auto" (a CUDA device when torch sees one, else the CPU),
             "cpu", "cuda" or "cuda:N". Frames, forecasts and saved weights stay on the CPU either way.
         progress: Show a tqdm progress bar.
@@ -191,6 +194,7 @@ class XLSTMForecaster(BaseEstimator):
         early_stop_patience_steps: int = -1,
         ema_decay: float | None = None,
         random_seed: int = 1,
+        ensemble: int = 1,
         device: str = "auto",
         progress: bool = True,
         track: bool = True,
@@ -237,6 +241,7 @@ class XLSTMForecaster(BaseEstimator):
         self.early_stop_patience_steps = early_stop_patience_steps
         self.ema_decay = ema_decay
         self.random_seed = random_seed
+        self.ensemble = ensemble
         self.device = device
         self.progress = progress
         self.track = track
@@ -316,9 +321,6 @@ class XLSTMForecaster(BaseEstimator):
         calibration, self.calibration_seconds_ = None, 0.0
         if self._wants_calibration() and not val_size:
             calibration, self.calibration_seconds_ = calibrate_by_refit(self, df, static_df, sizes)
-        torch.manual_seed(self.random_seed)
-        rng = np.random.default_rng(self.random_seed)
-
         self.freq_ = freq
         self.exog_columns_ = sorted(set(df.columns) - {ID, DS, Y})
         self.ds_kind_ = "int" if pd.api.types.is_integer_dtype(df[DS]) else "datetime"
@@ -331,14 +333,25 @@ class XLSTMForecaster(BaseEstimator):
         self.n_channels_ = panels.y.shape[1]
         self.quantiles_ = quantiles_for_levels(self._levels()) if self.loss == "quantile" else [0.5]
         self.device_ = resolve_device(self.device)
-        self.net_ = build_model(self.model, net_spec(self, self.n_channels_)).to(self.device_)
 
         train_starts = window_starts(panels, self.input_size, self.h, 0, -val_size if val_size else 0)
         val_starts = window_starts(panels, self.input_size, self.h, -val_size, 0) if val_size else train_starts[:0]
         # Validation on at most 512 windows spread evenly over the held-out part keeps checks cheap.
         if len(val_starts) > 512:
             val_starts = val_starts[np.linspace(0, len(val_starts) - 1, 512).astype(int)]
-        history = self._train(panels, train_starts, val_starts, rng, validation_callback)
+        nets, histories = [], []
+        for member in range(self.ensemble):  # member 0 alone is the single model of ensemble=1
+            torch.manual_seed(self.random_seed + member)
+            rng = np.random.default_rng(self.random_seed + member)
+            net = build_model(self.model, net_spec(self, self.n_channels_)).to(self.device_)
+            callback = validation_callback if member == 0 else None
+            histories.append(self._train(net, panels, train_starts, val_starts, rng, callback))
+            nets.append(net)
+        self.net_, self.members_ = nets[0], nets[1:]
+        history = histories[0]
+        self.fit_seconds_ = sum(h.seconds for h in histories)
+        self.steps_trained_ = sum(h.steps for h in histories)
+        self.best_val_loss_ = history.best_val if history.val else None
         if self._wants_calibration() and val_size:
             calibration = calibrate(self, panels, validation_windows(panels, self.input_size, self.h, val_size))
         self.calibration_ = calibration  # None: no intervals but the quantile heads
@@ -397,8 +410,11 @@ class XLSTMForecaster(BaseEstimator):
         return "model" if guard is None else guard.served
 
     def _train(
-        self, panels: Panels, train_starts: np.ndarray, val_starts: np.ndarray, rng, callback=None
-    ) -> TrainingHistory:
+        self, net: torch.nn.Module, panels: Panels, train_starts: np.ndarray, val_starts: np.ndarray, rng,
+        callback=None,
+    ) -> TrainingHistory:  # fmt: skip
+        """Trains ``net`` in place on the windows at ``train_starts``, checking it on ``val_starts``."""
+
         def training_loss(net: torch.nn.Module) -> torch.Tensor:
             batch = self._batch(panels, rng.choice(train_starts, self.batch_size))
             target = batch.pop("target")
@@ -422,12 +438,8 @@ class XLSTMForecaster(BaseEstimator):
             return score
 
         validation = validation if len(val_starts) else None
-        history = train_network(self.net_, settings, training_loss, validation, progress=self.progress,
-                                description=f"fit {self.alias_}")  # fmt: skip
-        self.fit_seconds_ = history.seconds
-        self.steps_trained_ = history.steps
-        self.best_val_loss_ = history.best_val if history.val else None
-        return history
+        return train_network(net, settings, training_loss, validation, progress=self.progress,
+                             description=f"fit {self.alias_}")  # fmt: skip
 
     def _loss(
         self,
@@ -474,12 +486,15 @@ class XLSTMForecaster(BaseEstimator):
     def _forward_windows(self, panels: Panels, starts: np.ndarray, batch_size: int = 512) -> np.ndarray:
         """Forecasts (n, h, C, Q) for windows whose inputs start at ``starts`` (targets not needed)."""
         outs = []
-        self.net_.eval()
+        nets = [self.net_, *getattr(self, "members_", [])]
+        for net in nets:
+            net.eval()
         with torch.inference_mode():
             for chunk in np.array_split(starts, max(1, -(-len(starts) // batch_size))):
                 batch = self._batch(panels, chunk)
                 batch.pop("target")
-                outs.append(self.net_(batch).cpu().numpy())
+                out = sum(net(batch) for net in nets) / len(nets)  # (n, h, C, Q): the ensemble's mean
+                outs.append(out.cpu().numpy())
         out = np.concatenate(outs)
         # Quantile heads are trained independently; sorting keeps the intervals nested.
         return np.sort(out, axis=-1) if out.shape[-1] > 1 else out

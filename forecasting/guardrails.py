@@ -133,7 +133,7 @@ def dlinear_twin(fc: XLSTMForecaster) -> XLSTMForecaster:
     here at most 500 steps checked every 50), and no guardrail or tracking of its own."""
     return clone(fc).set_params(
         model="dlinear", alias="DLinear", learning_rate=5e-3, dropout=0.0, weight_decay=0.0, ema_decay=None,
-        max_steps=500, val_check_steps=50, early_stop_patience_steps=3,
+        max_steps=500, val_check_steps=50, early_stop_patience_steps=3, ensemble=1,
         freq_loss_weight=0.0, horizon_loss_decay=0.0, augment_freq_mask=0.0, revin_subtract_last=False,
         guardrail=False, fallback="none", track=False, progress=False,
     )  # fmt: skip

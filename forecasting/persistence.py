@@ -42,6 +42,7 @@ CONFIG, WEIGHTS, HISTORY, STATIC, CALIBRATION = (
 # A forecaster that serves a baseline (fallback="baseline") keeps the baseline's conformal scores, and a served
 # DLinear its own save in the folder "baseline".
 FALLBACK_CALIBRATION, BASELINE_FOLDER = "fallback.safetensors", "baseline"
+MEMBER = "member"  # weights of an ensemble's network j > 0 are saved as "member<j>.<name>"
 SAVED_FILES = (CONFIG, WEIGHTS, HISTORY, STATIC, CALIBRATION, FALLBACK_CALIBRATION, BASELINE_FOLDER)
 
 
@@ -120,6 +121,7 @@ def _config_text(fc: XLSTMForecaster, checksums: dict[str, str] | None = None) -
             "quantiles": fc.quantiles_,
             "fit_seconds": fc.fit_seconds_,
             "steps_trained": fc.steps_trained_,
+            "members": len(getattr(fc, "members_", [])),
             "calibrated": getattr(fc, "calibration_", None) is not None,
             "guardrail": _guardrail_json(getattr(fc, "guardrail_", None)),
             "search": getattr(fc, "search_", None),  # an AutoXLSTMForecaster's best settings and trials
@@ -167,6 +169,8 @@ def save_forecaster(fc: XLSTMForecaster, path: str | Path) -> Path:
     staging = _sibling(path, "saving")
     try:
         weights = {k: v.detach().cpu().contiguous() for k, v in fc.net_.state_dict().items()}
+        for j, member in enumerate(getattr(fc, "members_", []), start=1):  # an ensemble's other networks
+            weights.update({f"{MEMBER}{j}.{k}": v.detach().cpu().contiguous() for k, v in member.state_dict().items()})
         save_file(weights, str(staging / WEIGHTS))
         fc.history_.to_csv(staging / HISTORY, index=False)
         if fc.static_ is not None:
@@ -392,14 +396,20 @@ def load_forecaster(cls: type[XLSTMForecaster], path: str | Path, device: str | 
     fc.guardrail_ = _read_guardrail(cls, path, fitted.get("guardrail"), device)
     if fc.guardrail_ is not None and fc.guardrail_.served != "model":
         _check_sum(path / FALLBACK_CALIBRATION, checksums, config)
-    fc.net_ = build_model(fc.model, net_spec(fc, fc.n_channels_)).to(fc.device_)
+    nets = [build_model(fc.model, net_spec(fc, fc.n_channels_)).to(fc.device_)
+            for _ in range(1 + int(fitted.get("members", 0)))]  # fmt: skip
     weights = _require(path, WEIGHTS)
     try:
         state = load_file(str(weights), device=str(fc.device_))
         _check_sum(weights, checksums, config)
         _require_finite(state, weights)
-        fc.net_.load_state_dict(state)
+        for j, net in enumerate(nets):
+            prefix = f"{MEMBER}{j}." if j else ""
+            own = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)} if j else {
+                k: v for k, v in state.items() if not k.startswith(MEMBER)}  # fmt: skip
+            net.load_state_dict(own)
+            net.eval()
     except (SafetensorError, RuntimeError) as err:
         raise ValueError(f"{weights} does not hold the weights {config} describes: {err}") from err
-    fc.net_.eval()
+    fc.net_, fc.members_ = nets[0], nets[1:]
     return fc

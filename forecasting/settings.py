@@ -95,7 +95,8 @@ def check_settings(fc: XLSTMForecaster, *, device: bool = True) -> None:
         device: Also check that this machine has the ``device`` asked for. The constructor leaves that to fit, so
             that a forecaster saved on a GPU machine can be described (and loaded with ``device="cpu"``) on another.
     """
-    for name in ("h", "input_size", "max_steps", "batch_size", "val_check_steps", "embedding_dim", "num_blocks"):
+    for name in ("h", "input_size", "max_steps", "batch_size", "val_check_steps", "embedding_dim", "num_blocks",
+                 "ensemble"):  # fmt: skip
         value = getattr(fc, name)
         if not _is_int(value) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
