@@ -82,13 +82,19 @@ def compare_markdown(labelled: dict[str, dict[str, Any]], provenance: Provenance
     for label in ranked:
         own, shared, speed = totals[label]
         seeds = ", ".join(map(str, own["seeds"]))
-        shared_text = f"{shared['mean']:.3f} ± {shared['std']:.3f}" if shared else "-"
-        own_text = f"{own['mean']:.3f} ± {own['std']:.3f}"
+        shared_text = _with_spread(shared) if shared else "-"
+        own_text = _with_spread(own)
         lines.append(f"| {label} | {own_text} | {own['tasks']} | {seeds} | {shared_text} | {speed:.0f} |")
     lines += ["", "Sources:", ""]
     for label in labels:
         lines += [f"- {label}: {command}" for command in labelled[label]["commands"]]
     return "\n".join(lines) + "\n"
+
+
+def _with_spread(total: dict[str, Any]) -> str:
+    # One seed has no spread to show.
+    spread = f" ± {total['std']:.3f}" if len(total["seeds"]) > 1 else " (one seed)"
+    return f"{total['mean']:.3f}{spread}"
 
 
 def run_compare(sources: list[str], out: str, title: str, command: str) -> str:

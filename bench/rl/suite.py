@@ -136,9 +136,8 @@ def suite_lines(
     totals = {a: aggregate(rows, a) for a in algorithms}
     lines += ["", "Aggregate (mean over tasks of the normalised return; ± std over seeds of each seed's mean):", ""]
     for algorithm, total in totals.items():
-        lines.append(
-            f"- {ALGORITHM_LABELS[algorithm]}: {total['mean']:.3f} ± {total['std']:.3f} over {total['tasks']} tasks"
-        )
+        spread = f" ± {total['std']:.3f}" if len(total["seeds"]) > 1 else " (one seed)"
+        lines.append(f"- {ALGORITHM_LABELS[algorithm]}: {total['mean']:.3f}{spread} over {total['tasks']} tasks")
     if compare and verdicts:
         lines += ["", *_target_lines(totals[ours], totals[peer], verdicts, ratios, len(env_ids))]
     return lines
