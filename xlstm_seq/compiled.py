@@ -6,11 +6,12 @@ On a CPU the core's reference kernels pay Python and per-op overhead at every sm
 * ``False``: plain eager PyTorch, bit for bit what the code says.
 * ``True``: compile the path on its first call.
 * ``"auto"`` (the default): compile a path once it is expected to run, or has run, at least
-  ``AUTO_MIN_CALLS[path]`` times on a CPU, so that the first compile (about 20-30 s for a 4-block stack's step
-  and 60-90 s for its training pass with a cold cache on 2 cores, a few seconds with a warm one; see
-  benchmarks/kernels/core_cpu.md) is repaid. A 20-step fit stays eager; an RL rollout or a long training run
-  compiles. Applications that know their plan declare it (:meth:`CompiledPath.expect_calls`); otherwise calls
-  are counted. "auto" stays eager on CUDA devices, whose kernels are already fused.
+  ``AUTO_MIN_CALLS[path]`` times on a CPU, so that the first compile is repaid. Measured for a 4-block stack
+  (E=128) on a loaded 2-core machine, 1 thread (benchmarks/kernels/core_cpu.md): the first compile of ``step``
+  takes about 40 s and of the training pass 95-135 s with an empty cache, 13-17 s in all with a warm one. A 20-step
+  fit stays eager; an RL rollout or a long training run compiles. Applications that know their plan declare it
+  (:meth:`CompiledPath.expect_calls`); otherwise calls are counted. "auto" stays eager on CUDA devices, whose
+  kernels are already fused.
 
 Each path (e.g. a stack's ``step``) is one :class:`CompiledPath`: the compiled function is built once and kept,
 and torch's own guards choose the graph per shape class. The batch dimension is marked dynamic when it is above
@@ -50,10 +51,10 @@ logger = logging.getLogger(__name__)
 
 CompileSetting = bool | Literal["auto"]
 
-#: Under "auto", a path compiles once this many calls are expected (declared) or made. Measured on 2 cores
-#: (benchmarks/kernels/core_cpu.md): the 4-block stack's step saves about 1 ms a call against a cold first compile
-#: of 20-30 s; its training pass saves little on a CPU (the time is in matrix products), so it compiles only for
-#: long runs.
+#: Under "auto", a path compiles once this many calls are expected (declared) or made. Measured for a 4-block stack
+#: (benchmarks/kernels/core_cpu.md, 1 thread): a compiled step saves 1.1-1.3 ms (1.6-1.8 -> 0.48 ms), so 10,000 steps
+#: repay a warm compile (13-17 s) and about a third of a cold one (about 40 s, once per machine and model size); a
+#: compiled training pass saves 85-190 ms of 645-1,180 ms, so 2,000 passes repay even a cold compile (95-135 s).
 AUTO_MIN_CALLS: dict[str, int] = {"step": 10_000, "forward": 2_000}
 
 #: inductor options of every compiled path. Without the size asserts of the generated code (dynamo's guards already
