@@ -51,11 +51,13 @@ logger = logging.getLogger(__name__)
 
 CompileSetting = bool | Literal["auto"]
 
-#: Under "auto", a path compiles once this many calls are expected (declared) or made. Measured for a 4-block stack
-#: (benchmarks/kernels/core_cpu.md, 1 thread): a compiled step saves 1.1-1.3 ms (1.6-1.8 -> 0.48 ms), so 10,000 steps
-#: repay a warm compile (13-17 s) and about a third of a cold one (about 40 s, once per machine and model size); a
-#: compiled training pass saves 85-190 ms of 645-1,180 ms, so 2,000 passes repay even a cold compile (95-135 s).
-AUTO_MIN_CALLS: dict[str, int] = {"step": 10_000, "forward": 2_000}
+#: Under "auto", a path compiles once this many calls are expected (declared) or made: enough that even a cold
+#: compile (empty cache, once per machine and model size) is repaid. Measured for a 4-block stack
+#: (benchmarks/kernels/core_cpu.md, 1 thread): a compiled step saves 1.1-1.3 ms (1.6-1.8 -> 0.48 ms) and its cold
+#: compile takes about 40 s, so 50,000 steps repay it (10,000 would repay only a warm compile of 13-17 s); a compiled
+#: training pass saves 85-190 ms of 645-1,180 ms at B=8, T=256 against a cold compile of 95-135 s, about 1,000
+#: passes; smaller passes (an RL minibatch) save less, hence 5,000.
+AUTO_MIN_CALLS: dict[str, int] = {"step": 50_000, "forward": 5_000}
 
 #: inductor options of every compiled path. Without the size asserts of the generated code (dynamo's guards already
 #: check every input's sizes and strides), a compiled 4-block step runs about 10% faster.

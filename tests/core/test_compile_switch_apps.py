@@ -39,7 +39,7 @@ def test_ppo_plans_rollout_steps_and_training_passes(monkeypatch):
     assert not any(s.compiled_path("step").wants_compile("cpu") for s in stacks)
     agent.learn(AUTO_MIN_CALLS["step"])  # one env: one step call per time step
     assert all(s.compiled_path("step").wants_compile("cpu") for s in stacks)
-    assert all(s.compiled_path("forward").wants_compile("cpu") for s in stacks)  # 625 updates x 4 epochs
+    assert all(s.compiled_path("forward").wants_compile("cpu") for s in stacks)  # 3,125 updates x 4 epochs
 
 
 def test_ppo_refuses_a_bad_switch():
