@@ -156,7 +156,8 @@ def _models_text(config: RLBenchmarkConfig) -> str:
         f"XLSTMPPO: {_xlstm_text(config)}"
         f"; RecurrentPPO: LSTM {config.lstm_hidden_size} with a separate critic LSTM, critic MLP "
         f"{config.lstm_critic_net_arch}, no ortho init (sb3-contrib's test setup). PPO: MLP "
-        f"{config.mlp_net_arch} on {config.frame_stack} stacked observations. Same PPO settings per environment "
+        f"{config.mlp_net_arch} on {config.frame_stack} stacked observations (ppo_framestack) or on the current "
+        "observation alone (ppo_memoryless). Same PPO settings per environment "
         "(see the config)."
     )
 
