@@ -5,6 +5,7 @@ the POPGym aggregate of each, ranked."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -28,17 +29,21 @@ def load_labelled(sources: list[str]) -> dict[str, dict[str, Any]]:
         if not Path(path).is_file():
             raise FileNotFoundError(f"results file {path} does not exist (written beside the benchmark's markdown)")
         data = json.loads(Path(path).read_text())
-        entry = merged.setdefault(label, dict(results=[], random_returns={}, commands=[]))
+        entry = merged.setdefault(label, dict(results=[], random_returns={}, commands=[], pages=[]))
         entry["results"] += [RunResult(**r) for r in data["results"]]
         entry["random_returns"].update(data["random_returns"])
         entry["commands"].append(data["provenance"][0] if data.get("provenance") else path)
+        entry["pages"].append(Path(path).with_suffix(".md"))
     return merged
 
 
-def compare_markdown(labelled: dict[str, dict[str, Any]], provenance: Provenance, title: str) -> str:
+def compare_markdown(
+    labelled: dict[str, dict[str, Any]], provenance: Provenance, title: str, page_dir: Path | None = None
+) -> str:
     """The page: provenance, one row per task with each label's normalised return (mean over its seeds), the
     aggregate of each label (± std over seeds) over its own tasks and over the tasks every label ran (the ranking),
-    its mean throughput, and the source commands."""
+    its mean throughput, and the source commands with a link to each source report that exists (relative to
+    ``page_dir``, the folder the page is written to)."""
     labels = list(labelled)
     rows = {label: summarise(entry["results"]) for label, entry in labelled.items()}
     env_ids = list(dict.fromkeys(r["env_id"] for label in labels for r in rows[label]))
@@ -87,7 +92,12 @@ def compare_markdown(labelled: dict[str, dict[str, Any]], provenance: Provenance
         lines.append(f"| {label} | {own_text} | {own['tasks']} | {seeds} | {shared_text} | {speed:.0f} |")
     lines += ["", "Sources:", ""]
     for label in labels:
-        lines += [f"- {label}: {command}" for command in labelled[label]["commands"]]
+        entry = labelled[label]
+        for command, page in zip(entry["commands"], entry.get("pages", [None] * len(entry["commands"])), strict=True):
+            link = ""
+            if page_dir is not None and page is not None and Path(page).is_file():
+                link = f" ([{Path(page).name}]({os.path.relpath(page, page_dir)}))"
+            lines.append(f"- {label}{link}: {command}")
     return "\n".join(lines) + "\n"
 
 
@@ -100,7 +110,7 @@ def _with_spread(total: dict[str, Any]) -> str:
 def run_compare(sources: list[str], out: str, title: str, command: str) -> str:
     """Reads ``sources`` (``label=results.json``), writes the comparison page to ``out``; returns it."""
     labelled = load_labelled(sources)
-    markdown = compare_markdown(labelled, Provenance.capture(command), title)
+    markdown = compare_markdown(labelled, Provenance.capture(command), title, page_dir=Path(out).parent)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(markdown)
     return markdown

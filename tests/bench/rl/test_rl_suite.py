@@ -195,7 +195,10 @@ def test_compare_ranks_labels_by_their_aggregate(tmp_path):
     assert page.index("| high | 0.600 ± 0.100 | 1 | 10, 11 | 0.600 ± 0.100 |") < page.index(
         "| low | -0.500 (one seed) |"
     )
-    assert "- high: Written by `high 11`." in page
+    assert "- high: Written by `high 11`." in page  # no source report beside the JSON: no link
+    (tmp_path / "high_seed11.md").write_text("# the source report\n")
+    main(["rl", "compare", *sources, "--out", str(out), "--title", "Candidates"])
+    assert "- high ([high_seed11.md](high_seed11.md)): Written by `high 11`." in out.read_text()
     with pytest.raises(ValueError, match="label=results.json"):
         main(["rl", "compare", str(tmp_path / "x.json"), "--out", str(out)])
 
