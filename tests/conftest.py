@@ -2,8 +2,32 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
+
 import pytest
 import torch
+
+
+def _import_triton_in_interpreter_mode() -> None:
+    """Without CUDA the Triton tests run the kernels in Triton's interpreter, which needs Triton's own library
+    functions (``tl.sum``, ...) built in interpreter mode; Triton builds them once, when it is first imported, from
+    ``TRITON_INTERPRET``. torch.compile's inductor imports Triton too (the compiled-path tests run before the kernel
+    tests), so import it here first with the variable set, then restore the variable for every other test."""
+    if torch.cuda.is_available() or importlib.util.find_spec("triton") is None:
+        return
+    before = os.environ.get("TRITON_INTERPRET")
+    os.environ["TRITON_INTERPRET"] = "1"
+    try:
+        import triton.language  # noqa: F401
+    finally:
+        if before is None:
+            del os.environ["TRITON_INTERPRET"]
+        else:
+            os.environ["TRITON_INTERPRET"] = before
+
+
+_import_triton_in_interpreter_mode()
 
 
 @pytest.fixture
