@@ -20,32 +20,16 @@ from dataclasses import dataclass
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from property_profiles import PROFILES, check_property
 
 from xlstm_seq import xLSTMConfig, xLSTMStack, xLSTMState
 from xlstm_seq.mlstm_layer import mLSTMLayer
 from xlstm_seq.slstm_layer import sLSTMLayer
 
 E = 8
-#: Examples per property in the default suite; the nightly profile runs NIGHTLY_FACTOR times as many.
-NIGHTLY_FACTOR = 20
-PROFILES = [pytest.param("default", id="default"), pytest.param("nightly", marks=pytest.mark.slow, id="nightly")]
 #: The float32 table row of tests/kernels/tolerances.py.
 ATOL = RTOL = 1e-4
-
-
-def check_property(profile: str, examples: int, strategy: st.SearchStrategy, check) -> None:
-    """Runs ``check(case)`` on ``examples`` cases (default: derandomized; nightly: NIGHTLY_FACTOR times as many)."""
-    nightly = profile == "nightly"
-    config = settings(
-        max_examples=examples * NIGHTLY_FACTOR if nightly else examples,
-        derandomize=not nightly,
-        deadline=None,
-        database=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
-    config(given(strategy)(check))()
 
 
 EXTREMES = [-1000.0, -100.0, -90.0, -88.0, -40.0, 0.0, 40.0, 88.0, 90.0, 100.0, 1000.0]

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from property_profiles import PROFILES, check_property
 from tolerances import assert_close, assert_within_reference_error
 
 from xlstm_seq.kernels.mlstm.naive import (
@@ -38,24 +38,6 @@ from xlstm_seq.kernels.slstm.naive import slstm_recurrent, slstm_step_naive
 
 HAS_TRITON = importlib.util.find_spec("triton") is not None
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-#: Examples per property in the default suite; the nightly profile runs NIGHTLY_FACTOR times as many.
-NIGHTLY_FACTOR = 20
-PROFILES = [pytest.param("default", id="default"), pytest.param("nightly", marks=pytest.mark.slow, id="nightly")]
-
-
-def check_property(profile: str, examples: int, strategy: st.SearchStrategy, check) -> None:
-    """Runs ``check(case)`` on ``examples`` cases drawn from ``strategy`` (default profile: derandomized, so that CI
-    sees the same cases every run; nightly: NIGHTLY_FACTOR times as many, random)."""
-    nightly = profile == "nightly"
-    config = settings(
-        max_examples=examples * NIGHTLY_FACTOR if nightly else examples,
-        derandomize=not nightly,
-        deadline=None,
-        database=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
-    config(given(strategy)(check))()
 
 
 # ----------------------------------------------------------------------------------------------- strategies
