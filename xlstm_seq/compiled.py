@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 import torch
@@ -44,6 +44,7 @@ __all__ = [
     "check_compile_setting",
     "compiler_missing",
     "configure_stacks",
+    "mark_batch_dynamic",
     "should_compile",
 ]
 
@@ -110,6 +111,14 @@ def should_compile(setting: CompileSetting, path: str, calls: int, device: torch
     return torch.device(device).type == "cpu" and calls >= AUTO_MIN_CALLS[path]
 
 
+def mark_batch_dynamic(tensors: Iterable[torch.Tensor]) -> None:
+    """Marks dim 0 (the batch) of each tensor dynamic for the next compiled call, so a new batch size reuses the
+    graph; a batch of 1 is left alone (torch specialises size 1 anyway)."""
+    for tensor in tensors:
+        if tensor.shape[0] > 1:
+            torch._dynamo.maybe_mark_dynamic(tensor, 0)
+
+
 def _log_once(reason: str) -> None:
     if reason not in _LOGGED:
         _LOGGED.add(reason)
@@ -127,8 +136,8 @@ class CompiledPath:
             with :data:`COMPILE_OPTIONS`.
 
     Calling it with ``(*args, dynamic=[...])`` runs ``fn(*args)``: compiled when the switch says so, else
-    eagerly. ``dynamic`` lists the tensors (and their dimension) whose size may change between calls without a
-    recompile (the batch dimension of inputs and states).
+    eagerly. ``dynamic`` lists the tensors whose batch size (dim 0) may change between calls without a recompile
+    (inputs and states).
     """
 
     def __init__(
@@ -170,7 +179,7 @@ class CompiledPath:
         """True once a compiled call has run successfully."""
         return self._compiled is not None and not self.fallback_reason
 
-    def __call__(self, *args: Any, device: torch.device | str, dynamic: tuple[tuple[torch.Tensor, int], ...] = ()):
+    def __call__(self, *args: Any, device: torch.device | str, dynamic: tuple[torch.Tensor, ...] = ()):
         if torch.compiler.is_compiling():  # inside a model someone compiled as a whole: that compile covers it
             return self.fn(*args)
         self.calls += 1
@@ -187,9 +196,7 @@ class CompiledPath:
             if reason:
                 return self._fall_back(reason, args)
             self._compiled = self.build()
-        for tensor, dim in dynamic:
-            if tensor.shape[dim] > 1:
-                torch._dynamo.maybe_mark_dynamic(tensor, dim)
+        mark_batch_dynamic(dynamic)
         try:
             return self._compiled(*args)
         except Exception as exc:  # noqa: BLE001 - any failure of the compiler falls back, see below

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from xlstm_seq.compiled import CompiledPath
+from xlstm_seq.compiled import CompiledPath, mark_batch_dynamic
 from xlstm_seq.components import BlockDiagonalLinear, CausalConv1d, GatedMLP, MultiHeadLayerNorm
 from xlstm_seq.config import xLSTMConfig
 from xlstm_seq.kernels.registry import resolve_backend
@@ -26,7 +26,7 @@ _COMPILED_CELL = CompiledPath(_step, "forward", setting=True)
 
 
 def _compiled_cell_step(pre_x, R, c, n, m, h, may_be_empty=True):
-    dynamic = ((pre_x, 0), (c, 0), (n, 0), (m, 0), (h, 0))
+    dynamic = (pre_x, c, n, m, h)
     # Always with the empty-memory cap: one graph instead of two, and the same values (the cap only acts where
     # n = 0, i.e. exactly where ``may_be_empty`` would have been True).
     return _COMPILED_CELL(pre_x, R, c, n, m, h, True, device=pre_x.device, dynamic=dynamic)
@@ -37,9 +37,7 @@ def _slstm_with_compiled_cell(gates_x, R, b, state, resets):
     """The reference recurrence, stepping through the compiled cell; called from inside a compiled pass."""
     h, new_state = _slstm_recurrent(gates_x, R, b, state, resets, step=_compiled_cell_step)
     # The compiled code after the loop receives these: a batch size > 1 is dynamic there, as everywhere.
-    for t in (h, *new_state):
-        if t.shape[0] > 1:
-            torch._dynamo.maybe_mark_dynamic(t, 0)
+    mark_batch_dynamic((h, *new_state))
     return h, new_state
 
 

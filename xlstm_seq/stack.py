@@ -27,7 +27,13 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
-from xlstm_seq.compiled import COMPILE_OPTIONS, CompiledPath, CompileSetting, check_compile_setting
+from xlstm_seq.compiled import (
+    COMPILE_OPTIONS,
+    CompiledPath,
+    CompileSetting,
+    check_compile_setting,
+    mark_batch_dynamic,
+)
 from xlstm_seq.config import xLSTMConfig
 from xlstm_seq.kernels.registry import resolve_backend
 from xlstm_seq.mlstm_layer import mLSTMBlock
@@ -45,10 +51,7 @@ def compiled_block_runner() -> Callable:
     compiled = torch.compile(run_block, options=COMPILE_OPTIONS)
 
     def run(block: nn.Module, x: Tensor, state, resets: Tensor | None):
-        tensors = [x, *(state.tensors() if state is not None else ()), *(() if resets is None else (resets,))]
-        for t in tensors:
-            if t.shape[0] > 1:
-                torch._dynamo.maybe_mark_dynamic(t, 0)
+        mark_batch_dynamic([x, *(state.tensors() if state is not None else ()), *(() if resets is None else (resets,))])
         return compiled(block, x, state, resets)
 
     return run
@@ -176,15 +179,15 @@ class xLSTMStack(nn.Module):
             resolve_backend("slstm", self.config.slstm_backend, device)
 
     @staticmethod
-    def _batch_dims(x: Tensor, states: list, resets: Tensor | None) -> tuple[tuple[Tensor, int], ...]:
-        """(tensor, dim) of every batch dimension: marked dynamic so that a new batch size reuses the graph."""
+    def _batch_dims(x: Tensor, states: list, resets: Tensor | None) -> tuple[Tensor, ...]:
+        """Every tensor with a batch dimension (dim 0): marked dynamic so that a new batch size reuses the graph."""
         if x.shape[0] == 1:  # torch specialises size 1 anyway: nothing to mark
             return ()
-        dims = [(x, 0)] + ([(resets, 0)] if resets is not None else [])
+        tensors = [x] + ([resets] if resets is not None else [])
         for block_state in states:
             if block_state is not None:
-                dims += [(t, 0) for t in block_state.tensors()]
-        return tuple(dims)
+                tensors += block_state.tensors()
+        return tuple(tensors)
 
     def _check_input(self, x: Tensor, expected_dims: int, name: str, shape_text: str) -> None:
         E = self.config.embedding_dim
