@@ -29,6 +29,7 @@ from sklearn.base import clone
 
 from xlstm_seq.forecasting.calibration import Calibration, validation_windows
 from xlstm_seq.forecasting.intervals import level_name, window_scale
+from xlstm_seq.forecasting.metrics import seasonal_naive
 from xlstm_seq.forecasting.panels import Panels
 
 if TYPE_CHECKING:
@@ -69,8 +70,8 @@ def naive_forecast(y_inputs: np.ndarray, h: int) -> np.ndarray:
 
 def seasonal_naive_forecast(y_inputs: np.ndarray, h: int, season: int) -> np.ndarray:
     """Look-backs (n, L, C) -> the last ``season`` values repeated, (n, h, C); needs L >= season."""
-    last = y_inputs[:, -season:]  # (n, season, C)
-    return np.concatenate([last] * -(-h // season), axis=1)[:, :h]
+    by_channel = seasonal_naive(np.moveaxis(y_inputs, 1, -1), h, season)  # (n, C, h)
+    return np.moveaxis(by_channel, -1, 1)
 
 
 def guardrail_metric(fc: XLSTMForecaster) -> str:
