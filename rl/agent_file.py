@@ -38,7 +38,7 @@ SUFFIX = ".safetensors"
 # The algorithm's constructor arguments kept as they are (numbers, bools, None) and those that may be schedules.
 ALGORITHM_FIELDS = (
     "n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda", "normalize_advantage", "ent_coef", "vf_coef",
-    "max_grad_norm", "target_kl", "sequence_length", "stats_window_size", "seed",
+    "max_grad_norm", "target_kl", "sequence_length", "stats_window_size", "seed", "compile",
 )  # fmt: skip
 SCHEDULE_FIELDS = ("learning_rate", "clip_range", "clip_range_vf")
 # Where a class named in the file may come from, and what it must be.

@@ -92,6 +92,27 @@ def test_the_header_is_json_and_schedules_survive(tmp_path):
     assert loaded.clip_range(0.5) == pytest.approx(0.3)
 
 
+@pytest.mark.parametrize("setting", [False, True, "auto"])
+def test_the_compile_switch_survives_a_round_trip(setting, tmp_path):
+    env = _env(BOX_OBS, ACTIONS["discrete"])
+    model = XLSTMPPO("MlpXLSTMPolicy", env, compile=setting, **TINY)
+    loaded = XLSTMPPO.load_safetensors(model.save_safetensors(tmp_path / "agent"))
+    assert loaded.compile == setting and type(loaded.compile) is type(setting)
+
+
+def test_a_file_without_the_compile_switch_loads_with_auto(tmp_path):
+    """Files written before the switch was saved hold no "compile" key: they load with the default."""
+    model = XLSTMPPO("MlpXLSTMPolicy", _env(BOX_OBS, ACTIONS["discrete"]), compile=False, **TINY)
+    path = model.save_safetensors(tmp_path / "agent")
+    with safe_open(str(path), "pt") as f:
+        metadata = f.metadata()
+        weights = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 - a safe_open handle is no mapping
+    header = json.loads(metadata["agent"])
+    del header["algorithm"]["compile"]
+    save_file(weights, str(path), metadata={**metadata, "agent": json.dumps(header)})
+    assert XLSTMPPO.load_safetensors(path).compile == "auto"
+
+
 @pytest.mark.parametrize(
     "space",
     [
