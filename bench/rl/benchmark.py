@@ -85,7 +85,8 @@ def _build_model(algorithm: str, config: RLBenchmarkConfig, budget: BenchmarkEnv
         policy = "MultiInputXLSTMPolicy" if _is_dict(env) else "MlpXLSTMPolicy"
         heads = dict(pi=list(config.xlstm_actor_net_arch), vf=list(config.xlstm_critic_net_arch))
         kwargs = dict(xlstm=config.xlstm, critic_memory=config.critic_memory, net_arch=heads)
-        return XLSTMPPO(policy, env, policy_kwargs=kwargs, sequence_length=config.xlstm_sequence_length, **common)
+        return XLSTMPPO(policy, env, policy_kwargs=kwargs, sequence_length=config.xlstm_sequence_length,
+                        compile=config.xlstm_compile, **common)  # fmt: skip
     if algorithm == "recurrent_ppo":
         from sb3_contrib import RecurrentPPO
 
@@ -249,8 +250,12 @@ def run_settings(algorithm: str, config: RLBenchmarkConfig, budget: BenchmarkEnv
         "ppo_framestack": ("frame_stack", "mlp_net_arch"),
         "ppo_memoryless": ("mlp_net_arch",),
     }[algorithm]
-    return dict(algorithm=algorithm, env=budget.to_dict(), torch_threads=config.torch_threads,
-                model={k: own[k] for k in keys})  # fmt: skip
+    model = {k: own[k] for k in keys}
+    if algorithm == "xlstm_ppo" and config.xlstm_compile != "auto":
+        # Compiling changes the speed, and float rounding only; kept apart from "auto" runs all the same.
+        # (Results recorded before the switch existed ran with "auto" and hold no such key.)
+        model["xlstm_compile"] = config.xlstm_compile
+    return dict(algorithm=algorithm, env=budget.to_dict(), torch_threads=config.torch_threads, model=model)
 
 
 def _run_key(result_or_item) -> str:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xlstm_seq.compiled import check_compile_setting
 from xlstm_seq.config import ConfigMixin, xLSTMConfig
 from xlstm_seq.rl.policies import default_memory_config
 from xlstm_seq.rl.train import EnvBudget
@@ -89,6 +90,10 @@ class RLBenchmarkConfig(ConfigMixin):
     output; with a shared memory the extra layer keeps the value fit from dominating the memory's features)."""
     xlstm_sequence_length: int | None = None
     """XLSTMPPO's training sequence length (must divide n_steps and batch_size); None: min(n_steps, batch_size)."""
+    xlstm_compile: bool | str = "auto"
+    """XLSTMPPO's ``compile`` switch (:mod:`xlstm_seq.compiled`): True compiles the rollout step and the training
+    pass on the CPU, False keeps them eager, "auto" (the library's default) compiles each once the run plans
+    enough calls to repay the first compile."""
     lstm_hidden_size: int = 64
     """RecurrentPPO's LSTM width (separate critic LSTM, as its default)."""
     frame_stack: int = 4
@@ -130,6 +135,7 @@ class RLBenchmarkConfig(ConfigMixin):
             raise TypeError(f"notes must be a list of strings, got {self.notes!r}")
         if not self.seeds or not all(isinstance(s, int) for s in self.seeds):
             raise ValueError(f"seeds must be a non-empty list of integers, got {self.seeds}")
+        check_compile_setting(self.xlstm_compile, "xlstm_compile")
         if self.critic_memory not in ("shared", "separate"):
             raise ValueError(f"critic_memory must be 'shared' or 'separate', got {self.critic_memory!r}")
         for name in ("lstm_hidden_size", "frame_stack", "torch_threads", "jobs"):

@@ -147,7 +147,7 @@ def _xlstm_text(config: RLBenchmarkConfig) -> str:
     return (
         f"{x.num_blocks} xLSTM block(s) (sLSTM at {x.slstm_block_ids or 'none'}), width {x.embedding_dim}, "
         f"{x.num_heads} heads, mLSTM convolution {x.mlstm.conv_kernel_size}, {config.critic_memory} critic memory, "
-        f"actor MLP {actor_mlp}, critic MLP {critic_mlp}"
+        f"actor MLP {actor_mlp}, critic MLP {critic_mlp}, compile={config.xlstm_compile!r}"
     )
 
 

@@ -13,7 +13,7 @@ from xlstm_seq.config import xLSTMConfig
 from xlstm_seq.tracking.provenance import Provenance
 from xlstm_seq_bench.rl.benchmark import _build_model, _make_vec_env, run_benchmark
 from xlstm_seq_bench.rl.config import BenchmarkEnv, RLBenchmarkConfig
-from xlstm_seq_bench.rl.report import render_markdown, target_lines
+from xlstm_seq_bench.rl.report import _models_text, render_markdown, target_lines
 
 TINY_ENV = dict(n_envs=2, n_steps=32, batch_size=32, n_epochs=1, eval_episodes=2)
 
@@ -118,6 +118,24 @@ def test_xlstm_head_mlps_of_the_config_reach_the_policy():
     env.close()
     widths = lambda net: [m.out_features for m in net if isinstance(m, nn.Linear)]  # noqa: E731
     assert widths(extractor.policy_net) == [5] and widths(extractor.value_net) == [7, 3]
+
+
+def test_the_compile_switch_reaches_xlstm_ppo_and_keys_its_runs():
+    from xlstm_seq_bench.rl.benchmark import run_settings
+
+    budget = BenchmarkEnv(env_id="CartPoleNoVel-v1", total_timesteps=64, **TINY_ENV)
+    config = RLBenchmarkConfig(xlstm=xLSTMConfig(embedding_dim=8, num_blocks=1, num_heads=2), xlstm_compile=False)
+    env = _make_vec_env(budget, 0, 2, None)
+    assert _build_model("xlstm_ppo", config, budget, env, 0).compile is False
+    env.close()
+    # "auto" keeps the settings of results recorded before the switch; another setting is a different run.
+    auto = run_settings("xlstm_ppo", config.replace(xlstm_compile="auto"), budget)
+    assert "xlstm_compile" not in auto["model"]
+    assert run_settings("xlstm_ppo", config, budget)["model"]["xlstm_compile"] is False
+    assert "xlstm_compile" not in run_settings("recurrent_ppo", config, budget)["model"]
+    assert "compile=False" in _models_text(config)
+    with pytest.raises(ValueError, match="xlstm_compile"):
+        RLBenchmarkConfig(xlstm_compile="sometimes")
 
 
 def test_env_overrides_change_the_model_of_that_environment_only():
