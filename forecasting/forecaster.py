@@ -540,7 +540,8 @@ class XLSTMForecaster(BaseEstimator):
         from a zero state), and a recurrent state cannot forget the step that leaves the window. So ``update`` keeps
         the last ``input_size`` rows and ``predict`` re-encodes that window: its cost is that of one forecast
         (O(input_size)), whatever the number of new observations, not a constant per observation. The forecasts equal
-        ``predict(df=...)`` on the extended frame.
+        ``predict(df=...)`` on the extended frame. For a constant cost per new observation, use
+        ``StatefulXLSTMForecaster``, whose network reads each series from its start and keeps its state.
 
         Args:
             new_df: Rows of fitted series that continue each series' kept history without a gap (the first new
