@@ -18,6 +18,7 @@ CONFIG_CLASSES = {
     "forecast m4": "xlstm_seq_bench.forecasting.m4:M4Config",
     "forecast airpassengers": "xlstm_seq_bench.forecasting.air_passengers:AirPassengersConfig",
     "forecast auto": "xlstm_seq_bench.forecasting.auto_study:AutoStudyConfig",
+    "forecast streaming": "xlstm_seq_bench.forecasting.streaming:StreamingConfig",
 }
 
 
@@ -69,6 +70,15 @@ def _auto(args: argparse.Namespace) -> int:
     return 0
 
 
+def _streaming(args: argparse.Namespace) -> int:
+    require_bench("forecast streaming")
+    from xlstm_seq_bench.forecasting.streaming import StreamingConfig, run_streaming
+
+    command = reproducing_command(["xlstm-seq", "forecast", "streaming"], args, options=("out", "no_track"))
+    run_streaming(_config(StreamingConfig, args), track=not args.no_track, command=command)
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from xlstm_seq.forecasting.demo import ForecastDemoConfig, forecast_demo
 
@@ -102,5 +112,7 @@ def add_commands(groups) -> None:
                         "air_passengers.yaml", "seeds=[1] peers=[nf_lstm]", _air_passengers)  # fmt: skip
     _add_config_command(sub, "auto", "auto mode vs the grid's defaults and hand-chosen cells; the guardrail study",
                         "auto.yaml", "cells=[[ili,24]] time_budget_s=300", _auto)  # fmt: skip
+    _add_config_command(sub, "streaming", "the stateful forecaster streaming over the test split vs the windowed one",
+                        "streaming.yaml", "cost_updates=50 seed=1", _streaming)  # fmt: skip
     _add_config_command(sub, "demo", "fit, predict and plot on AirPassengers, tracked in MLflow", "demo.yaml",
                         "max_steps=100", _demo, out=False)  # fmt: skip
