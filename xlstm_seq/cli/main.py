@@ -127,6 +127,15 @@ def _kernels_bench(args: argparse.Namespace) -> int:
         out = Path(args.out) if args.out else DEFAULT_OUT
         print(run_core_cpu_benchmark(out, quick=args.quick, track=not args.no_track, threads=args.threads))
         return 0
+    if args.op == "core_profile":
+        if args.device != "cpu":
+            raise ConfigError(f"kernels bench --op core_profile --device {args.device}: the profile is of the CPU path")
+        from xlstm_seq_bench.kernels.core_cpu_profile import DEFAULT_OUT as PROFILE_OUT
+        from xlstm_seq_bench.kernels.core_cpu_profile import run_core_cpu_profile
+
+        out = Path(args.out) if args.out else PROFILE_OUT
+        print(run_core_cpu_profile(out, quick=args.quick, threads=args.threads or 1, track=not args.no_track))
+        return 0
     if args.op == "mlstm":
         from xlstm_seq_bench.kernels.mlstm_gpu import DEFAULT_OUT, PROVIDER_KEYS, run_mlstm_benchmark
 
@@ -175,10 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench = kernels.add_parser("bench", help="benchmark the kernels and the stack; writes a markdown table")
     bench.add_argument(
         "--op",
-        choices=["core", "mlstm", "slstm"],
+        choices=["core", "core_profile", "mlstm", "slstm"],
         default="core",
-        help="core: the CPU reference kernels and the stack (default); mlstm / slstm: the GPU kernels against "
-        "their peers (benchmarks/kernels/mlstm_gpu.md, slstm_gpu.md)",
+        help="core: the CPU reference kernels and the stack (default); core_profile: where the CPU stack's "
+        "forward+backward spends its time (benchmarks/kernels/core_cpu_profile.md); mlstm / slstm: the GPU kernels "
+        "against their peers (benchmarks/kernels/mlstm_gpu.md, slstm_gpu.md)",
     )
     bench.add_argument("--device", default="cpu", help="device to benchmark (default: cpu; cuda for --op mlstm/slstm)")
     bench.add_argument(
