@@ -18,6 +18,7 @@ are timed), beside a from-scratch read of the same history.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +77,10 @@ class CellResult:
     input_size: int
     origins: int
     n_series: int
+    season: int
+    """The season of the seasonal naive forecast."""
+    test_level: tuple[float, float]
+    """Mean and largest value of the test split (standardised by the training rows: how far it lies from them)."""
     scores: dict[str, dict[str, float]]
     """method -> mse, mae, fit_seconds."""
     candidates: list[Candidate]
@@ -101,7 +106,7 @@ def _naive_scores(data: LongHorizonData, h: int) -> dict[str, dict[str, float]]:
     actual = data.values[rows]  # (n, h, N)
     season = data.season
     seasonal = start + np.arange(n)[:, None] - season + np.arange(h) % season  # (n, h): the last season repeated
-    forecasts = {"last value": data.values[rows[:, :1] - 1], f"seasonal naive ({season})": data.values[seasonal]}
+    forecasts = {"last value": data.values[rows[:, :1] - 1], "seasonal naive": data.values[seasonal]}
     return {name: _errors(np.broadcast_to(f, actual.shape), actual) | {"fit_seconds": 0.0}
             for name, f in forecasts.items()}  # fmt: skip
 
@@ -199,7 +204,9 @@ def run_cell(config: StreamingConfig, cell: dict, track: bool) -> CellResult:
     scores.update(_naive_scores(data, h))
 
     cost = [_update_cost(fc, df, int(rows_), config.cost_updates) for rows_ in cell["cost_history"]]
-    return CellResult(cell["data"], h, L, n, len(fc.series_), scores, candidates, chosen,
+    test = data.values[data.borders["test"][0] : data.borders["test"][1]]
+    return CellResult(cell["data"], h, L, n, len(fc.series_), data.season, (float(test.mean()), float(test.max())),
+                      scores, candidates, chosen,
                       float(np.abs(streamed - one_pass).max()), update_seconds, cost)  # fmt: skip
 
 
@@ -221,7 +228,8 @@ def run_streaming(config: StreamingConfig, *, track: bool = True, command: str |
             result = run_cell(config, cell, track)
             cells.append(result)
             for method, s in result.scores.items():
-                tracker.log_metrics({f"{result.data}-{result.h}/{method}/{k}": v for k, v in s.items()})
+                slug = re.sub(r"[^A-Za-z0-9]+", "_", method).strip("_")
+                tracker.log_metrics({f"{result.data}-{result.h}/{slug}/{k}": v for k, v in s.items()})
             page = write_report(config, cells, time.perf_counter() - started, provenance.finish())
         if page is not None:
             tracker.log_artifact(page)

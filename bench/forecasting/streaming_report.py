@@ -27,7 +27,8 @@ def _score_rows(cells: list[CellResult]) -> list[str]:
     rows = ["| data | h | origins x series | method | test MSE | test MAE | fit s |", "|---|---|---|---|---|---|---|"]
     for c in cells:
         for method, s in c.scores.items():
-            rows.append(f"| {c.data} | {c.h} | {c.origins} x {c.n_series} | {method} | {s['mse']:.4f} | "
+            name = f"{method} ({c.season})" if method == "seasonal naive" else method
+            rows.append(f"| {c.data} | {c.h} | {c.origins} x {c.n_series} | {name} | {s['mse']:.4f} | "
                         f"{s['mae']:.4f} | {s['fit_seconds']:.1f} |")  # fmt: skip
     return rows
 
@@ -64,7 +65,10 @@ def _verdicts(cells: list[CellResult]) -> list[str]:
             f"- {c.data}-{c.h}: the stateful forecaster's test MSE is {abs(ratio):.1f}% {word} than the windowed "
             f"XLSTMForecaster's ({stateful:.4f} vs {windowed:.4f}), and "
             f"{'below' if stateful < naive[0] else 'not below'} the best naive forecast ({naive[1]}, {naive[0]:.4f}). "
-            f"One seed each: the spread over seeds was not measured, so a difference of a few percent may be a tie."
+            f"One seed each: the spread over seeds was not measured, so a difference of a few percent may be a tie. "
+            f"The test split's values have mean {c.test_level[0]:.2f} and maximum {c.test_level[1]:.2f} in units of "
+            f"the training rows' std about their mean: the stateful forecaster scales every series once with the "
+            f"training statistics, the windowed one re-normalises each window (RevIN)."
         )
         small, large = c.cost[0], c.cost[-1]
         lines.append(
@@ -154,9 +158,9 @@ def write_report(config: StreamingConfig, cells: list[CellResult], wall: float, 
         f"`replay` sets the history (the first rows of every series), then {config.cost_updates} updates of one "
         f"row per series are timed (median per call; per observation = per call / series). The update reads no "
         f"older row, so its cost does not grow with the history; the from-scratch read (`predict(df=history)`) "
-        f"does. Wall-clock times on {config.num_threads} torch thread(s); {timing}. An update call includes the "
-        f"frame checks (pandas), which dominate at one row per series; the network column times the stack's step of "
-        f"every series from the stored state alone.",
+        f"does. Wall-clock times on {config.num_threads} torch thread(s); {timing}. An update call holds the frame "
+        f"checks (pandas) and the network's step; the network column times the stack's step of every series from "
+        f"the stored state alone.",
         "",
         *_cost_rows(cells),
         "",
