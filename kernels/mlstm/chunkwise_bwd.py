@@ -13,7 +13,13 @@ Kernels:
   ``dC_out (B*H, NC, DK, DV)`` / ``dn_out`` (the gradient reaching each chunk's end state), the gradient of the
   initial state, and per-program partial sums of ``<dC_out, C_out> + <dn_out, n_out>`` per chunk.
 * ``_bwd_dq_kernel``, ``_bwd_dk_kernel``, ``_bwd_dv_kernel``: per (row block of a chunk, head-dim block, batch*head),
-  the intra-chunk part tiled over the other side's blocks, plus the state part.
+  the intra-chunk part tiled over the other side's blocks, plus the state part (layout ``"split"``). Each head-dim
+  block recomputes its row block's gram and decay weights: dk's programs the gram dh v^T over all of DV, dv's the
+  gram k q^T over all of DK.
+* ``_bwd_dkdv_kernel`` (layout ``"fused_dkdv"``): per (key block of a chunk, batch*head), dk and dv together over the
+  whole head dims, walking the chunk's query blocks (flash-attention-2's backward order): k q^T, v dh^T and the decay
+  weights are computed once per (key block, query block) tile and feed both products. dq stays in
+  ``_bwd_dq_kernel`` (fusing it would need atomics across key blocks).
 """
 
 from __future__ import annotations
@@ -26,7 +32,19 @@ from . import chunkwise_fwd as fwd  # launch settings read at call time, so a tu
 from .chunkwise_fwd import _block, dot_precision, new_output
 from .tiles import rows_dot_state_t, rows_gram, split_dot
 
-__all__ = ["launch_bwd"]
+__all__ = ["BWD_LAYOUTS", "launch_bwd"]
+
+#: The ways the backward's intra-chunk part may be laid out over kernels (see the module docstring).
+BWD_LAYOUTS = ("split", "fused_dkdv")
+# Launch settings, read at call time (a tuning sweep sets them; tools/gpu/mlstm_sweep.py). "split" stays the default
+# until a GPU run of the sweep has timed "fused_dkdv" beside it at TFLA's shape: "fused_dkdv" is correct in the tests
+# (interpreter and compile checks) but has not run on a GPU yet. Its tiles: key rows per program, query rows per
+# step of its loop, the head-dim block of its end-state products; warps and stages. It holds dk (BLOCK_K, DK) and
+# dv (BLOCK_K, DV) accumulators in fp32 over the whole head dims (at DK 128, DV 256 and 64 key rows: 96 KiB of
+# registers), hence 8 warps.
+BWD_LAYOUT = "split"
+FUSED_BLOCK_K, FUSED_BLOCK_Q, FUSED_STATE_BLOCK = 64, 64, 32
+FUSED_WARPS, FUSED_STAGES = 8, 1
 
 
 @triton.jit(do_not_specialize=["T", "NC"])
@@ -358,8 +376,140 @@ def _bwd_dv_kernel(
     tl.store(DV_OUT + bh * T * DV + tk[:, None] * DV + offs_v[None, :], dv, mask=mask_tk[:, None] & mask_v[None, :])
 
 
+@triton.jit(do_not_specialize=["T", "NC"])
+def _bwd_dkdv_kernel(
+    # pointers
+    Q,
+    K,
+    V,
+    DH,
+    CS,
+    LOGI,
+    SEG,
+    M_ROW,
+    RZ,
+    DDEN,
+    U,
+    DC_OUT,
+    DN_OUT,
+    DK_OUT,
+    DV_OUT,
+    # sizes
+    scale,
+    T,
+    H,
+    NC,
+    DK,
+    DV,
+    # meta-parameters
+    L: tl.constexpr,
+    BLK: tl.constexpr,
+    BLQ: tl.constexpr,
+    DKP: tl.constexpr,
+    DVP: tl.constexpr,
+    BS: tl.constexpr,
+    DOT_PREC: tl.constexpr,
+    GRAD_FP32: tl.constexpr,
+):
+    pid_l = tl.program_id(0)
+    bh = tl.program_id(1).to(tl.int64)
+    b = bh // H
+    TP = NC * L
+    NKB = L // BLK
+    c = pid_l // NKB
+    lb = pid_l % NKB
+    offs_dk = tl.arange(0, DKP)  # the whole (padded) head dims: dk and dv are never split across programs
+    offs_dv = tl.arange(0, DVP)
+    mask_dk = offs_dk < DK
+    mask_dv = offs_dv < DV
+    tk = c * L + lb * BLK + tl.arange(0, BLK)  # (BLK,) key rows, padded index
+    mask_tk = tk < T
+
+    # The key block's k and v, loaded once for the whole walk over the query blocks.
+    kt = tl.load(
+        K + bh * T * DK + tk[:, None] * DK + offs_dk[None, :], mask=mask_tk[:, None] & mask_dk[None, :], other=0.0
+    )
+    vt = tl.load(
+        V + bh * T * DV + tk[:, None] * DV + offs_dv[None, :], mask=mask_tk[:, None] & mask_dv[None, :], other=0.0
+    )
+    cs_k = tl.load(CS + bh * TP + tk)
+    logi_k = tl.load(LOGI + bh * TP + tk)
+    seg_k = tl.load(SEG + b * TP + tk)
+
+    dk = tl.zeros((BLK, DKP), dtype=tl.float32)
+    dv = tl.zeros((BLK, DVP), dtype=tl.float32)
+    # Query blocks from the one holding the key block's first row to the chunk's end (the causal triangle).
+    for qb in range((lb * BLK) // BLQ, L // BLQ):
+        tq = c * L + qb * BLQ + tl.arange(0, BLQ)  # (BLQ,) query rows
+        mask_q = tq < T
+        qt = tl.load(
+            Q + bh * T * DK + tq[:, None] * DK + offs_dk[None, :], mask=mask_q[:, None] & mask_dk[None, :], other=0.0
+        )
+        dht = tl.load(
+            DH + bh * T * DV + tq[:, None] * DV + offs_dv[None, :], mask=mask_q[:, None] & mask_dv[None, :], other=0.0
+        )
+        cs_q = tl.load(CS + bh * TP + tq)
+        seg_q = tl.load(SEG + b * TP + tq)
+        m_q = tl.load(M_ROW + bh * TP + tq)
+        rz_q = tl.load(RZ + bh * TP + tq)
+        dden_q = tl.load(DDEN + bh * TP + tq)
+        valid = (tk[:, None] <= tq[None, :]) & (seg_k[:, None] == seg_q[None, :])  # (BLK, BLQ)
+        # W^T: masking the exponent (not the exp) keeps discarded entries from overflowing.
+        wt = tl.exp(tl.where(valid, cs_q[None, :] - cs_k[:, None] + logi_k[:, None] - m_q[None, :], float("-inf")))
+        st = tl.dot(kt, tl.trans(qt), input_precision=DOT_PREC)  # (BLK, BLQ) k q^T, shared by P and dS
+        dpt = tl.dot(vt, tl.trans(dht), input_precision=DOT_PREC)  # (BLK, BLQ) v dh^T
+        pt = st * scale * wt * rz_q[None, :]  # P^T with each query's 1/Z folded in: dv += P^T dh
+        dst = (dpt * rz_q[None, :] + dden_q[None, :]) * wt  # dS^T / scale: dk += scale dS^T q
+        if GRAD_FP32:  # dS and P kept in fp32 (tf32 on tensor cores), as in the split kernels
+            dv += tl.dot(pt, dht.to(tl.float32), input_precision=DOT_PREC)
+            dk += tl.dot(dst, qt.to(tl.float32), input_precision=DOT_PREC)
+        else:
+            dv += tl.dot(pt.to(dht.dtype), dht, input_precision=DOT_PREC)
+            dk += tl.dot(dst.to(qt.dtype), qt, input_precision=DOT_PREC)
+    dk = dk * scale
+
+    # End state: dk_l += u_l (dC_out v_l + dn_out), dv_l += u_l dC_out^T k_l; dC_out (DK, DV) is read in BS-wide
+    # slices (a whole fp32 tile would not fit beside the accumulators), k and v re-read per slice.
+    out = (bh * NC + c).to(tl.int64)
+    u = tl.load(U + bh * TP + tk)  # (BLK,)
+    offs_s = tl.arange(0, BS)
+    st_k = tl.zeros((BLK, DKP), dtype=tl.float32)
+    for e0 in range(0, DV, BS):
+        mask_e = (e0 + offs_s) < DV
+        ve = tl.load(
+            V + bh * T * DV + tk[:, None] * DV + e0 + offs_s[None, :],
+            mask=mask_tk[:, None] & mask_e[None, :],
+            other=0.0,
+        )
+        dce = tl.load(
+            DC_OUT + out * DK * DV + offs_dk[:, None] * DV + e0 + offs_s[None, :],
+            mask=mask_dk[:, None] & mask_e[None, :],
+            other=0.0,
+        )  # (DKP, BS)
+        st_k += tl.dot(ve.to(tl.float32), tl.trans(dce), input_precision=DOT_PREC)
+    dnt = tl.load(DN_OUT + out * DK + offs_dk, mask=mask_dk, other=0.0)
+    dk += u[:, None] * (st_k + dnt[None, :])
+    st_v = tl.zeros((BLK, DVP), dtype=tl.float32)
+    for d0 in range(0, DK, BS):
+        mask_d = (d0 + offs_s) < DK
+        kd = tl.load(
+            K + bh * T * DK + tk[:, None] * DK + d0 + offs_s[None, :],
+            mask=mask_tk[:, None] & mask_d[None, :],
+            other=0.0,
+        )
+        dcd = tl.load(
+            DC_OUT + out * DK * DV + (d0 + offs_s)[:, None] * DV + offs_dv[None, :],
+            mask=mask_d[:, None] & mask_dv[None, :],
+            other=0.0,
+        )  # (BS, DVP)
+        st_v += tl.dot(kd.to(tl.float32), dcd, input_precision=DOT_PREC)
+    dv += u[:, None] * st_v
+    tl.store(DK_OUT + bh * T * DK + tk[:, None] * DK + offs_dk[None, :], dk, mask=mask_tk[:, None] & mask_dk[None, :])
+    tl.store(DV_OUT + bh * T * DV + tk[:, None] * DV + offs_dv[None, :], dv, mask=mask_tk[:, None] & mask_dv[None, :])
+
+
 def launch_bwd(q, k, v, dh, g, C_all, n_all, m_all, m_row, rz, dden, cq, cn, u, dC_T, dn_T, chunk_size, block_l):
-    """Runs the four backward kernels.
+    """Runs the backward kernels: the state kernel, then dq, dk, dv in the layout ``BWD_LAYOUT`` names.
 
     Args: q, k (B,H,T,DK), v, dh (B,H,T,DV) contiguous, dh in q's dtype; ``g`` the gate dict of ``_gate_prep``;
     C_all, n_all, m_all the forward's saved states; m_row, rz, dden, cq, cn, u (B,H,TP) fp32; dC_T (B,H,DK,DV),
@@ -368,6 +518,8 @@ def launch_bwd(q, k, v, dh, g, C_all, n_all, m_all, m_row, rz, dden, cq, cn, u, 
     Returns dq (B,H,T,DK), dk (B,H,T,DK), dv (B,H,T,DV) in float32, dC0 (B,H,DK,DV), dn0 (B,H,DK) and
     e (B,H,NC) = <dC_out, C_out> + <dn_out, n_out> per chunk.
     """
+    if BWD_LAYOUT not in BWD_LAYOUTS:
+        raise ValueError(f"chunkwise_bwd.BWD_LAYOUT must be one of {BWD_LAYOUTS}, got {BWD_LAYOUT!r}")
     B, H, T, DK = q.shape
     DV = v.shape[-1]
     NC = g["NC"]
@@ -400,6 +552,15 @@ def launch_bwd(q, k, v, dh, g, C_all, n_all, m_all, m_row, rz, dden, cq, cn, u, 
         q, k, v, dh, g["cs"], g["logi"], g["seg"], m_row, rz, dden, cq, cn, C_all, n_all, dq,
         scale, T, H, NC, DK, DV, **meta,
     )  # fmt: skip
+    if BWD_LAYOUT == "fused_dkdv":
+        blk, blq = min(chunk_size, FUSED_BLOCK_K), min(chunk_size, FUSED_BLOCK_Q)
+        _bwd_dkdv_kernel[(NC * (chunk_size // blk), B * H)](
+            q, k, v, dh, g["cs"], g["logi"], g["seg"], m_row, rz, dden, u, dC_out, dn_out, dk, dv,
+            scale, T, H, NC, DK, DV, L=chunk_size, BLK=blk, BLQ=blq,
+            DKP=_block(DK, 1 << 30), DVP=_block(DV, 1 << 30), BS=FUSED_STATE_BLOCK,
+            DOT_PREC=prec, GRAD_FP32=fwd.GRAD_DOT_FP32, num_warps=FUSED_WARPS, num_stages=FUSED_STAGES,
+        )  # fmt: skip
+        return dq, dk, dv, dC0, dn0, e_part.sum(-1)
     _bwd_dk_kernel[(nblocks, nkb, B * H)](
         q, k, v, dh, g["cs"], g["logi"], g["seg"], m_row, rz, dden, u, dC_out, dn_out, dk,
         scale, T, H, NC, DK, DV, **meta,
