@@ -17,11 +17,14 @@ row is all a forecast needs, and ``update`` steps it over the new rows alone. It
 with the state carried and detached between chunks (truncated backpropagation through time).
 
 Only the target column ``y`` is read (no exogenous columns; other columns of a frame are ignored), each series on
-its own (one global network over all series). Point forecasts only.
+its own (one global network over all series). Point forecasts only. With a validation split, the naive and seasonal
+naive forecasts are scored on the same validation origins (``validation_report_``) and a model no better than them
+warns (``GuardrailWarning``).
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +34,7 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
 from xlstm_seq.devices import resolve_device
+from xlstm_seq.forecasting.guardrails import GuardrailWarning, season_for_freq
 from xlstm_seq.forecasting.models import BACKBONES
 from xlstm_seq.forecasting.stateful_net import StatefulNet, lag_features
 from xlstm_seq.forecasting.training import TrainingHistory, TrainingSettings, train_network
@@ -82,6 +86,12 @@ class StatefulXLSTMForecaster(BaseEstimator):
         track: Log each fit to MLflow (params, losses, validation scores, the saved model).
         experiment: MLflow experiment of the fits.
         tracking_uri: MLflow store (default ``MLFLOW_TRACKING_URI`` or ./mlflow.db).
+        guardrail: In a fit with a validation split, score the naive (last value) and seasonal naive forecasts on
+            the same validation origins as the model (``validation_report_``, logged to MLflow) and warn
+            (``GuardrailWarning``, both numbers) when the model is not better than the best of them, by ``loss``.
+            The model is served either way (there is no fallback to a baseline here).
+        season_length: Season of the seasonal naive baseline; None: from the frame's freq (hourly 24, daily 7,
+            weekly 52, monthly 12, quarterly 4), left out when unknown.
     """
 
     def __init__(
@@ -110,6 +120,8 @@ class StatefulXLSTMForecaster(BaseEstimator):
         track: bool = True,
         experiment: str = "xlstm-seq-forecasting",
         tracking_uri: str | None = None,
+        guardrail: bool = True,
+        season_length: int | None = None,
     ):
         self.h = h
         self.lags = lags
@@ -135,6 +147,8 @@ class StatefulXLSTMForecaster(BaseEstimator):
         self.track = track
         self.experiment = experiment
         self.tracking_uri = tracking_uri
+        self.guardrail = guardrail
+        self.season_length = season_length
         self._check_settings()
 
     # ------------------------------------------------------------------ settings
@@ -161,6 +175,8 @@ class StatefulXLSTMForecaster(BaseEstimator):
             raise ValueError(f"dropout must be below 1, got {self.dropout!r}")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ValueError(f"ema_decay must be None or in (0, 1), got {self.ema_decay!r}")
+        if self.season_length is not None:
+            _positive_int(self.season_length, "season_length")
         if isinstance(self.early_stop_patience_steps, bool) or not isinstance(self.early_stop_patience_steps, int):
             raise ValueError(f"early_stop_patience_steps must be an integer, got {self.early_stop_patience_steps!r}")
         normalise_freq(self.freq)
@@ -177,8 +193,8 @@ class StatefulXLSTMForecaster(BaseEstimator):
             df: The long frame (``unique_id``, ``ds``, ``y``; other columns are ignored).
             val_size: Steps at the end of each series held out of training: the forecasts from the steps before and
                 inside them whose targets lie in them score the validation checks (early stopping, the best weights
-                kept) and ``validation_scores_``. 0: no validation, the final weights are kept. The scaling statistics
-                come from the rows before them.
+                kept), ``validation_scores_`` and, with ``guardrail``, ``validation_report_``. 0: no validation, the
+                final weights are kept. The scaling statistics come from the rows before them.
 
         Raises:
             ValueError: a bad frame (naming the series or column), a series shorter than val_size + h + 1, or a bad
@@ -216,7 +232,7 @@ class StatefulXLSTMForecaster(BaseEstimator):
         if val_size:
 
             def validation(scored: torch.nn.Module) -> float:
-                return self._validation_scores(scored, scaled, ends, scaled_errors=True)[self.loss]
+                return self._validation_scores(scored, scaled, ends, scaled_errors=True)["model"][self.loss]
 
         settings = TrainingSettings(max_steps=self.max_steps, learning_rate=self.learning_rate,
                                     weight_decay=self.weight_decay, val_check_steps=self.val_check_steps,
@@ -228,9 +244,12 @@ class StatefulXLSTMForecaster(BaseEstimator):
         self.fit_seconds_ = history.seconds
         self.steps_trained_ = history.steps
         self.best_val_loss_ = history.best_val if history.val else None
-        self.validation_scores_ = None
+        self.validation_scores_, self.validation_report_ = None, None
         if val_size:
-            self.validation_scores_ = self._validation_scores(net, scaled, ends, scaled_errors=False)
+            scores = self._validation_scores(net, scaled, ends, scaled_errors=False, baselines=self.guardrail)
+            self.validation_scores_ = scores["model"]
+            if self.guardrail:
+                self.validation_report_ = self._guardrail(scores)
         self._store(scaled, list(range(len(self.series_))), self._last_ds(df))
         self._log_fit(history, int(val_size))
         return self
@@ -240,20 +259,65 @@ class StatefulXLSTMForecaster(BaseEstimator):
         return ((values - self.mean_[index]) / self.std_[index]).astype(np.float32)
 
     def _validation_scores(
-        self, net: torch.nn.Module, scaled: list[np.ndarray], ends: list[int], *, scaled_errors: bool
-    ) -> dict[str, float]:
+        self, net: torch.nn.Module, scaled: list[np.ndarray], ends: list[int], *, scaled_errors: bool,
+        baselines: bool = False,
+    ) -> dict[str, dict[str, float]]:  # fmt: skip
         """MSE and MAE of the forecasts whose h targets lie in the held-out rows [end, len) of each series (from
-        every step end - 1, ..., len - h - 1), on the scaled values or, without ``scaled_errors``, the data's scale."""
+        every step end - 1, ..., len - h - 1), on the scaled values or, without ``scaled_errors``, the data's scale.
+
+        Returns:
+            {"model": {"mse", "mae", "windows"}}, and with ``baselines`` the same for "naive" (the last value) and
+            "seasonal_naive" (the last season repeated; left out when the season is unknown or 1) on those origins.
+        """
         wanted = [np.arange(e - 1, len(z) - self.h) for z, e in zip(scaled, ends, strict=True)]
         _, _, forecasts = self._read(net, scaled, wanted)
-        sq, ab, count = 0.0, 0.0, 0
+        season = self._season()
+        sums: dict[str, list[float]] = {}
         for i, (z, steps, out) in enumerate(zip(scaled, wanted, forecasts, strict=True)):
-            target = z[steps[:, None] + 1 + np.arange(self.h)]  # (n, h)
-            error = out.cpu().numpy().astype(np.float64) - target
-            if not scaled_errors:
-                error = error * self.std_[i]
-            sq, ab, count = sq + float((error**2).sum()), ab + float(np.abs(error).sum()), count + error.size
-        return {"mse": sq / count, "mae": ab / count, "windows": count // self.h}
+            ahead = np.arange(self.h)
+            target = z[steps[:, None] + 1 + ahead]  # (n, h)
+            candidates = {"model": out.cpu().numpy()}
+            if baselines:
+                candidates["naive"] = np.repeat(z[steps][:, None], self.h, axis=1)
+                if season is not None:
+                    # From origin p the seasonal naive forecast of p + 1 + j is z[p + 1 + j - season * k], the last
+                    # season's value; an origin less than a season into the series repeats what it has (wraps).
+                    lag = steps[:, None] - season + 1 + ahead % season
+                    candidates["seasonal_naive"] = z[np.where(lag >= 0, lag, steps[:, None])]
+            for name, forecast in candidates.items():
+                error = forecast.astype(np.float64) - target
+                if not scaled_errors:
+                    error = error * self.std_[i]
+                total = sums.setdefault(name, [0.0, 0.0, 0])
+                total[0] += float((error**2).sum())
+                total[1] += float(np.abs(error).sum())
+                total[2] += error.size
+        return {name: {"mse": sq / n, "mae": ab / n, "windows": n // self.h} for name, (sq, ab, n) in sums.items()}
+
+    def _season(self) -> int | None:
+        """The seasonal naive baseline's season: ``season_length``, else the frequency's; None when unknown or 1."""
+        season = self.season_length or season_for_freq(self.freq_)
+        return season if season is not None and season > 1 else None
+
+    def _guardrail(self, scores: dict[str, dict[str, float]]) -> pd.DataFrame:
+        """The validation report (the model beside the baselines) and a GuardrailWarning when no better."""
+        rows = {self.alias_ if name == "model" else name: s for name, s in scores.items()}
+        report = pd.DataFrame.from_dict(rows, orient="index")
+        report.index.name = "forecaster"
+        metric = self.loss
+        baselines = report.drop(index=self.alias_)
+        best = baselines[metric].idxmin()
+        report.attrs.update(metric=metric, best_baseline=best,
+                            fired=bool(report.loc[self.alias_, metric] >= baselines.loc[best, metric]))  # fmt: skip
+        if report.attrs["fired"]:
+            warnings.warn(
+                f"{self.alias_} is not better than the {best} baseline on the validation windows: "
+                f"{metric.upper()} {report.loc[self.alias_, metric]:.4f} vs {baselines.loc[best, metric]:.4f} "
+                f"({int(report.loc[self.alias_, 'windows'])} windows of h={self.h}); forecasts are served anyway",
+                GuardrailWarning,
+                stacklevel=3,
+            )
+        return report
 
     # ------------------------------------------------------------------ reading series from their start
     def _read(
@@ -493,6 +557,11 @@ class StatefulXLSTMForecaster(BaseEstimator):
             tracker.log_metrics({"fit/seconds": self.fit_seconds_, "fit/steps": self.steps_trained_})
             if self.validation_scores_ is not None:
                 tracker.log_metrics({f"val/{k}": float(v) for k, v in self.validation_scores_.items()})
+            if self.validation_report_ is not None:  # the model beside the baselines on the validation origins
+                for name, row in self.validation_report_.iterrows():
+                    tracker.log_metrics({f"guardrail/{name}/{k}": float(row[k]) for k in ("mse", "mae")})
+                tracker.set_tags({"guardrail.fired": self.validation_report_.attrs["fired"],
+                                  "guardrail.metric": self.loss})  # fmt: skip
             if self.track:
                 with tempfile.TemporaryDirectory() as tmp:
                     tracker.log_artifact(self.save(Path(tmp) / "model"), "model")

@@ -54,6 +54,21 @@ def _check_target(path: Path) -> None:
                          f"choose a new or empty folder")  # fmt: skip
 
 
+def _report_json(report: pd.DataFrame | None) -> dict | None:
+    """The guardrail's validation report as JSON: its rows and its attrs (metric, best baseline, fired)."""
+    if report is None:
+        return None
+    return {"rows": report.reset_index().to_dict(orient="records"), "attrs": dict(report.attrs)}
+
+
+def _read_report(saved: dict | None) -> pd.DataFrame | None:
+    if saved is None:
+        return None
+    report = pd.DataFrame.from_records(saved["rows"]).set_index("forecaster")
+    report.attrs.update(saved["attrs"])
+    return report
+
+
 def _config_text(fc: StatefulXLSTMForecaster, checksums: dict[str, str]) -> str:
     last_ds = [int(d) if fc.ds_kind_ == "int" else pd.Timestamp(d).isoformat() for d in fc.last_ds_]
     meta = {
@@ -71,6 +86,7 @@ def _config_text(fc: StatefulXLSTMForecaster, checksums: dict[str, str]) -> str:
             "steps_trained": fc.steps_trained_,
             "best_val_loss": fc.best_val_loss_,
             "validation_scores": fc.validation_scores_,
+            "validation_report": _report_json(fc.validation_report_),
         },  # fmt: skip
     }
     return json.dumps(meta, indent=2, default=jsonable)
@@ -156,6 +172,7 @@ def load_stateful(cls: type[StatefulXLSTMForecaster], path: str | Path, device: 
         fc.last_ds_ = [int(d) for d in raw_ds] if fc.ds_kind_ == "int" else [pd.Timestamp(d) for d in raw_ds]
         fc.fit_seconds_, fc.steps_trained_ = fitted["fit_seconds"], fitted["steps_trained"]
         fc.best_val_loss_, fc.validation_scores_ = fitted["best_val_loss"], fitted["validation_scores"]
+        fc.validation_report_ = _read_report(fitted.get("validation_report"))
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{config} has a malformed 'fitted' section: {err}") from err
     n = len(fc.series_)

@@ -102,6 +102,7 @@ def test_save_load_then_update_equals_update_without_the_round_trip(fitted, tmp_
     assert_same_forecasts(loaded.predict(), fc.predict())
     assert_same_forecasts(loaded.update(second).predict(), fc.update(second).predict())
     assert loaded.get_params() == fc.get_params()
+    pd.testing.assert_frame_equal(loaded.validation_report_, fc.validation_report_)
 
 
 def test_load_refuses_a_changed_state_file(fitted, tmp_path):
@@ -128,6 +129,26 @@ def test_fit_is_repeatable_and_tracked(frame, mlflow_in_tmp):
     assert runs[0].data.metrics["val/mse"] == pytest.approx(a.validation_scores_["mse"])
     assert "train/loss" in runs[0].data.metrics and "val/loss" in runs[0].data.metrics
     assert "model" in [x.path for x in client.list_artifacts(runs[0].info.run_id)]
+
+
+def test_the_guardrail_scores_the_baselines_on_the_same_origins_and_warns(frame):
+    from xlstm_seq.forecasting.guardrails import GuardrailWarning
+
+    df = frame(n_series=2, length=80)  # period 12 with little noise: the seasonal naive forecast is hard to beat
+    fc = StatefulXLSTMForecaster(**{**TINY, "max_steps": 1}, season_length=12)
+    with pytest.warns(GuardrailWarning, match="not better than the seasonal_naive baseline"):
+        fc.fit(df, val_size=12)
+    report = fc.validation_report_
+    assert list(report.index) == ["StatefulxLSTM", "naive", "seasonal_naive"]
+    assert report.attrs["fired"] and report.attrs["best_baseline"] == "seasonal_naive"
+    assert report.loc["StatefulxLSTM", "mse"] == pytest.approx(fc.validation_scores_["mse"])
+    # the naive row by hand: from every origin p = 67, ..., 73 of each series, the value at p repeated
+    errors = []
+    for _, y in df.groupby("unique_id")["y"]:
+        y = y.to_numpy()
+        errors += [y[p + 1 : p + 7] - y[p] for p in range(67, 74)]
+    assert report.loc["naive", "mse"] == pytest.approx(float(np.mean(np.square(errors))), rel=1e-5)
+    assert report.loc["naive", "windows"] == 14
 
 
 def test_gradients_are_finite(frame):
