@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ import torch
 from xlstm_seq.config import ConfigMixin
 from xlstm_seq.forecasting import StatefulXLSTMForecaster, XLSTMForecaster
 from xlstm_seq.forecasting.datasets import LongHorizonData, load_long_horizon
+from xlstm_seq.forecasting.guardrails import GuardrailWarning
 from xlstm_seq.tracking import create_tracker
 from xlstm_seq_bench.forecasting.scoring import score_windows
 
@@ -66,6 +68,10 @@ class Candidate:
     val_mae: float
     fit_seconds: float
     steps: int
+    baselines: dict[str, float] = field(default_factory=dict)
+    """Validation MSE of the naive and seasonal naive forecasts on the same origins (the fit's guardrail report)."""
+    fired: bool = False
+    """Whether the fit's guardrail warned (the model no better than the best baseline on validation)."""
 
 
 @dataclass
@@ -116,16 +122,20 @@ def _errors(forecast: np.ndarray, actual: np.ndarray) -> dict[str, float]:
     return {"mse": float((error**2).mean()), "mae": float(np.abs(error).mean())}
 
 
-def _fit_candidates(config: StreamingConfig, cell: dict, train, val_size: int, track: bool):
+def _fit_candidates(config: StreamingConfig, cell: dict, train, val_size: int, season: int, track: bool):
     """Every candidate fitted on ``train`` with ``val_size`` held out; the candidates and the best fit."""
     results, best, best_fc = [], None, None
     for settings in cell["candidates"]:
         params = {**config.stateful, **settings, "h": int(cell["h"]), "random_seed": config.seed,
-                  "device": config.device, "progress": False, "track": track,
+                  "season_length": season, "device": config.device, "progress": False, "track": track,
                   "experiment": config.experiment}  # fmt: skip
-        fc = StatefulXLSTMForecaster(**params).fit(train, val_size=val_size)
-        scores = fc.validation_scores_
-        results.append(Candidate(settings, scores["mse"], scores["mae"], fc.fit_seconds_, fc.steps_trained_))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", GuardrailWarning)  # the page shows the guardrail's report
+            fc = StatefulXLSTMForecaster(**params).fit(train, val_size=val_size)
+        scores, report = fc.validation_scores_, fc.validation_report_
+        baselines = {} if report is None else report.drop(index=fc.alias_)["mse"].to_dict()
+        results.append(Candidate(settings, scores["mse"], scores["mae"], fc.fit_seconds_, fc.steps_trained_,
+                                 baselines, bool(report is not None and report.attrs["fired"])))  # fmt: skip
         print(f"{cell['data']} h={cell['h']} stateful {settings}: validation MSE {scores['mse']:.4f} "
               f"({fc.fit_seconds_:.0f} s)", flush=True)  # fmt: skip
         if best is None or scores["mse"] < results[best].val_mse:
@@ -184,7 +194,7 @@ def run_cell(config: StreamingConfig, cell: dict, track: bool) -> CellResult:
     df = data.to_long(data.borders["test"][1], integer_ds=True)
     train = df[df["ds"] < start]
     val_size = data.borders["val"][1] - data.borders["val"][0]
-    candidates, chosen, fc = _fit_candidates(config, cell, train, val_size, track)
+    candidates, chosen, fc = _fit_candidates(config, cell, train, val_size, data.season, track)
 
     streamed, update_seconds = _stream(fc, df, start, n)
     one_pass = fc.forecast_steps(df[df["ds"] < start + n - 1], first=start - 1)  # (N, n, h)

@@ -34,12 +34,14 @@ def _score_rows(cells: list[CellResult]) -> list[str]:
 
 
 def _choice_rows(cells: list[CellResult]) -> list[str]:
-    rows = ["| data | h | candidate | validation MSE | validation MAE | fit s | steps | kept |",
-            "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    rows = ["| data | h | candidate | validation MSE | validation MAE | validation MSE of the baselines | "
+            "guardrail fired | fit s | steps | kept |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for c in cells:
         for i, cand in enumerate(c.candidates):
+            baselines = ", ".join(f"{name} {mse:.4f}" for name, mse in cand.baselines.items()) or "-"
             rows.append(f"| {c.data} | {c.h} | {cand.settings} | {cand.val_mse:.4f} | {cand.val_mae:.4f} | "
-                        f"{cand.fit_seconds:.1f} | {cand.steps} | {'yes' if i == c.chosen else ''} |")  # fmt: skip
+                        f"{baselines} | {'yes' if cand.fired else 'no'} | {cand.fit_seconds:.1f} | {cand.steps} | "
+                        f"{'yes' if i == c.chosen else ''} |")  # fmt: skip
     return rows
 
 
@@ -150,6 +152,9 @@ def write_report(config: StreamingConfig, cells: list[CellResult], wall: float, 
         *_verdicts(cells),
         "",
         "## Settings chosen on the validation split",
+        "",
+        "Each fit's guardrail scores the naive (last value) and seasonal naive forecasts on the same validation "
+        "origins as the model and warns when the model is not better by MSE (the model is served either way).",
         "",
         *_choice_rows(cells),
         "",
