@@ -37,13 +37,13 @@ __all__ = ["BWD_LAYOUTS", "launch_bwd"]
 #: The ways the backward's intra-chunk part may be laid out over kernels (see the module docstring).
 BWD_LAYOUTS = ("split", "fused_dkdv")
 # Launch settings, read at call time (a tuning sweep sets them; tools/gpu/mlstm_sweep.py). "split" stays the default
-# until a GPU run of the sweep has timed "fused_dkdv" beside it at TFLA's shape: "fused_dkdv" is correct in the tests
-# (interpreter and compile checks) but has not run on a GPU yet. Its tiles: key rows per program, query rows per
-# step of its loop, the head-dim block of its end-state products; warps and stages. It holds dk (BLOCK_K, DK) and
-# dv (BLOCK_K, DV) accumulators in fp32 over the whole head dims (at DK 128, DV 256 and 64 key rows: 96 KiB of
-# registers), hence 8 warps.
+# until a GPU run of the sweep has timed "fused_dkdv" beside it at TFLA's shape: "fused_dkdv" passes the tests
+# (interpreter, and the compile check for sm_90) but has not run on a GPU yet. Its tiles: key rows per program,
+# query rows per step of its walk, the head-dim slice of its end-state products; warps and stages. It holds dk
+# (BLOCK_K, DK) and dv (BLOCK_K, DV) in fp32 over the whole head dims; compiled for sm_90 in bf16 at DK 128, DV 256
+# (cuobjdump's resource usage), 32 x 32 tiles with 8 warps use no stack, while 64 key rows or 4 warps spill.
 BWD_LAYOUT = "split"
-FUSED_BLOCK_K, FUSED_BLOCK_Q, FUSED_STATE_BLOCK = 64, 64, 32
+FUSED_BLOCK_K, FUSED_BLOCK_Q, FUSED_STATE_BLOCK = 32, 32, 32
 FUSED_WARPS, FUSED_STAGES = 8, 1
 
 
