@@ -10,6 +10,8 @@ query block holding the key block's first row).
 from __future__ import annotations
 
 import importlib.util
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -124,6 +126,29 @@ def test_unknown_layout_is_refused(fused_layout, monkeypatch):
     x = make_mlstm_inputs(B=1, H=1, T=5, DK=16, DV=16)
     with pytest.raises(ValueError, match=r"BWD_LAYOUT must be one of \('split', 'fused_dkdv'\), got 'fused_every"):
         _run(_triton, x, torch.float32, DEVICE, chunk_size=16)
+
+
+def _sweep_module():
+    path = Path(__file__).resolve().parents[2] / "tools" / "gpu" / "mlstm_sweep.py"
+    spec = importlib.util.spec_from_file_location("mlstm_sweep", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_sweep_dry_run_lists_both_backward_layouts_and_refuses_unknown_settings(monkeypatch, capsys):
+    """tools/gpu/mlstm_sweep.py --dry-run (what a GPU lease runs, without running it): every variant names a known
+    setting, the fused layout is swept beside the split one, and a misspelt setting or layout stops it up front."""
+    sweep = _sweep_module()
+    monkeypatch.setattr(sys, "argv", ["mlstm_sweep.py", "--dry-run", "--variants", "bwd"])
+    assert sweep.main() == 0
+    listed = capsys.readouterr().out
+    assert "- baseline (the committed settings)" in listed and "- BWD_LAYOUT=fused_dkdv\n" in listed
+    committed = sweep._committed()
+    with pytest.raises(ValueError, match="unknown settings"):
+        sweep._check_variants([{"FUSED_BLOCKK": 64}], committed)
+    with pytest.raises(ValueError, match="BWD_LAYOUT must be one of"):
+        sweep._check_variants([{"BWD_LAYOUT": "fused"}], committed)
 
 
 @pytest.mark.gpu

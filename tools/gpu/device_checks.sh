@@ -62,7 +62,8 @@ for stage in $STAGES; do
   case $stage in
     mlstm_tests)
       stamp mlstm tests
-      timeout "$T_MLSTM_TESTS" "${PYTEST[@]}" "$REPO/tests/kernels/test_mlstm_triton.py" 2>&1 | tee -a "$OUT/tests.log" | tail -40 ;;
+      timeout "$T_MLSTM_TESTS" "${PYTEST[@]}" "$REPO/tests/kernels/test_mlstm_triton.py" \
+        "$REPO/tests/kernels/test_mlstm_bwd_layout.py" 2>&1 | tee -a "$OUT/tests.log" | tail -40 ;;
     slstm_tests)
       stamp waiting for our sLSTM builds
       for _ in $(seq 1 "${T_WAIT_BUILDS:-150}"); do [ -f /tmp/ours_ready ] && break; sleep 1; done
@@ -115,7 +116,8 @@ for stage in $STAGES; do
         2>&1 | tee -a "$OUT/lm_lease.log" | tail -80 ;;
     mlstm_sweep)  # launch settings of the Triton mLSTM (NOTES.md): timings per kernel and accuracy per setting
       stamp mlstm sweep
-      timeout "$T_MLSTM_SWEEP" python3 "$REPO/tools/gpu/mlstm_sweep.py" --out "$OUT/mlstm_gpu_sweep.md" 2>&1 \
+      # shellcheck disable=SC2086  # MLSTM_SWEEP_ARGS may hold several arguments (e.g. "--variants bwd")
+      timeout "$T_MLSTM_SWEEP" python3 "$REPO/tools/gpu/mlstm_sweep.py" ${MLSTM_SWEEP_ARGS:-} --out "$OUT/mlstm_gpu_sweep.md" 2>&1 \
         | tee -a "$OUT/bench.log" | tail -15 ;;
   esac
 done

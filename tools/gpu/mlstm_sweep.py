@@ -7,7 +7,12 @@ reference (relative error of h and of every gradient, next to the bf16 reference
 table and writes it to --out.
 
     python3 tools/gpu/mlstm_sweep.py --out $OUT/mlstm_gpu_sweep.md      (CUDA)
+    python3 tools/gpu/mlstm_sweep.py --variants bwd --out ...           (CUDA: the backward layouts only)
+    python3 tools/gpu/mlstm_sweep.py --dry-run                          (any machine: lists the variants)
     TRITON_INTERPRET=1 python3 tools/gpu/mlstm_sweep.py --quick         (CPU: checks the script runs)
+
+The backward's layout (``chunkwise_bwd.BWD_LAYOUT``: the split dq/dk/dv kernels or the fused dk+dv kernel) and the
+fused kernel's tiles are settings like the others; the per-kernel profile opens the page once per layout.
 """
 
 from __future__ import annotations
@@ -20,19 +25,30 @@ from pathlib import Path
 
 import torch
 
-#: The settings a variant may change: launch settings and switches of chunkwise_fwd, and the chunk size.
-SETTINGS = (
-    "STATE_BLOCK",
-    "STATE_WARPS",
-    "STATE_STAGES",
-    "STATE_BLOCK_IEEE",
-    "STATE_STAGES_IEEE",
-    "CHUNK_BLOCK",
-    "CHUNK_WARPS",
-    "CHUNK_STAGES",
-    "STATE_DOT_SPLITS",
-    "GRAD_DOT_FP32",
-)
+#: The settings a variant may change (launch settings and switches of chunkwise_fwd and chunkwise_bwd, by module),
+#: and the chunk size ("chunk").
+SETTINGS = {
+    "chunkwise_fwd": (
+        "STATE_BLOCK",
+        "STATE_WARPS",
+        "STATE_STAGES",
+        "STATE_BLOCK_IEEE",
+        "STATE_STAGES_IEEE",
+        "CHUNK_BLOCK",
+        "CHUNK_WARPS",
+        "CHUNK_STAGES",
+        "STATE_DOT_SPLITS",
+        "GRAD_DOT_FP32",
+    ),
+    "chunkwise_bwd": (
+        "BWD_LAYOUT",
+        "FUSED_BLOCK_K",
+        "FUSED_BLOCK_Q",
+        "FUSED_STATE_BLOCK",
+        "FUSED_WARPS",
+        "FUSED_STAGES",
+    ),
+}
 # Each entry changes the committed settings. The first sweep (H200, 2026-12-04;
 # benchmarks/archive/2026-12-04_kernels_mlstm_gpu_sweep_1.md) chose tensor-core state dots with 64-wide two-stage
 # tiles, 4-warp chunk kernels and fp32 dS and P in the backward; the second (..._sweep_2.md) one-stage chunk kernels;
@@ -48,6 +64,71 @@ VARIANTS = [
     {"CHUNK_STAGES": 2},
     {"chunk": 128},
 ]
+_FUSED = {"BWD_LAYOUT": "fused_dkdv"}
+#: The backward's layouts: the fused dk+dv kernel (committed tiles: 32 key rows x 32 query rows, 8 warps, the sizes
+#: that compile without stack for sm_90 at DK 128, DV 256) and its tiles; the first entry of VARIANTS is the split
+#: layout at the committed settings.
+BWD_VARIANTS = [
+    _FUSED,
+    {**_FUSED, "FUSED_BLOCK_Q": 64},
+    {**_FUSED, "FUSED_BLOCK_K": 64},
+    {**_FUSED, "FUSED_BLOCK_K": 64, "FUSED_BLOCK_Q": 64},
+    {**_FUSED, "FUSED_BLOCK_K": 16, "FUSED_BLOCK_Q": 64, "FUSED_WARPS": 4},
+    {**_FUSED, "FUSED_WARPS": 4},
+    {**_FUSED, "FUSED_STAGES": 2},
+    {**_FUSED, "FUSED_STATE_BLOCK": 64},
+    {**_FUSED, "chunk": 128},
+]
+#: The per-kernel profile is taken once per backward layout.
+PROFILED = [{}, _FUSED]
+
+
+def _variants(which: str, quick: bool) -> list[dict]:
+    """The variants of --variants (all: the launch settings and the backward layouts; bwd: the committed settings
+    and the backward layouts), or under --quick one of each code path."""
+    if quick:
+        return [{}, {"STATE_DOT_SPLITS": 1}, {"STATE_DOT_SPLITS": 0}, _FUSED]
+    return [{}, *BWD_VARIANTS] if which == "bwd" else [*VARIANTS, *BWD_VARIANTS]
+
+
+def _modules() -> dict:
+    from xlstm_seq.kernels.mlstm import chunkwise_bwd, chunkwise_fwd
+
+    return {"chunkwise_fwd": chunkwise_fwd, "chunkwise_bwd": chunkwise_bwd}
+
+
+def _committed() -> dict:
+    """The committed value of every setting, by name (and "chunk": the default chunk size)."""
+    from xlstm_seq.kernels.mlstm.naive import DEFAULT_CHUNK_SIZE
+
+    modules = _modules()
+    values = {name: getattr(modules[mod], name) for mod, names in SETTINGS.items() for name in names}
+    return {**values, "chunk": DEFAULT_CHUNK_SIZE}
+
+
+def _apply(setting: dict) -> int:
+    """Sets every launch setting in ``setting`` (a full set, as _committed returns); returns its chunk size."""
+    modules = _modules()
+    for mod, names in SETTINGS.items():
+        for name in names:
+            setattr(modules[mod], name, setting[name])
+    return setting["chunk"]
+
+
+def _label(change: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in change.items()) or "baseline (the committed settings)"
+
+
+def _check_variants(variants: list[dict], committed: dict) -> None:
+    """Every variant names known settings, and every layout is one the backward knows (before any kernel runs)."""
+    from xlstm_seq.kernels.mlstm.chunkwise_bwd import BWD_LAYOUTS
+
+    for change in variants:
+        unknown = sorted(set(change) - set(committed))
+        if unknown:
+            raise ValueError(f"variant {change} names unknown settings {unknown}")
+        if change.get("BWD_LAYOUT", committed["BWD_LAYOUT"]) not in BWD_LAYOUTS:
+            raise ValueError(f"variant {change}: BWD_LAYOUT must be one of {BWD_LAYOUTS}")
 
 
 def _inputs(B, H, T, DK, DV, device, dtype, seed=0):
@@ -147,8 +228,8 @@ def _kernel_times(x, leaves, dh, chunk, device, time_ms) -> list[float]:
     return [time_ms(fn) for fn in (state, out, forward, _forward_backward(leaves, dh, chunk))]
 
 
-def _profile_lines(x, leaves, dh, chunk, device, top: int = 12) -> list[str]:
-    """Per-kernel table of one forward+backward under the committed settings (torch.profiler; device time on CUDA,
+def _profile_lines(x, leaves, dh, chunk, device, label: str, top: int = 12) -> list[str]:
+    """Per-kernel table of one forward+backward under the settings in force (torch.profiler; device time on CUDA,
     CPU time under the interpreter): where the time goes, the backward's kernels included."""
     from torch.profiler import ProfilerActivity, profile
 
@@ -162,7 +243,7 @@ def _profile_lines(x, leaves, dh, chunk, device, top: int = 12) -> list[str]:
     key = "device_time_total" if cuda else "cpu_time_total"
     events = sorted(prof.key_averages(), key=lambda e: getattr(e, key), reverse=True)
     events = [e for e in events if getattr(e, key) > 0 and not e.key.startswith("ProfilerStep")][:top]
-    lines = ["| kernel (one forward+backward, committed settings) | calls | ms |", "|---|---|---|"]
+    lines = [f"| kernel (one forward+backward, {label}) | calls | ms |", "|---|---|---|"]
     lines += [f"| `{e.key[:90]}` | {e.count} | {getattr(e, key) / 1e3:.2f} |" for e in events]
     return lines
 
@@ -170,19 +251,26 @@ def _profile_lines(x, leaves, dh, chunk, device, top: int = 12) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny shapes (a smoke run of the script)")
+    parser.add_argument(
+        "--variants", choices=("all", "bwd"), default="all", help="all settings, or the backward layouts only"
+    )
+    parser.add_argument("--dry-run", action="store_true", help="list the variants and check their names; run nothing")
     parser.add_argument("--out", type=Path, help="markdown file to write")
     args = parser.parse_args()
-    from xlstm_seq.kernels.mlstm import chunkwise_fwd
-    from xlstm_seq.kernels.mlstm.naive import DEFAULT_CHUNK_SIZE
 
-    baseline = {name: getattr(chunkwise_fwd, name) for name in SETTINGS}  # the committed settings
-    baseline["chunk"] = DEFAULT_CHUNK_SIZE
+    baseline = _committed()
+    variants = _variants(args.variants, args.quick)
+    _check_variants(variants + PROFILED, baseline)
+    if args.dry_run:
+        print(f"{len(variants)} variants (--variants {args.variants}{' --quick' if args.quick else ''}):")
+        for change in variants:
+            print(f"- {_label(change)}")
+        print("profiled: " + "; ".join(_label(change) for change in PROFILED))
+        return 0
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float16  # the interpreter's bf16 dot is wrong
     shape = (1, 2, 100, 32, 32) if args.quick else (8, 16, 8192, 128, 256)
     acc_shape = (1, 2, 70, 16, 32) if args.quick else (2, 4, 1000, 128, 256)
-    smoke = ({}, {"STATE_DOT_SPLITS": 1}, {"STATE_DOT_SPLITS": 0})  # each code path once
-    variants = [v for v in VARIANTS if v in smoke] if args.quick else VARIANTS
     time_ms = _timer(device)
     x = _inputs(*shape, device=device, dtype=dtype)
     leaves = {n: t.detach().clone().requires_grad_() for n, t in x.items()}
@@ -192,28 +280,28 @@ def main() -> int:
         " norm | the same, max-abs |",
         "|---|---|---|---|---|---|---|",
     ]
-    profile_lines = _profile_lines(x, leaves, dh, baseline["chunk"], device)
+    profile_lines = []
+    for change in PROFILED:
+        chunk = _apply({**baseline, **change})
+        profile_lines += _profile_lines(x, leaves, dh, chunk, device, _label(change)) + [""]
+    _apply(baseline)
     print("\n".join(profile_lines), flush=True)
     for change in variants:
-        setting = {**baseline, **change}
-        chunk = setting.pop("chunk")
-        for name, value in setting.items():
-            setattr(chunkwise_fwd, name, value)
-        label = ", ".join(f"{k}={v}" for k, v in change.items()) or "baseline (the committed settings)"
+        chunk = _apply({**baseline, **change})
         try:
             cells = _kernel_times(x, leaves, dh, chunk, device, time_ms)
             row = [f"{c:.2f}" for c in cells] + list(_accuracy(device, dtype, chunk, acc_shape))
         except Exception as err:  # noqa: BLE001 - a setting that does not compile or fit is a row, not the end
             row = [f"failed: {type(err).__name__}: {str(err).strip()[:100]}"] + ["-"] * 5
-        lines.append(f"| {label} | " + " | ".join(row) + " |")
+        lines.append(f"| {_label(change)} | " + " | ".join(row) + " |")
         print(lines[-1], flush=True)
-    for name in SETTINGS:
-        setattr(chunkwise_fwd, name, baseline[name])
+    _apply(baseline)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (Triton interpreter)"
     header = [
         "# Triton mLSTM launch-setting sweep",
         "",
-        f"Written by `python3 tools/gpu/mlstm_sweep.py{' --quick' if args.quick else ''}`.",
+        f"Written by `python3 tools/gpu/mlstm_sweep.py{' --quick' if args.quick else ''}"
+        f"{' --variants bwd' if args.variants == 'bwd' else ''}`.",
         "",
         f"- date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; git {os.environ.get('XLSTM_SEQ_REVISION', '?')};"
         f" device: {name}; torch {torch.__version__}",
@@ -221,7 +309,7 @@ def main() -> int:
         f" accuracy shape {acc_shape} against float64 (h and every gradient; 2.0 is the tests' bound)",
         "",
     ]
-    text = "\n".join(header + profile_lines + [""] + lines) + "\n"
+    text = "\n".join(header + profile_lines + lines) + "\n"
     print(text)
     if args.out:
         args.out.write_text(text, encoding="utf-8")
