@@ -41,10 +41,15 @@ BWD_LAYOUTS = ("split", "fused_dkdv")
 # (interpreter, and the compile check for sm_90) but has not run on a GPU yet. Its tiles: key rows per program,
 # query rows per step of its walk, the head-dim slice of its end-state products; warps and stages. It holds dk
 # (BLOCK_K, DK) and dv (BLOCK_K, DV) in fp32 over the whole head dims; compiled for sm_90 in bf16 at DK 128, DV 256
-# (cuobjdump's resource usage), 32 x 32 tiles with 8 warps use no stack, while 64 key rows or 4 warps spill.
+# by triton 3.7.1 (cuobjdump's resource usage), 32 x 32 tiles with 8 warps use no stack, while 64 key rows or 4
+# warps spill (the GPU machines ran triton 3.6.0, whose register allocation may differ).
 BWD_LAYOUT = "split"
 FUSED_BLOCK_K, FUSED_BLOCK_Q, FUSED_STATE_BLOCK = 32, 32, 32
 FUSED_WARPS, FUSED_STAGES = 8, 1
+# The layout "fused_dkdv" launches dq's kernel with this head-dim block and these warps (the split layout with
+# CHUNK_BLOCK and CHUNK_WARPS): DK in one block computes each row block's gram once instead of once per block, and
+# compiles without stack with 8 warps (1,456 bytes of stack with 4; 64-wide blocks: 520 bytes with 4, none with 8).
+FUSED_DQ_BLOCK, FUSED_DQ_WARPS = 64, 4
 
 
 @triton.jit(do_not_specialize=["T", "NC"])
@@ -548,11 +553,14 @@ def launch_bwd(q, k, v, dh, g, C_all, n_all, m_all, m_row, rz, dden, cq, cn, u, 
     dq, dk, dv = f32_output(B, H, T, DK), f32_output(B, H, T, DK), f32_output(B, H, T, DV)
     meta = {"L": chunk_size, "BL": block_l, "BK": BK, "BV": BV, "DOT_PREC": prec, "GRAD_FP32": fwd.GRAD_DOT_FP32}
     meta.update(num_warps=fwd.CHUNK_WARPS, num_stages=fwd.CHUNK_STAGES)
-    _bwd_dq_kernel[(nblocks, nkb, B * H)](
+    # dq's programs each recompute their row block's dh v^T gram, once per head-dim block of dq.
+    fused = BWD_LAYOUT == "fused_dkdv"
+    dq_bk = _block(DK, FUSED_DQ_BLOCK) if fused else BK
+    _bwd_dq_kernel[(nblocks, triton.cdiv(DK, dq_bk), B * H)](
         q, k, v, dh, g["cs"], g["logi"], g["seg"], m_row, rz, dden, cq, cn, C_all, n_all, dq,
-        scale, T, H, NC, DK, DV, **meta,
+        scale, T, H, NC, DK, DV, **{**meta, "BK": dq_bk, "num_warps": FUSED_DQ_WARPS if fused else fwd.CHUNK_WARPS},
     )  # fmt: skip
-    if BWD_LAYOUT == "fused_dkdv":
+    if fused:
         blk, blq = min(chunk_size, FUSED_BLOCK_K), min(chunk_size, FUSED_BLOCK_Q)
         _bwd_dkdv_kernel[(NC * (chunk_size // blk), B * H)](
             q, k, v, dh, g["cs"], g["logi"], g["seg"], m_row, rz, dden, u, dC_out, dn_out, dk, dv,

@@ -64,6 +64,7 @@ def _case_id(T, DK, DV, L, gate, state, resets, bk, bq) -> str:
                          ids=[_case_id(*c) for c in CASES])  # fmt: skip
 def test_fused_dkdv_matches_naive_fp32(T, DK, DV, L, gate, state, resets, bk, bq, fused_layout, monkeypatch):
     _set_blocks(monkeypatch, fused_layout, bk, bq)
+    monkeypatch.setattr(fused_layout, "FUSED_DQ_BLOCK", 16)  # dq in head-dim blocks of 16 (two where DK >= 24)
     x = make_mlstm_inputs(B=2, H=1, T=T, DK=DK, DV=DV, with_state=state, with_resets=resets, seed=T + DK)
     out = _run(_triton, x, torch.float32, DEVICE, chunk_size=L, input_gate=gate)
     ref = _run(mlstm_chunkwise, x, torch.float64, CPU, chunk_size=L, input_gate=gate)

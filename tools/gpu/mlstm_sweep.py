@@ -47,6 +47,8 @@ SETTINGS = {
         "FUSED_STATE_BLOCK",
         "FUSED_WARPS",
         "FUSED_STAGES",
+        "FUSED_DQ_BLOCK",
+        "FUSED_DQ_WARPS",
     ),
 }
 # Each entry changes the committed settings. The first sweep (H200, 2026-12-04;
@@ -62,6 +64,9 @@ VARIANTS = [
     {"STATE_BLOCK": 128, "STATE_WARPS": 8},
     {"STATE_STAGES": 3},
     {"CHUNK_STAGES": 2},
+    # Compiled for sm_90 by triton 3.7.1, every chunk kernel spills at 4 warps (520-880 bytes of stack) and none at 8
+    # with one stage (the first sweep timed 8 warps with two stages only).
+    {"CHUNK_WARPS": 8},
     {"chunk": 128},
 ]
 _FUSED = {"BWD_LAYOUT": "fused_dkdv"}
@@ -77,6 +82,8 @@ BWD_VARIANTS = [
     {**_FUSED, "FUSED_WARPS": 4},
     {**_FUSED, "FUSED_STAGES": 2},
     {**_FUSED, "FUSED_STATE_BLOCK": 64},
+    {**_FUSED, "FUSED_DQ_WARPS": 8},
+    {**_FUSED, "FUSED_DQ_BLOCK": 128, "FUSED_DQ_WARPS": 8},
     {**_FUSED, "chunk": 128},
 ]
 #: The per-kernel profile is taken once per backward layout.
@@ -84,11 +91,11 @@ PROFILED = [{}, _FUSED]
 
 
 def _variants(which: str, quick: bool) -> list[dict]:
-    """The variants of --variants (all: the launch settings and the backward layouts; bwd: the committed settings
-    and the backward layouts), or under --quick one of each code path."""
+    """The variants of --variants (all: the launch settings and the backward layouts; bwd: the committed settings,
+    the split kernels with 8 warps and the backward layouts), or under --quick one of each code path."""
     if quick:
         return [{}, {"STATE_DOT_SPLITS": 1}, {"STATE_DOT_SPLITS": 0}, _FUSED]
-    return [{}, *BWD_VARIANTS] if which == "bwd" else [*VARIANTS, *BWD_VARIANTS]
+    return [{}, {"CHUNK_WARPS": 8}, *BWD_VARIANTS] if which == "bwd" else [*VARIANTS, *BWD_VARIANTS]
 
 
 def _modules() -> dict:
