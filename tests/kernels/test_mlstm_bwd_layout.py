@@ -53,6 +53,7 @@ CASES = [
     (70, 32, 16, 32, "sigmoid", True, False, 16, 32),  # key block < query block; T not a multiple of the chunk
     (130, 24, 40, 64, "exp", False, True, 32, 16),  # key block > query block; head dims not powers of two
     (200, 16, 16, 128, "sigmoid", True, True, 32, 64),  # four key blocks per chunk; resets inside the second
+    (100, 64, 96, 64, "exp", True, True, 32, 32),  # the end-state products in several 32-wide slices of DK and DV
 ]
 
 
