@@ -16,10 +16,11 @@ Kernels:
   the intra-chunk part tiled over the other side's blocks, plus the state part (layout ``"split"``). Each head-dim
   block recomputes its row block's gram and decay weights: dk's programs the gram dh v^T over all of DV, dv's the
   gram k q^T over all of DK.
-* ``_bwd_dkdv_kernel`` (layout ``"fused_dkdv"``): per (key block of a chunk, batch*head), dk and dv together over the
-  whole head dims, walking the chunk's query blocks (flash-attention-2's backward order): k q^T, v dh^T and the decay
-  weights are computed once per (key block, query block) tile and feed both products. dq stays in
-  ``_bwd_dq_kernel`` (fusing it would need atomics across key blocks).
+* ``_bwd_dkdv_kernel`` (layout ``"fused_dkdv"``): per (key block of a chunk, column part, batch*head), dk and dv
+  together, walking the chunk's query blocks (flash-attention-2's backward order): k q^T, v dh^T and the decay
+  weights are computed once per (key block, query block) tile and feed both products. With one column part (the
+  default) a program holds the whole head dims of dk and dv; with n parts each holds 1/n of each and the grams are
+  computed n times. dq stays in ``_bwd_dq_kernel`` (fusing it would need atomics across key blocks).
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ BWD_LAYOUTS = ("split", "fused_dkdv")
 BWD_LAYOUT = "split"
 FUSED_BLOCK_K, FUSED_BLOCK_Q, FUSED_STATE_BLOCK = 32, 32, 32
 FUSED_WARPS, FUSED_STAGES = 8, 1
+# FUSED_SPLITS > 1 spreads each key block's dk and dv columns over that many programs (each recomputing the tile's
+# grams: half the accumulators per program for twice the gram work at 2), for when the whole-head-dim accumulators
+# cost more in occupancy than the recomputation (in two parts 64 key rows x 32 query rows with 8 warps compile
+# without stack, as above).
+FUSED_SPLITS = 1
 # The layout "fused_dkdv" launches dq's kernel with this head-dim block and these warps (the split layout with
 # CHUNK_BLOCK and CHUNK_WARPS): DK in one block computes each row block's gram once instead of once per block, and
 # compiles without stack with 8 warps (1,456 bytes of stack with 4; 64-wide blocks: 520 bytes with 4, none with 8).
@@ -412,21 +418,33 @@ def _bwd_dkdv_kernel(
     BLQ: tl.constexpr,
     DKP: tl.constexpr,
     DVP: tl.constexpr,
+    NSPLIT: tl.constexpr,
     BS: tl.constexpr,
     DOT_PREC: tl.constexpr,
     GRAD_FP32: tl.constexpr,
 ):
     pid_l = tl.program_id(0)
-    bh = tl.program_id(1).to(tl.int64)
+    pid_s = tl.program_id(1)  # which 1/NSPLIT of dk's and of dv's columns this program writes
+    bh = tl.program_id(2).to(tl.int64)
     b = bh // H
     TP = NC * L
     NKB = L // BLK
     c = pid_l // NKB
     lb = pid_l % NKB
-    offs_dk = tl.arange(0, DKP)  # the whole (padded) head dims: dk and dv are never split across programs
+    SK: tl.constexpr = DKP // NSPLIT
+    SV: tl.constexpr = DVP // NSPLIT
+    offs_dk = tl.arange(0, DKP)  # the whole (padded) head dims, over which the grams run
     offs_dv = tl.arange(0, DVP)
     mask_dk = offs_dk < DK
     mask_dv = offs_dv < DV
+    if NSPLIT == 1:  # this program's columns of dk and of dv
+        own_k = offs_dk
+        own_v = offs_dv
+    else:
+        own_k = pid_s * SK + tl.arange(0, SK)
+        own_v = pid_s * SV + tl.arange(0, SV)
+    mask_ok = own_k < DK
+    mask_ov = own_v < DV
     tk = c * L + lb * BLK + tl.arange(0, BLK)  # (BLK,) key rows, padded index
     mask_tk = tk < T
 
@@ -441,8 +459,8 @@ def _bwd_dkdv_kernel(
     logi_k = tl.load(LOGI + bh * TP + tk)
     seg_k = tl.load(SEG + b * TP + tk)
 
-    dk = tl.zeros((BLK, DKP), dtype=tl.float32)
-    dv = tl.zeros((BLK, DVP), dtype=tl.float32)
+    dk = tl.zeros((BLK, SK), dtype=tl.float32)
+    dv = tl.zeros((BLK, SV), dtype=tl.float32)
     # Query blocks from the one holding the key block's first row to the chunk's end (the causal triangle).
     for qb in range((lb * BLK) // BLQ, L // BLQ):
         tq = c * L + qb * BLQ + tl.arange(0, BLQ)  # (BLQ,) query rows
@@ -453,6 +471,16 @@ def _bwd_dkdv_kernel(
         dht = tl.load(
             DH + bh * T * DV + tq[:, None] * DV + offs_dv[None, :], mask=mask_q[:, None] & mask_dv[None, :], other=0.0
         )
+        if NSPLIT == 1:
+            q_own = qt
+            dh_own = dht
+        else:  # this program's columns, re-read (from cache) rather than sliced out of the registers
+            q_own = tl.load(
+                Q + bh * T * DK + tq[:, None] * DK + own_k[None, :], mask=mask_q[:, None] & mask_ok[None, :], other=0.0
+            )
+            dh_own = tl.load(
+                DH + bh * T * DV + tq[:, None] * DV + own_v[None, :], mask=mask_q[:, None] & mask_ov[None, :], other=0.0
+            )
         cs_q = tl.load(CS + bh * TP + tq)
         seg_q = tl.load(SEG + b * TP + tq)
         m_q = tl.load(M_ROW + bh * TP + tq)
@@ -466,11 +494,11 @@ def _bwd_dkdv_kernel(
         pt = st * scale * wt * rz_q[None, :]  # P^T with each query's 1/Z folded in: dv += P^T dh
         dst = (dpt * rz_q[None, :] + dden_q[None, :]) * wt  # dS^T / scale: dk += scale dS^T q
         if GRAD_FP32:  # dS and P kept in fp32 (tf32 on tensor cores), as in the split kernels
-            dv += tl.dot(pt, dht.to(tl.float32), input_precision=DOT_PREC)
-            dk += tl.dot(dst, qt.to(tl.float32), input_precision=DOT_PREC)
+            dv += tl.dot(pt, dh_own.to(tl.float32), input_precision=DOT_PREC)
+            dk += tl.dot(dst, q_own.to(tl.float32), input_precision=DOT_PREC)
         else:
-            dv += tl.dot(pt.to(dht.dtype), dht, input_precision=DOT_PREC)
-            dk += tl.dot(dst.to(qt.dtype), qt, input_precision=DOT_PREC)
+            dv += tl.dot(pt.to(dh_own.dtype), dh_own, input_precision=DOT_PREC)
+            dk += tl.dot(dst.to(q_own.dtype), q_own, input_precision=DOT_PREC)
     dk = dk * scale
 
     # End state: dk_l += u_l (dC_out v_l + dn_out), dv_l += u_l dC_out^T k_l; dC_out (DK, DV) is read in BS-wide
@@ -478,39 +506,39 @@ def _bwd_dkdv_kernel(
     out = (bh * NC + c).to(tl.int64)
     u = tl.load(U + bh * TP + tk)  # (BLK,)
     offs_s = tl.arange(0, BS)
-    st_k = tl.zeros((BLK, DKP), dtype=tl.float32)
+    st_k = tl.zeros((BLK, SK), dtype=tl.float32)
     for e0 in range(0, DV, BS):
         mask_e = (e0 + offs_s) < DV
         ve = tl.load(
             V + bh * T * DV + tk[:, None] * DV + e0 + offs_s[None, :],
             mask=mask_tk[:, None] & mask_e[None, :],
             other=0.0,
-        )
+        )  # (BLK, BS)
         dce = tl.load(
-            DC_OUT + out * DK * DV + offs_dk[:, None] * DV + e0 + offs_s[None, :],
-            mask=mask_dk[:, None] & mask_e[None, :],
+            DC_OUT + out * DK * DV + own_k[:, None] * DV + e0 + offs_s[None, :],
+            mask=mask_ok[:, None] & mask_e[None, :],
             other=0.0,
-        )  # (DKP, BS)
+        )  # (SK, BS)
         st_k += tl.dot(ve.to(tl.float32), tl.trans(dce), input_precision=DOT_PREC)
-    dnt = tl.load(DN_OUT + out * DK + offs_dk, mask=mask_dk, other=0.0)
+    dnt = tl.load(DN_OUT + out * DK + own_k, mask=mask_ok, other=0.0)
     dk += u[:, None] * (st_k + dnt[None, :])
-    st_v = tl.zeros((BLK, DVP), dtype=tl.float32)
+    st_v = tl.zeros((BLK, SV), dtype=tl.float32)
     for d0 in range(0, DK, BS):
         mask_d = (d0 + offs_s) < DK
         kd = tl.load(
             K + bh * T * DK + tk[:, None] * DK + d0 + offs_s[None, :],
             mask=mask_tk[:, None] & mask_d[None, :],
             other=0.0,
-        )
+        )  # (BLK, BS)
         dcd = tl.load(
-            DC_OUT + out * DK * DV + (d0 + offs_s)[:, None] * DV + offs_dv[None, :],
-            mask=mask_d[:, None] & mask_dv[None, :],
+            DC_OUT + out * DK * DV + (d0 + offs_s)[:, None] * DV + own_v[None, :],
+            mask=mask_d[:, None] & mask_ov[None, :],
             other=0.0,
-        )  # (BS, DVP)
+        )  # (BS, SV)
         st_v += tl.dot(kd.to(tl.float32), dcd, input_precision=DOT_PREC)
     dv += u[:, None] * st_v
-    tl.store(DK_OUT + bh * T * DK + tk[:, None] * DK + offs_dk[None, :], dk, mask=mask_tk[:, None] & mask_dk[None, :])
-    tl.store(DV_OUT + bh * T * DV + tk[:, None] * DV + offs_dv[None, :], dv, mask=mask_tk[:, None] & mask_dv[None, :])
+    tl.store(DK_OUT + bh * T * DK + tk[:, None] * DK + own_k[None, :], dk, mask=mask_tk[:, None] & mask_ok[None, :])
+    tl.store(DV_OUT + bh * T * DV + tk[:, None] * DV + own_v[None, :], dv, mask=mask_tk[:, None] & mask_ov[None, :])
 
 
 def launch_bwd(q, k, v, dh, g, C_all, n_all, m_all, m_row, rz, dden, cq, cn, u, dC_T, dn_T, chunk_size, block_l):
@@ -562,10 +590,12 @@ def launch_bwd(q, k, v, dh, g, C_all, n_all, m_all, m_row, rz, dden, cq, cn, u, 
     )  # fmt: skip
     if fused:
         blk, blq = min(chunk_size, FUSED_BLOCK_K), min(chunk_size, FUSED_BLOCK_Q)
-        _bwd_dkdv_kernel[(NC * (chunk_size // blk), B * H)](
+        dkp, dvp = _block(DK, 1 << 30), _block(DV, 1 << 30)  # the whole head dims, padded to powers of two
+        nsplit = min(FUSED_SPLITS, dkp // 16, dvp // 16)  # tl.dot needs 16 columns per part
+        _bwd_dkdv_kernel[(NC * (chunk_size // blk), nsplit, B * H)](
             q, k, v, dh, g["cs"], g["logi"], g["seg"], m_row, rz, dden, u, dC_out, dn_out, dk, dv,
             scale, T, H, NC, DK, DV, L=chunk_size, BLK=blk, BLQ=blq,
-            DKP=_block(DK, 1 << 30), DVP=_block(DV, 1 << 30), BS=FUSED_STATE_BLOCK,
+            DKP=dkp, DVP=dvp, NSPLIT=nsplit, BS=FUSED_STATE_BLOCK,
             DOT_PREC=prec, GRAD_FP32=fwd.GRAD_DOT_FP32, num_warps=FUSED_WARPS, num_stages=FUSED_STAGES,
         )  # fmt: skip
         return dq, dk, dv, dC0, dn0, e_part.sum(-1)

@@ -46,25 +46,28 @@ def _set_blocks(monkeypatch, bwd, block_k: int, block_q: int) -> None:
     monkeypatch.setattr(bwd, "FUSED_BLOCK_Q", block_q)
 
 
-# (T, DK, DV, chunk, input gate, initial state, resets, key block, query block). make_resets puts resets at step 0,
-# T // 3, 16 (a chunk boundary) and T - 1.
+# (T, DK, DV, chunk, input gate, initial state, resets, key block, query block, column parts). make_resets puts
+# resets at step 0, T // 3, 16 (a chunk boundary) and T - 1.
 CASES = [
-    (40, 16, 32, 16, "exp", True, True, 16, 16),
-    (70, 32, 16, 32, "sigmoid", True, False, 16, 32),  # key block < query block; T not a multiple of the chunk
-    (130, 24, 40, 64, "exp", False, True, 32, 16),  # key block > query block; head dims not powers of two
-    (200, 16, 16, 128, "sigmoid", True, True, 32, 64),  # four key blocks per chunk; resets inside the second
-    (100, 64, 96, 64, "exp", True, True, 32, 32),  # the end-state products in several 32-wide slices of DK and DV
+    (40, 16, 32, 16, "exp", True, True, 16, 16, 1),
+    (70, 32, 16, 32, "sigmoid", True, False, 16, 32, 1),  # key block < query block; T not a multiple of the chunk
+    (130, 24, 40, 64, "exp", False, True, 32, 16, 2),  # key block > query block; head dims not powers of two
+    (200, 16, 16, 128, "sigmoid", True, True, 32, 64, 1),  # four key blocks per chunk; resets inside the second
+    (100, 64, 96, 64, "exp", True, True, 32, 32, 1),  # the end-state products in several 32-wide slices of DK and DV
+    (100, 64, 96, 64, "sigmoid", True, True, 32, 32, 2),  # the same in two column parts
 ]
 
 
-def _case_id(T, DK, DV, L, gate, state, resets, bk, bq) -> str:
-    return f"T{T}-dk{DK}-dv{DV}-L{L}-{gate}-{'state' if state else 'zero'}-{'resets' if resets else 'no'}-k{bk}q{bq}"
+def _case_id(T, DK, DV, L, gate, state, resets, bk, bq, parts=1) -> str:
+    kind = f"{gate}-{'state' if state else 'zero'}-{'resets' if resets else 'no'}"
+    return f"T{T}-dk{DK}-dv{DV}-L{L}-{kind}-k{bk}q{bq}" + (f"-parts{parts}" if parts > 1 else "")
 
 
-@pytest.mark.parametrize(("T", "DK", "DV", "L", "gate", "state", "resets", "bk", "bq"), CASES,
+@pytest.mark.parametrize(("T", "DK", "DV", "L", "gate", "state", "resets", "bk", "bq", "parts"), CASES,
                          ids=[_case_id(*c) for c in CASES])  # fmt: skip
-def test_fused_dkdv_matches_naive_fp32(T, DK, DV, L, gate, state, resets, bk, bq, fused_layout, monkeypatch):
+def test_fused_dkdv_matches_naive_fp32(T, DK, DV, L, gate, state, resets, bk, bq, parts, fused_layout, monkeypatch):
     _set_blocks(monkeypatch, fused_layout, bk, bq)
+    monkeypatch.setattr(fused_layout, "FUSED_SPLITS", parts)
     monkeypatch.setattr(fused_layout, "FUSED_DQ_BLOCK", 16)  # dq in head-dim blocks of 16 (two where DK >= 24)
     x = make_mlstm_inputs(B=2, H=1, T=T, DK=DK, DV=DV, with_state=state, with_resets=resets, seed=T + DK)
     out = _run(_triton, x, torch.float32, DEVICE, chunk_size=L, input_gate=gate)

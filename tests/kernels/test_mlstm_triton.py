@@ -458,10 +458,11 @@ def state(backward):
 chunk = {"L": 128, "BL": 64, "BK": fw.CHUNK_BLOCK, "BV": fw.CHUNK_BLOCK, "DOT_PREC": prec}
 chunk = ({**chunk, "GRAD_FP32": fw.GRAD_DOT_FP32}, fw.CHUNK_WARPS, fw.CHUNK_STAGES)
 fused = {"L": 128, "BLK": bw.FUSED_BLOCK_K, "BLQ": bw.FUSED_BLOCK_Q, "DKP": 128, "DVP": 256, "BS": bw.FUSED_STATE_BLOCK}
-fused = ({**fused, "DOT_PREC": prec, "GRAD_FP32": fw.GRAD_DOT_FP32}, bw.FUSED_WARPS, bw.FUSED_STAGES)
+fused = {**fused, "DOT_PREC": prec, "GRAD_FP32": fw.GRAD_DOT_FP32}
+fused = [({**fused, "NSPLIT": parts}, bw.FUSED_WARPS, bw.FUSED_STAGES) for parts in (1, 2)]  # both code paths
 kernels = [(fw._fwd_state_kernel, *state(False)), (fw._fwd_out_kernel, *chunk), (bw._bwd_state_kernel, *state(True)),
            (bw._bwd_dq_kernel, *chunk), (bw._bwd_dk_kernel, *chunk), (bw._bwd_dv_kernel, *chunk),
-           (bw._bwd_dkdv_kernel, *fused), (step._kernel(), {"EXP_GATE": True, "BK": 64, "BV": 128}, 4, 3)]
+           *((bw._bwd_dkdv_kernel, *f) for f in fused), (step._kernel(), {"EXP_GATE": True, "BK": 64, "BV": 128}, 4, 3)]
 for fn, consts, warps, stages in kernels:
     consts = {n: value for n, value in consts.items() if n in fn.arg_names}
     sig = {n: "constexpr" if n in consts else ptrs.get(n, "fp32" if n == "scale" else "i32") for n in fn.arg_names}
@@ -488,7 +489,7 @@ def test_kernels_compile_for_an_h100_without_a_gpu(dtype):
         [sys.executable, "-c", _AOT_SCRIPT, dtype], env=env, capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "compiled 8" in done.stdout
+    assert "compiled 9" in done.stdout
 
 
 # ----------------------------------------------------------------------------------------------- GPU, real shapes

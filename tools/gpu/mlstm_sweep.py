@@ -47,6 +47,7 @@ SETTINGS = {
         "FUSED_STATE_BLOCK",
         "FUSED_WARPS",
         "FUSED_STAGES",
+        "FUSED_SPLITS",
         "FUSED_DQ_BLOCK",
         "FUSED_DQ_WARPS",
     ),
@@ -71,8 +72,8 @@ VARIANTS = [
 ]
 _FUSED = {"BWD_LAYOUT": "fused_dkdv"}
 #: The backward's layouts: the fused dk+dv kernel (committed tiles: 32 key rows x 32 query rows, 8 warps, the sizes
-#: that compile without stack for sm_90 at DK 128, DV 256) and its tiles; the first entry of VARIANTS is the split
-#: layout at the committed settings.
+#: that compile without stack for sm_90 at DK 128, DV 256; in two column parts 64 x 32 compiles without stack too)
+#: and its tiles; the first entry of VARIANTS is the split layout at the committed settings.
 BWD_VARIANTS = [
     _FUSED,
     {**_FUSED, "FUSED_BLOCK_Q": 64},
@@ -82,6 +83,9 @@ BWD_VARIANTS = [
     {**_FUSED, "FUSED_WARPS": 4},
     {**_FUSED, "FUSED_STAGES": 2},
     {**_FUSED, "FUSED_STATE_BLOCK": 64},
+    {**_FUSED, "FUSED_SPLITS": 2},
+    {**_FUSED, "FUSED_SPLITS": 2, "FUSED_BLOCK_K": 64},
+    {**_FUSED, "FUSED_SPLITS": 2, "FUSED_BLOCK_Q": 64},
     {**_FUSED, "FUSED_DQ_WARPS": 8},
     {**_FUSED, "FUSED_DQ_BLOCK": 128, "FUSED_DQ_WARPS": 8},
     {**_FUSED, "chunk": 128},
