@@ -53,8 +53,9 @@ FUSED_WARPS, FUSED_STAGES = 8, 1
 # without stack, as above).
 FUSED_SPLITS = 1
 # The layout "fused_dkdv" launches dq's kernel with this head-dim block and these warps (the split layout with
-# CHUNK_BLOCK and CHUNK_WARPS): DK in one block computes each row block's gram once instead of once per block, and
-# compiles without stack with 8 warps (1,456 bytes of stack with 4; 64-wide blocks: 520 bytes with 4, none with 8).
+# CHUNK_BLOCK and CHUNK_WARPS): DK in one block computes each row block's gram once instead of once per block.
+# Compiled as above at DK 128: one 128-wide block uses 168 bytes of stack with 8 warps, 1,456 with 4; 64-wide blocks
+# 520 with 4 and none with 8.
 FUSED_DQ_BLOCK, FUSED_DQ_WARPS = 64, 4
 
 
