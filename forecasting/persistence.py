@@ -138,8 +138,9 @@ def _config_text(fc: XLSTMForecaster, checksums: dict[str, str] | None = None) -
         raise
 
 
-def _check_target(path: Path) -> None:
-    """Only a new path, an empty folder or an earlier save may be replaced, and never the working directory."""
+def check_save_target(path: Path, saved_files: tuple[str, ...] = SAVED_FILES) -> None:
+    """Only a new path, an empty folder or an earlier save (a folder holding only ``saved_files``) may be replaced,
+    and never the working directory."""
     cwd = Path.cwd().resolve()
     if path == cwd or path in cwd.parents:
         raise ValueError(
@@ -150,7 +151,7 @@ def _check_target(path: Path) -> None:
         return
     if not path.is_dir():
         raise ValueError(f"cannot save to {path}: it is a file, not a folder")
-    foreign = sorted(p.name for p in path.iterdir() if p.name not in SAVED_FILES)
+    foreign = sorted(p.name for p in path.iterdir() if p.name not in saved_files)
     if foreign:
         raise ValueError(
             f"cannot save to {path}: it holds {foreign[:5]}, which a saved forecaster does not; "
@@ -163,7 +164,7 @@ def save_forecaster(fc: XLSTMForecaster, path: str | Path) -> Path:
 
     # Resolved: a symlinked folder keeps its link (the folder it names is replaced), "." is the real folder.
     path = Path(path).expanduser().resolve()
-    _check_target(path)
+    check_save_target(path)
     _config_text(fc)  # a setting JSON cannot hold fails before anything is written
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = _sibling(path, "saving")
@@ -222,7 +223,9 @@ def _swap_in(staging: Path, path: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _read_config(path: Path) -> dict:
+def read_config_json(path: Path) -> object:
+    """The parsed ``config.json`` of the saved forecaster folder ``path``; a missing folder or file, or bad JSON,
+    raises naming it."""
     config = path / CONFIG
     if not path.is_dir():
         what = "it is a file, not a folder" if path.exists() else "the folder does not exist"
@@ -230,9 +233,14 @@ def _read_config(path: Path) -> dict:
     if not config.is_file():
         raise FileNotFoundError(f"no saved forecaster at {path}: {CONFIG} is missing")
     try:
-        meta = json.loads(config.read_text())
+        return json.loads(config.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{config} is not valid JSON: {err}") from err
+
+
+def _read_config(path: Path) -> dict:
+    config = path / CONFIG
+    meta = read_config_json(path)
     if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
         found = meta.get("format_version") if isinstance(meta, dict) else None
         raise ValueError(f"{config} has format_version {found!r}, expected {FORMAT_VERSION}")

@@ -19,7 +19,15 @@ import pandas as pd
 import torch
 
 from xlstm_seq.devices import resolve_device
-from xlstm_seq.forecasting.persistence import _require_finite, _sibling, _swap_in, jsonable, sha256_of
+from xlstm_seq.forecasting.persistence import (
+    _require_finite,
+    _sibling,
+    _swap_in,
+    check_save_target,
+    jsonable,
+    read_config_json,
+    sha256_of,
+)
 
 if TYPE_CHECKING:
     from xlstm_seq.forecasting.stateful import StatefulXLSTMForecaster
@@ -36,22 +44,6 @@ def _state_tensors(fc: StatefulXLSTMForecaster) -> dict[str, torch.Tensor]:
         for f in dataclasses.fields(block):
             tensors[f"block{i}.{f.name}"] = getattr(block, f.name)
     return {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-
-
-def _check_target(path: Path) -> None:
-    """Only a new path, an empty folder or an earlier save may be replaced, and never the working directory."""
-    cwd = Path.cwd().resolve()
-    if path == cwd or path in cwd.parents:
-        raise ValueError(f"cannot save to {path}: it is (or holds) the working directory, which a save replaces "
-                         f"whole; name a subfolder such as {path / 'model'}")  # fmt: skip
-    if not path.exists():
-        return
-    if not path.is_dir():
-        raise ValueError(f"cannot save to {path}: it is a file, not a folder")
-    foreign = sorted(p.name for p in path.iterdir() if p.name not in SAVED_FILES)
-    if foreign:
-        raise ValueError(f"cannot save to {path}: it holds {foreign[:5]}, which a saved forecaster does not; "
-                         f"choose a new or empty folder")  # fmt: skip
 
 
 def _report_json(report: pd.DataFrame | None) -> dict | None:
@@ -97,7 +89,7 @@ def save_stateful(fc: StatefulXLSTMForecaster, path: str | Path) -> Path:
     from safetensors.torch import save_file
 
     path = Path(path).expanduser().resolve()
-    _check_target(path)
+    check_save_target(path, SAVED_FILES)
     _config_text(fc, {})  # a setting JSON cannot hold fails before anything is written
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = _sibling(path, "saving")
@@ -115,15 +107,7 @@ def save_stateful(fc: StatefulXLSTMForecaster, path: str | Path) -> Path:
 
 def _read_config(path: Path) -> dict:
     config = path / CONFIG
-    if not path.is_dir():
-        what = "it is a file, not a folder" if path.exists() else "the folder does not exist"
-        raise FileNotFoundError(f"no saved forecaster at {path}: {what}")
-    if not config.is_file():
-        raise FileNotFoundError(f"no saved forecaster at {path}: {CONFIG} is missing")
-    try:
-        meta = json.loads(config.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{config} is not valid JSON: {err}") from err
+    meta = read_config_json(path)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError(f"{config} was not written by StatefulXLSTMForecaster.save (format {FORMAT!r} expected)")
     for key in ("params", "fitted", "checksums"):
