@@ -28,7 +28,7 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 from tqdm import tqdm
 
-from xlstm_seq.forecasting.auto_space import default_space, draw, merged_space
+from xlstm_seq.forecasting.auto_space import DEFAULT_START, default_space, draw, merged_space, start_point
 from xlstm_seq.forecasting.calibration import validation_windows
 from xlstm_seq.forecasting.forecaster import XLSTMForecaster
 from xlstm_seq.forecasting.guardrails import dlinear_twin, run_guardrail, window_errors
@@ -56,6 +56,10 @@ class AutoXLSTMForecaster(BaseEstimator):
         time_budget_s: No new trial starts after this many seconds of search (None: no time limit); the
             refit comes on top.
         search_alg: An Optuna sampler; None: TPE seeded with ``random_seed``.
+        points_to_evaluate: Settings tried before the sampler draws (Ray Tune's name): "default" tries the grid-wide
+            settings first (``auto_space.DEFAULT_START``, its entries that the space searches), so the search never
+            picks a choice that scores worse than them on the validation windows; a list of dicts tries those (each
+            name must be a searched setting, each value inside its range); None starts with the sampler.
         backend: "optuna" (the only one).
         valid_loss: The metric trials are ranked by on the validation windows: "mae" or "mse".
         val_size: Steps at the end of each series held out for the search (None: 2h, or h when the series are too
@@ -82,6 +86,7 @@ class AutoXLSTMForecaster(BaseEstimator):
         num_samples: int = 10,
         time_budget_s: float | None = None,
         search_alg: Any = None,
+        points_to_evaluate: str | Sequence[Mapping[str, Any]] | None = "default",
         backend: str = "optuna",
         valid_loss: str = "mae",
         val_size: int | None = None,
@@ -102,6 +107,7 @@ class AutoXLSTMForecaster(BaseEstimator):
         self.num_samples = num_samples
         self.time_budget_s = time_budget_s
         self.search_alg = search_alg
+        self.points_to_evaluate = points_to_evaluate
         self.backend = backend
         self.valid_loss = valid_loss
         self.val_size = val_size
@@ -137,6 +143,11 @@ class AutoXLSTMForecaster(BaseEstimator):
             raise ValueError(
                 f"config must be None, a dict or a function of the trial, got {type(self.config).__name__}"
             )
+        points = self.points_to_evaluate
+        if not (points is None or points == "default" or (
+                isinstance(points, Sequence) and not isinstance(points, str)
+                and all(isinstance(p, Mapping) for p in points))):  # fmt: skip
+            raise ValueError(f'points_to_evaluate must be "default", None or a list of dicts, got {points!r}')
         # The settings every trial shares are checked by the forecaster itself.
         XLSTMForecaster(h=self.h, fallback=self.fallback, season_length=self.season_length, device=self.device)
 
@@ -169,6 +180,23 @@ class AutoXLSTMForecaster(BaseEstimator):
             return self.config
         return merged_space(default_space(input_size, aligned), self.config)
 
+    def _start_points(self, looks: list[int], aligned: bool) -> list[dict[str, Any]]:
+        """The parameters of the trials enqueued before the sampler draws (``points_to_evaluate``); a point without
+        input_size takes the longest look-back searched."""
+        if self.points_to_evaluate is None:
+            return []
+        strict = self.points_to_evaluate != "default"
+        points = self.points_to_evaluate if strict else [DEFAULT_START]
+        enqueued = []
+        for point in points:
+            input_size = point.get("input_size", max(looks))
+            if input_size not in looks:
+                raise ValueError(f"points_to_evaluate: input_size={input_size!r} is not searched (searched: {looks})")
+            params = start_point({k: v for k, v in point.items() if k != "input_size"},
+                                 self._space(input_size, aligned), strict=strict)  # fmt: skip
+            enqueued.append({"input_size": input_size, **params} if len(looks) > 1 else params)
+        return enqueued
+
     def fit(self, df: pd.DataFrame, static_df: pd.DataFrame | None = None) -> AutoXLSTMForecaster:
         """Searches on the last ``val_size`` steps of each series, scores the baselines against the best trial on the
         same windows (the guardrail), then refits the best settings on all rows (``refit``).
@@ -193,6 +221,8 @@ class AutoXLSTMForecaster(BaseEstimator):
                   else optuna.pruners.NopPruner())  # fmt: skip
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.create_study(direction="minimize", sampler=sampler, pruner=pruner)
+        for params in self._start_points(looks, aligned):
+            study.enqueue_trial(params, skip_if_exists=True)
         best: dict[str, Any] = {}
         started = time.perf_counter()
         with create_tracker(self.experiment, run_name="auto-search", enabled=self.track,

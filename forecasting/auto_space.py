@@ -32,8 +32,20 @@ DEFAULT_CHOICES: dict[str, list] = {
 }
 """Categorical settings of the default space (learning_rate is drawn log-uniformly from [3e-4, 3e-3]). The choices
 follow the hand-chosen long-horizon cells (configs/forecasting/long_horizon.yaml): the three xLSTM models that won a
-data set, both backbones, both mixings, RevIN centring on the mean or the last value, dropout 0 to 0.5, MAE or MSE
-with the frequency-domain term at 0, 0.5 or 1, a moving average of the weights, and the step budgets."""
+data set, both backbones, both mixings, patches of 8 or 16 steps, RevIN centring on the mean or the last value,
+dropout 0 to 0.5, MAE or MSE with the frequency-domain term at 0, 0.5 or 1, a moving average of the weights, and the
+step budgets."""
+
+DEFAULT_START: dict[str, Any] = {
+    "model": "xlstm_time", "backbone": "mlstm", "mixing": "variates", "revin_subtract_last": False,
+    "patch_len": 16, "embedding_dim": 64, "num_blocks": 1, "dropout": 0.3, "loss": "mae",
+    "freq_loss_weight": 0.0, "ema_decay": None, "max_steps": 1000, "learning_rate": 1e-3,
+}  # fmt: skip
+"""The search's first trial: the settings the long-horizon grid shares across its data sets (one setting for all
+five, chosen on them as a whole rather than per data set; its patch_len null is xlstm_time's 16). Evaluated first,
+it is a floor: the search never ranks a choice above it that scores worse on the validation windows. Entries the
+space does not search (a fixed ``config`` value, "variates" mixing for series that do not share timestamps) are left
+to the space."""
 
 FIXED_DEFAULTS: dict[str, Any] = {
     "batch_size": 32,
@@ -80,6 +92,34 @@ def merged_space(default: dict[str, Any], config: Mapping[str, Any] | None) -> d
             )
         space[name] = value
     return space
+
+
+def start_point(point: Mapping[str, Any], space: dict[str, Any] | Callable, *, strict: bool) -> dict[str, Any]:
+    """The entries of ``point`` that ``space`` searches, as parameters to enqueue for a first trial. ``strict``
+    (a user's point): a name the space does not search or a value outside its distribution is an error; otherwise
+    (the default start) such entries are dropped and the space draws them."""
+    from optuna.distributions import BaseDistribution, CategoricalDistribution
+
+    if callable(space):
+        if strict:
+            return dict(point)  # a function space names its own parameters
+        return {}
+    params = {}
+    for name, value in point.items():
+        distribution = space.get(name)
+        if not isinstance(distribution, BaseDistribution):
+            if strict:
+                searched = sorted(k for k, v in space.items() if isinstance(v, BaseDistribution))
+                raise ValueError(f"points_to_evaluate: {name!r} is not a searched setting (searched: {searched})")
+            continue
+        inside = (value in distribution.choices if isinstance(distribution, CategoricalDistribution)
+                  else isinstance(value, (int, float)) and distribution.low <= value <= distribution.high)  # fmt: skip
+        if not inside:
+            if strict:
+                raise ValueError(f"points_to_evaluate: {name}={value!r} lies outside the space ({distribution})")
+            continue
+        params[name] = value
+    return params
 
 
 def draw(trial: Any, space: dict[str, Any] | Callable[[Any], dict]) -> dict[str, Any]:

@@ -105,3 +105,39 @@ def test_bad_auto_settings(settings, message, frame):
 def test_series_too_short_for_any_search(frame):
     with pytest.raises(ValueError, match="series 's0' has 40 rows but the search needs"):
         make_auto().fit(frame(n_series=1, length=40))
+
+
+def test_the_grid_wide_settings_are_the_first_trial(frame):
+    """With the default points_to_evaluate, trial 0 trains the grid-wide settings (the ones the space searches), so
+    the chosen settings score no worse than them on the validation windows; without it the sampler draws trial 0."""
+    from xlstm_seq.forecasting.auto_space import DEFAULT_START
+
+    df = frame(n_series=2, length=120)
+    auto = make_auto(num_samples=3).fit(df)
+    first = auto.trials_.iloc[0]
+    searched = {k: v for k, v in DEFAULT_START.items() if k not in TINY}
+    assert searched["mixing"] == "variates"  # the two series share timestamps, so variates mixing is searched
+    for name, value in searched.items():
+        assert first[name] == value or (value is None and pd.isna(first[name])), name
+    assert auto.trials_["score"].min() <= first["score"]
+    drawn = make_auto(num_samples=1, points_to_evaluate=None).fit(df).trials_.iloc[0]
+    assert any(drawn[k] != v for k, v in searched.items() if v is not None)
+
+
+def test_a_users_points_are_tried_first_and_checked(frame):
+    df = frame(n_series=1, length=120)
+    point = {"model": "xlstm_mixer", "dropout": 0.5, "learning_rate": 2e-3}
+    auto = make_auto(num_samples=2, points_to_evaluate=[point]).fit(df)
+    first = auto.trials_.iloc[0]
+    assert (first["model"], first["dropout"], first["learning_rate"]) == ("xlstm_mixer", 0.5, 2e-3)
+    bad = [
+        ([{"max_steps": 5}], "'max_steps' is not a searched setting"),  # fixed by TINY
+        ([{"dropout": 0.9}], r"dropout=0.9 lies outside the space"),
+        ([{"learning_rate": 1.0}], r"learning_rate=1.0 lies outside the space"),
+        ([{"input_size": 48}], r"input_size=48 is not searched \(searched: \[24\]\)"),
+    ]
+    for points, message in bad:
+        with pytest.raises(ValueError, match=message):
+            make_auto(points_to_evaluate=points).fit(df)
+    with pytest.raises(ValueError, match="points_to_evaluate must be"):
+        make_auto(points_to_evaluate="grid")
