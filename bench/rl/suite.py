@@ -1,10 +1,15 @@
 """The suite view of the RL benchmark: POPGym returns normalised to [-1, 1], their mean over tasks (POPGym's
 aggregate), and a verdict per task that calls a difference within the seeds' spread a tie.
 
-Return ranges (popgym 1.0.7's reward definitions): the card and bandit tasks pay +-1/N per step over N scored
-steps, so an episode returns between -1 and 1; the pendulums rescale each step's reward to [-1, 1] / episode
-length, so again [-1, 1]; the cart-poles pay +1/episode length per step survived, so [0, 1]. Tasks outside this
-table (any non-POPGym id) are reported in their own units and left out of the aggregate.
+Return ranges (popgym 1.0.7's reward definitions): the card and bandit tasks pay +-1/N per step over N scored steps,
+so an episode returns between -1 and 1 (CountRecall likewise; HigherLower's 1/deck size over one guess fewer than
+the deck, so within [-1, 1]); MineSweeper pays 1/safe squares per new square, and at worst -0.5 in all for repeated
+squares plus -0.5 - 1/safe squares for the mine after one new square, so [-1, 1]; Battleship pays 1/hits needed per
+hit and -1/(squares - hits needed) per miss over at most as many shots as squares, so an episode of misses returns
+-squares/(squares - 12) (its ships have 12 squares): -64/52 on the Easy 8 x 8 board; the pendulums rescale each
+step's reward to [-1, 1] / episode length, so again [-1, 1]; the cart-poles pay +1/episode length per step survived,
+so [0, 1]. Tasks outside this table (any non-POPGym id) are reported in their own units and left out of the
+aggregate.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ __all__ = [
     "RETURN_RANGES", "aggregate", "normalised", "return_range", "suite_lines", "task_name", "verdict",
 ]  # fmt: skip
 
-#: Known (lowest, highest) episode return of a POPGym task family (any difficulty).
+#: Known (lowest, highest) episode return of a POPGym task family (any difficulty) or of one task (family + level).
 RETURN_RANGES = {
     "RepeatFirst": (-1.0, 1.0),
     "RepeatPrevious": (-1.0, 1.0),
@@ -30,6 +35,13 @@ RETURN_RANGES = {
     "NoisyPositionOnlyCartPole": (0.0, 1.0),
     "PositionOnlyPendulum": (-1.0, 1.0),
     "NoisyPositionOnlyPendulum": (-1.0, 1.0),
+    # Kept aside from the development suite for an independent check of its chosen default.
+    "CountRecall": (-1.0, 1.0),
+    "HigherLower": (-1.0, 1.0),
+    "BattleshipEasy": (-64 / 52, 1.0),
+    "BattleshipMedium": (-100 / 88, 1.0),
+    "BattleshipHard": (-144 / 132, 1.0),
+    "MineSweeper": (-1.0, 1.0),
 }
 
 _POPGYM_ID = re.compile(r"^popgym-(?P<family>[A-Za-z]+?)(?P<level>Easy|Medium|Hard)-v\d+$")
@@ -44,7 +56,9 @@ def task_name(env_id: str) -> str:
 def return_range(env_id: str) -> tuple[float, float] | None:
     """The known (lowest, highest) episode return of ``env_id``; None when the table does not hold its task."""
     match = _POPGYM_ID.match(env_id)
-    return RETURN_RANGES.get(match["family"]) if match else None
+    if not match:
+        return None
+    return RETURN_RANGES.get(match["family"] + match["level"], RETURN_RANGES.get(match["family"]))
 
 
 def normalised(value: float, low: float, high: float) -> float:

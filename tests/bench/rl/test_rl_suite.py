@@ -99,7 +99,9 @@ def test_random_policy_return_is_seeded_and_in_range():
 def test_return_ranges_and_normalisation():
     assert return_range("popgym-PositionOnlyCartPoleEasy-v0") == (0.0, 1.0)
     assert return_range("popgym-RepeatFirstHard-v0") == (-1.0, 1.0)
-    assert return_range("CartPoleNoVel-v1") is None and return_range("popgym-CountRecallEasy-v0") is None
+    assert return_range("CartPoleNoVel-v1") is None and return_range("popgym-LabyrinthEscapeEasy-v0") is None
+    assert return_range("popgym-BattleshipEasy-v0") == (-64 / 52, 1.0)
+    assert return_range("popgym-BattleshipHard-v0") == (-144 / 132, 1.0)
     assert task_name("popgym-VelocityOnlyCartpoleEasy-v0") == "VelocityOnlyCartpoleEasy"
     assert normalised(0.5, 0.0, 1.0) == 0.0 and normalised(1.0, 0.0, 1.0) == 1.0 and normalised(-1, -1, 1) == -1
     with pytest.raises(ValueError, match="high > low"):
@@ -239,3 +241,42 @@ def test_resume_takes_finished_runs_with_the_same_settings_only(tmp_path):
     lines.clear()
     run_benchmark(longer, track=False, out=lines.append, resume=True)
     assert not any(line.startswith("resuming") for line in lines)  # other settings: trained again
+
+
+@pytest.mark.parametrize(
+    "env_id",
+    ["popgym-CountRecallEasy-v0", "popgym-HigherLowerEasy-v0", "popgym-BattleshipEasy-v0",
+     "popgym-MineSweeperEasy-v0"],
+)  # fmt: skip
+def test_return_ranges_of_the_tasks_kept_aside_hold_what_the_environments_pay(env_id):
+    """Episodes of the random policy and of a policy repeating one action (the worst play of the square-picking
+    tasks: one square shot or viewed again and again) return inside the table's range; repeating one Battleship
+    square that misses returns its lowest value exactly."""
+    import gymnasium as gym
+    import numpy as np
+
+    pytest.importorskip("popgym")
+    from xlstm_seq.rl.envs import make_env
+
+    low, high = return_range(env_id)
+    env = make_env(env_id)
+    returns = []
+    for episode in range(6):
+        _, _ = env.reset(seed=episode)
+        repeat = episode % 2 == 1
+        action = env.action_space.sample() if repeat else None
+        total, done = 0.0, False
+        while not done:
+            _, reward, terminated, truncated, _ = env.step(action if repeat else env.action_space.sample())
+            total, done = total + float(reward), terminated or truncated
+        returns.append(total)
+    assert all(low - 1e-9 <= r <= high + 1e-9 for r in returns), (returns, (low, high))
+    if "Battleship" in env_id:
+        base = gym.make(env_id).unwrapped
+        base.reset(seed=0)
+        empty = np.argwhere(base.board == 0)[0]
+        total, done = 0.0, False
+        while not done:
+            _, reward, terminated, truncated, _ = base.step(empty)
+            total, done = total + reward, terminated or truncated
+        assert total == pytest.approx(low)
