@@ -42,3 +42,23 @@ def test_tiny_auto_study_writes_its_page(tmp_path, capsys):
     assert "| random walks 0 |" in text and "| M4 Weekly group 0 |" in text
     assert "never silent" in text and "holds" in text
     assert (tmp_path / "auto.png").stat().st_size > 0
+
+
+def test_a_cell_where_auto_kept_the_grid_wide_settings_is_called_a_tie():
+    import pandas as pd
+
+    from xlstm_seq_bench.forecasting.auto_report import _cell_rows, _targets
+    from xlstm_seq_bench.forecasting.auto_study import CellResult
+
+    def cell(name: str, best_trial: int) -> CellResult:
+        trials = pd.DataFrame({"trial": [0, 1, 2], "state": ["COMPLETE", "COMPLETE", "PRUNED"],
+                               "score": [0.5 if best_trial == 0 else 0.7, 0.6, None]})  # fmt: skip
+        scores = {"defaults": {"mse": 0.20}, "auto": {"mse": 0.21, "seconds": 60.0}}
+        return CellResult(name, 96, 512, scores, {"model": "xlstm_time"}, trials, 50.0, None)
+
+    kept, chosen = cell("weather", 0), cell("ettm1", 1)
+    lines = "\n".join(_targets(AutoStudyConfig(), [kept, chosen]))
+    assert "missed on weather-96, ettm1-96" in lines
+    assert "weather-96: auto kept the grid-wide settings" in lines and "ettm1-96: auto kept" not in lines
+    rows = _cell_rows([kept, chosen])
+    assert "the grid-wide settings (its first trial)" in rows[2] and "'model': 'xlstm_time'" in rows[3]
