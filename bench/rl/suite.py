@@ -118,10 +118,15 @@ def suite_lines(
     compare = ours in algorithms and peer in algorithms
     header = ["task", *[ALGORITHM_LABELS[a] for a in algorithms], "random policy"]
     header += ["verdict (XLSTMPPO vs RecurrentPPO)", "throughput ratio"] if compare else []
+    by_range: dict[tuple[float, float], list[str]] = {}
+    for env_id in env_ids:
+        by_range.setdefault(return_range(env_id), []).append(task_name(env_id))
+    ranges_text = "; ".join(f"[{low:.3g}, {high:.3g}] for {', '.join(names)}" for (low, high), names
+                            in by_range.items() if (low, high) != (-1.0, 1.0))  # fmt: skip
     lines = [
-        "Normalised returns: each task's return mapped from its known range (popgym's reward definitions: [0, 1] for"
-        " the cart-poles, [-1, 1] for the others) onto [-1, 1]; mean ± std over seeds. Verdict: a difference of"
-        " means no larger than the larger std over seeds is a tie.",
+        "Normalised returns: each task's return mapped from its known range (popgym's reward definitions: "
+        f"{ranges_text + '; ' if ranges_text else ''}[-1, 1] for the others) onto [-1, 1]; mean ± std over seeds. "
+        "Verdict: a difference of means no larger than the larger std over seeds is a tie.",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
