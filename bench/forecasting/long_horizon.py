@@ -178,12 +178,14 @@ def fit_time_comparison(config: LongHorizonConfig, *, track: bool = True) -> lis
     PatchTST at each of ``config.fit_time_cells()``.
 
     Both see the training rows of the first data set, the look-back of the grid and the same number of univariate
-    windows per step (our batch of multivariate windows times the channels); ours trains with that cell's settings.
+    windows per step (our batch of multivariate windows times the channels); ours trains with that cell's settings,
+    once per ``config.fit_time_compile`` entry; PatchTST only when ``config.fit_time_peer``.
     """
-    from neuralforecast import NeuralForecast
-    from neuralforecast.models import PatchTST
-
     from xlstm_seq.forecasting.forecaster import XLSTMForecaster
+
+    if config.fit_time_peer:
+        from neuralforecast import NeuralForecast
+        from neuralforecast.models import PatchTST
 
     cells = config.fit_time_cells()
     name = cells[0][0]  # every fit-time cell is on the first data set: load it once
@@ -194,13 +196,20 @@ def fit_time_comparison(config: LongHorizonConfig, *, track: bool = True) -> lis
     for _, h in cells:
         L, xlstm, _ = config.settings_for(name, h)
         windows = _univariate_windows(xlstm, data)
-        started = time.perf_counter()
-        for j, settings in enumerate(xlstm.members(L)):  # an ensemble's fit time is that of all its members
-            settings.update(max_steps=steps, early_stop_patience_steps=-1)
-            fc = XLSTMForecaster(h=h, random_seed=j, device=config.device, progress=False, track=track,
-                                 experiment=config.experiment, **settings)  # fmt: skip
-            fc.fit(train)
-        rows.append((h, f"xLSTM ({model_label('xlstm', xlstm)})", time.perf_counter() - started))
+        seen: set[Any] = set()
+        for compile_setting in config.fit_time_compile:
+            started = time.perf_counter()
+            for j, settings in enumerate(xlstm.members(L)):  # an ensemble's fit time is that of all its members
+                settings.update(max_steps=steps, early_stop_patience_steps=-1)
+                fc = XLSTMForecaster(h=h, random_seed=j, device=config.device, progress=False, track=track,
+                                     experiment=config.experiment, compile=compile_setting, **settings)  # fmt: skip
+                fc.fit(train)
+            path = {True: ", compiled", False: ", eager", "auto": ""}[compile_setting]
+            path += ", again in the same process" if compile_setting in seen else ""
+            seen.add(compile_setting)
+            rows.append((h, f"xLSTM ({model_label('xlstm', xlstm)}{path})", time.perf_counter() - started))
+        if not config.fit_time_peer:
+            continue
         model = PatchTST(h=h, input_size=L, max_steps=steps, batch_size=len(data.columns), windows_batch_size=windows,
                          scaler_type="identity", random_seed=0, enable_progress_bar=False, enable_model_summary=False,
                          logger=False, **lightning_device(resolve_device(config.device)))  # fmt: skip

@@ -170,6 +170,12 @@ class LongHorizonConfig(ConfigMixin):
     first data set."""
     fit_time_horizons: list[int] | None = None
     """Horizons of the fit-time comparison; None: the first data set's first horizon."""
+    fit_time_compile: list[Any] = field(default_factory=lambda: ["auto"])
+    """Our xLSTM's ``compile`` switch in the fit-time comparison, one row per entry (e.g. ``[false, true, true]``
+    times the eager path, the compiled path with the process's first compile (read from inductor's on-disk cache
+    when an earlier process filled it), and the compiled path once more with the graphs already built)."""
+    fit_time_peer: bool = True
+    """Time neuralforecast's PatchTST beside ours in the fit-time comparison."""
     max_test_windows: int | None = None
     """Evaluate on at most this many test windows, evenly spaced (None: all, the papers' protocol)."""
     num_threads: int = 2
@@ -221,6 +227,9 @@ class LongHorizonConfig(ConfigMixin):
         ):
             raise ValueError(f"fit_time_horizons must be None or a non-empty list of horizons >= 1, got "
                              f"{self.fit_time_horizons}")  # fmt: skip
+        if not self.fit_time_compile or any(v not in (True, False, "auto") for v in self.fit_time_compile):
+            raise ValueError(f"fit_time_compile must be a non-empty list of true, false or auto, got "
+                             f"{self.fit_time_compile}")  # fmt: skip
         resolve_device(self.device)  # a bad name, or a device this machine lacks, is named before any work
         if self.eval_split not in SPLITS:
             raise ValueError(f"eval_split must be one of {SPLITS}, got {self.eval_split!r}")
@@ -282,8 +291,9 @@ class LongHorizonConfig(ConfigMixin):
     def fit_time_cells(self) -> list[tuple[str, int]]:
         """(data set, horizon) of each fit-time comparison."""
         name = self.datasets[0]
-        first = self.ili_horizons[0] if name == "ili" else self.horizons[0]
-        return [(name, h) for h in (self.fit_time_horizons or [first])]
+        if self.fit_time_horizons:
+            return [(name, h) for h in self.fit_time_horizons]
+        return [(name, self.ili_horizons[0] if name == "ili" else self.horizons[0])]
 
     def settings_for(self, name: str, h: int) -> tuple[int, ModelSettings, ModelSettings]:
         """(look-back, xLSTM settings, DLinear settings) of data set ``name`` at horizon ``h``, overrides applied."""

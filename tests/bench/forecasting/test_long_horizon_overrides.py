@@ -147,11 +147,17 @@ def test_fit_time_section_has_a_row_per_horizon_and_model_with_our_share_of_thei
     text = benchmark_markdown(config, [], timings, minutes=1.5)
     assert "## Fit time: 20 steps, etth1, same look-back, horizon and windows per step" in text
     assert re.search(r"- date: .* UTC; git ", text) and "- written 1.5 min after the run started" in text
-    assert "| 96 | xLSTM (a) | 8.0 |  |" in text and "| 96 | neuralforecast PatchTST (b) | 32.0 | 0.25 |" in text
-    assert "| 720 | neuralforecast PatchTST (b) | 40.0 | 0.30 |" in text
+    assert "| 96 | xLSTM (a) | 8.0 | 0.25 |" in text and "| 96 | neuralforecast PatchTST (b) | 32.0 |  |" in text
+    assert "| 720 | xLSTM (a) | 12.0 | 0.30 |" in text
     for bad in ([], [0], [96.5]):
         with pytest.raises(ValueError, match="fit_time_horizons"):
             LongHorizonConfig(fit_time_horizons=bad)
+    for bad in ([], ["yes"]):
+        with pytest.raises(ValueError, match="fit_time_compile"):
+            LongHorizonConfig(fit_time_compile=bad)
+    alone = [(96, "xLSTM (a, eager)", 8.0), (96, "xLSTM (a, compiled)", 6.0)]  # fit_time_peer false
+    text = benchmark_markdown(config.replace(fit_time_peer=False), [], alone, minutes=1.0)
+    assert "| 96 | xLSTM (a, eager) | 8.0 |  |" in text and "| 96 | xLSTM (a, compiled) | 6.0 |  |" in text
 
 
 def test_summary_figure_has_a_panel_per_data_set_and_a_bar_per_model_kind(tmp_path):
