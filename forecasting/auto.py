@@ -3,6 +3,7 @@
     auto = AutoXLSTMForecaster(h=24, num_samples=20, time_budget_s=900)
     auto.fit(df)                        # trials on the last val_size steps; the best settings refitted on all rows
     auto.best_config_, auto.trials_     # the chosen settings; one row per trial (settings, score, state, seconds)
+    auto.confirmation_                  # the seeds' scores behind a tie check of the best trial against the first
     auto.predict(); auto.cross_validation(df, n_windows=3); auto.save("dir"); AutoXLSTMForecaster.load("dir")
 
 The names follow neuralforecast's Auto models (``config``, ``num_samples``, ``search_alg``, ``backend``,
@@ -10,13 +11,14 @@ The names follow neuralforecast's Auto models (``config``, ``num_samples``, ``se
 windows whose targets lie in it (the guardrail's windows, ``forecasting.guardrails``); the TPE sampler is seeded and
 the training is seeded, so a search on CPU with a trial budget is repeatable (a time budget ends it at a time that
 depends on the machine). A median pruner stops a trial whose validation loss at a check is worse than the median of
-the earlier trials at the same check. The baselines are scored on the same windows against the best trial: the
-guardrail warns, and ``fallback="baseline"`` serves the baseline, as for a plain fit.
+the earlier trials at the same check. The first trial trains the grid-wide settings; a best trial that beats them
+only by less than the seeds' spread is a tie, and the tie keeps them (``forecasting.auto_confirm``). The baselines
+are scored on the same windows against the chosen trial: the guardrail warns, and ``fallback="baseline"`` serves
+the baseline, as for a plain fit.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -28,10 +30,10 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 from tqdm import tqdm
 
+from xlstm_seq.forecasting.auto_confirm import confirm_choice, validation_score
 from xlstm_seq.forecasting.auto_space import DEFAULT_START, default_space, draw, merged_space, start_point
-from xlstm_seq.forecasting.calibration import validation_windows
 from xlstm_seq.forecasting.forecaster import XLSTMForecaster
-from xlstm_seq.forecasting.guardrails import dlinear_twin, run_guardrail, window_errors
+from xlstm_seq.forecasting.guardrails import dlinear_twin, run_guardrail
 from xlstm_seq.forecasting.panels import build_panels
 from xlstm_seq.forecasting.validation import DS, ID, check_long_frame
 from xlstm_seq.tracking import create_tracker
@@ -56,10 +58,15 @@ class AutoXLSTMForecaster(BaseEstimator):
         time_budget_s: No new trial starts after this many seconds of search (None: no time limit); the
             refit comes on top.
         search_alg: An Optuna sampler; None: TPE seeded with ``random_seed``.
+        confirm_seeds: When the best trial is not the first (the first of ``points_to_evaluate``), both are fitted
+            again with this many more seeds, and the best is kept only if its mean validation score beats the first's
+            by more than the larger std over seeds; otherwise (a tie) the first is kept
+            (``forecasting.auto_confirm``; ``confirmation_`` holds the scores). 0: no check.
         points_to_evaluate: Settings tried before the sampler draws (Ray Tune's name): "default" tries the grid-wide
             settings first (``auto_space.DEFAULT_START``, its entries that the space searches), so the search never
             picks a choice that scores worse than them on the validation windows; a list of dicts tries those (each
-            name must be a searched setting, each value inside its range); None starts with the sampler.
+            name must be a searched setting, each value inside its range; with a function ``config``, the names it
+            suggests); None starts with the sampler, as "default" does with a function ``config``.
         backend: "optuna" (the only one).
         valid_loss: The metric trials are ranked by on the validation windows: "mae" or "mse".
         val_size: Steps at the end of each series held out for the search (None: 2h, or h when the series are too
@@ -87,6 +94,7 @@ class AutoXLSTMForecaster(BaseEstimator):
         time_budget_s: float | None = None,
         search_alg: Any = None,
         points_to_evaluate: str | Sequence[Mapping[str, Any]] | None = "default",
+        confirm_seeds: int = 2,
         backend: str = "optuna",
         valid_loss: str = "mae",
         val_size: int | None = None,
@@ -108,6 +116,7 @@ class AutoXLSTMForecaster(BaseEstimator):
         self.time_budget_s = time_budget_s
         self.search_alg = search_alg
         self.points_to_evaluate = points_to_evaluate
+        self.confirm_seeds = confirm_seeds
         self.backend = backend
         self.valid_loss = valid_loss
         self.val_size = val_size
@@ -135,6 +144,8 @@ class AutoXLSTMForecaster(BaseEstimator):
             isinstance(self.time_budget_s, (int, float)) and self.time_budget_s > 0
         ):
             raise ValueError(f"time_budget_s must be None or a number of seconds > 0, got {self.time_budget_s!r}")
+        if not _is_int(self.confirm_seeds) or self.confirm_seeds < 0:
+            raise ValueError(f"confirm_seeds must be an integer >= 0, got {self.confirm_seeds!r}")
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         if self.valid_loss not in VALID_LOSSES:
@@ -186,6 +197,8 @@ class AutoXLSTMForecaster(BaseEstimator):
         if self.points_to_evaluate is None:
             return []
         strict = self.points_to_evaluate != "default"
+        if not strict and callable(self.config):
+            return []  # a function space draws its own settings: the grid-wide ones may not be among them
         points = self.points_to_evaluate if strict else [DEFAULT_START]
         enqueued = []
         for point in points:
@@ -221,16 +234,19 @@ class AutoXLSTMForecaster(BaseEstimator):
                   else optuna.pruners.NopPruner())  # fmt: skip
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.create_study(direction="minimize", sampler=sampler, pruner=pruner)
-        for params in self._start_points(looks, aligned):
+        start_points = self._start_points(looks, aligned)
+        for params in start_points:
             study.enqueue_trial(params, skip_if_exists=True)
         best: dict[str, Any] = {}
+        first: dict[str, Any] = {}  # the first enqueued point's record, when there is one
         started = time.perf_counter()
         with create_tracker(self.experiment, run_name="auto-search", enabled=self.track,
                             tracking_uri=self.tracking_uri) as parent:  # fmt: skip
             parent.log_params({"h": self.h, "num_samples": self.num_samples, "time_budget_s": self.time_budget_s,
                                "valid_loss": self.valid_loss, "val_size": val_size, "random_seed": self.random_seed,
                                "input_sizes": looks})  # fmt: skip
-            objective = self._objective(df, static_df, val_size, looks, aligned, best, parent.run_id)
+            objective = self._objective(df, static_df, val_size, looks, aligned, best, parent.run_id,
+                                        first if start_points else None)  # fmt: skip
             bar = tqdm(total=self.num_samples, desc="auto search", unit="trial", disable=not self.progress)
 
             def advance(study: Any, trial: Any) -> None:
@@ -246,7 +262,13 @@ class AutoXLSTMForecaster(BaseEstimator):
             self.trials_ = _trials_table(study)
             if not best:
                 raise ValueError(f"no trial of the search finished: {self.trials_['state'].value_counts().to_dict()}")
-            self.best_config_ = dict(best["settings"])
+            self.confirmation_ = pd.DataFrame(columns=["candidate", "trial", "seed", "score"])
+            if first and best["number"] != first["number"] and self.confirm_seeds > 0:
+                kept, self.confirmation_ = confirm_choice(first, best, df, static_df, val_size, self.confirm_seeds)
+                parent.log_text(self.confirmation_.to_csv(index=False), "confirmation.csv")
+                parent.set_tags({"confirmation.kept": "first trial" if kept is first else "best trial"})
+                best = kept
+            self.best_config_, self.chosen_trial_ = dict(best["settings"]), int(best["number"])
             self._finish(df, static_df, val_size, best)
             parent.log_params({f"best.{k}": v for k, v in self.best_config_.items()})
             parent.log_metrics({"search/seconds": self.search_seconds_, "search/trials": len(self.trials_),
@@ -258,7 +280,8 @@ class AutoXLSTMForecaster(BaseEstimator):
             parent.log_text(self.trials_.to_csv(index=False), "trials.csv")
         return self
 
-    def _objective(self, df, static_df, val_size: int, looks: list[int], aligned: bool, best: dict, parent_id):
+    def _objective(self, df, static_df, val_size: int, looks: list[int], aligned: bool, best: dict, parent_id,
+                   first: dict | None = None):  # fmt: skip
         import optuna
 
         spaces = {L: self._space(L, aligned) for L in looks}
@@ -294,15 +317,19 @@ class AutoXLSTMForecaster(BaseEstimator):
                 trial.set_user_attr("seconds", time.perf_counter() - begun)
                 run.set_tags({"trial.state": "PRUNED" if pruned else "COMPLETE"})
                 if pruned is None:
-                    score = _validation_score(fc, df, static_df, val_size)
+                    score = validation_score(fc, df, static_df, val_size)
                     trial.set_user_attr("steps", fc.steps_trained_)
                     run.log_metrics({"val/score": score, "fit/seconds": fc.fit_seconds_,
                                      "fit/steps": fc.steps_trained_})  # fmt: skip
             if pruned is not None:
                 raise pruned
             best_check = int(np.argmin(checks)) if checks else -1
+            record = dict(settings=_searched(settings), score=score, model=fc, best_check=best_check,
+                          number=trial.number)  # fmt: skip
+            if first is not None and trial.number == 0:
+                first.update(record)
             if not best or score < best["score"]:
-                best.update(settings=_searched(settings), score=score, model=fc, best_check=best_check)
+                best.update(record)
             return score
 
         return objective
@@ -364,7 +391,9 @@ class AutoXLSTMForecaster(BaseEstimator):
         table in its config.json."""
         model = self._fitted()
         model.search_ = {"best_config": self.best_config_, "trials": self.trials_.to_dict(orient="records"),
-                         "val_size": self.val_size_, "search_seconds": self.search_seconds_}  # fmt: skip
+                         "val_size": self.val_size_, "search_seconds": self.search_seconds_,
+                         "confirmation": self.confirmation_.to_dict(orient="records"),
+                         "chosen_trial": self.chosen_trial_}  # fmt: skip
         return model.save(path)
 
     @classmethod
@@ -377,7 +406,10 @@ class AutoXLSTMForecaster(BaseEstimator):
         auto = cls(h=model.h, input_size=model.input_size, fallback=model.fallback, season_length=model.season_length,
                    device=model.device)  # fmt: skip
         auto.model_, auto.best_config_ = model, dict(search["best_config"])
+        auto.chosen_trial_ = search.get("chosen_trial")
         auto.trials_ = pd.DataFrame.from_records(search["trials"])
+        auto.confirmation_ = pd.DataFrame.from_records(search.get("confirmation", []),
+                                                       columns=["candidate", "trial", "seed", "score"])  # fmt: skip
         auto.val_size_, auto.search_seconds_ = search["val_size"], search["search_seconds"]
         return auto
 
@@ -395,19 +427,6 @@ def _searched(settings: dict[str, Any]) -> dict[str, Any]:
     """A trial's settings without the ones every trial shares (the forecaster's plumbing)."""
     plumbing = {"h", "random_seed", "device", "guardrail", "fallback", "progress", "track"}
     return {k: v for k, v in settings.items() if k not in plumbing}
-
-
-def _validation_score(fc: XLSTMForecaster, df: pd.DataFrame, static_df, val_size: int) -> float:
-    """The trial's score on the guardrail's validation windows (valid_loss, on the scale the guardrail uses)."""
-    hist, futr, stat = fc._lists()
-    panels = build_panels(df, fc.mixing, hist, futr, stat, static_df if static_df is not None else fc.static_,
-                          order=fc.series_, scale=fc.exog_scale_)  # fmt: skip
-    starts = validation_windows(panels, fc.input_size, fc.h, val_size)
-    idx = starts[:, None] + np.arange(fc.input_size)
-    fut = starts[:, None] + fc.input_size + np.arange(fc.h)
-    forecast = fc._forward_windows(panels, starts)[..., fc._point_index()]
-    score = window_errors(panels.y[fut], forecast, panels.y[idx], bool(fc.scale_loss))[fc.valid_loss]
-    return score if math.isfinite(score) else float("inf")
 
 
 def _trials_table(study: Any) -> pd.DataFrame:

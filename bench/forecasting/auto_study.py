@@ -80,6 +80,10 @@ class CellResult:
     trials: Any
     search_seconds: float
     val_report: Any
+    chosen_trial: int | None = None
+    """The trial whose settings auto kept (0: the grid-wide first trial); None: unknown."""
+    confirmation: Any = None
+    """The seeds' scores of the tie check between the best trial and the first (empty when not run)."""
 
 
 def _auto_cell(config: AutoStudyConfig, grid: LongHorizonConfig, data, h: int, L: int, members: int, track: bool):
@@ -125,7 +129,7 @@ def run_cells(config: AutoStudyConfig, track: bool, done=lambda cells: None) -> 
         print(f"{name} h={h} auto: test MSE {scores['auto']['mse']:.4f} ({scores['auto']['seconds']:.0f} s)",
               flush=True)  # fmt: skip
         results.append(CellResult(name, h, L, scores, auto.best_config_, auto.trials_, auto.search_seconds_,
-                                  auto.validation_report_))  # fmt: skip
+                                  auto.validation_report_, auto.chosen_trial_, auto.confirmation_))  # fmt: skip
         done(results)
     return results
 

@@ -78,6 +78,7 @@ def test_save_and_load_keep_the_search(frame, tmp_path):
     pd.testing.assert_frame_equal(loaded.trials_, auto.trials_, check_dtype=False)
     pd.testing.assert_frame_equal(loaded.predict(), auto.predict())
     assert loaded.model_.served_ == auto.model_.served_
+    assert loaded.chosen_trial_ == auto.chosen_trial_ and len(loaded.confirmation_) == len(auto.confirmation_)
 
 
 def test_short_series_score_on_one_horizon_with_a_warning(frame):
@@ -141,3 +142,46 @@ def test_a_users_points_are_tried_first_and_checked(frame):
             make_auto(points_to_evaluate=points).fit(df)
     with pytest.raises(ValueError, match="points_to_evaluate must be"):
         make_auto(points_to_evaluate="grid")
+
+
+def _fitted_tiny(frame_df, **kw):
+    from xlstm_seq.forecasting import XLSTMForecaster
+
+    settings = dict(h=6, input_size=24, season_length=12, valid_loss="mae", progress=False, track=False, **TINY)
+    return XLSTMForecaster(**{**settings, **kw}).fit(frame_df, val_size=12)
+
+
+def test_a_tie_within_the_seeds_spread_keeps_the_first_trial(frame):
+    """Two candidates with the same settings score the same on every seed: the gap is 0, within any spread, so the
+    first is kept; a candidate that barely trains (learning rate 1e-7) loses to one that does, on every seed."""
+    from xlstm_seq.forecasting.auto_confirm import confirm_choice, validation_score
+
+    df = frame(n_series=1, length=120)
+    twin_a, twin_b = _fitted_tiny(df), _fitted_tiny(df)
+    score = validation_score(twin_a, df, None, 12)
+    first = {"settings": {"learning_rate": 1e-3}, "score": score, "model": twin_a, "number": 0}
+    best = {"settings": {"learning_rate": 1e-3}, "score": score, "model": twin_b, "number": 1}
+    kept, table = confirm_choice(first, best, df, None, 12, seeds=1)
+    assert kept is first and len(table) == 4 and table["seed"].tolist() == [1, 2, 1, 2]
+    by_seed = table.pivot(index="seed", columns="candidate", values="score")
+    np.testing.assert_allclose(by_seed["first trial"], by_seed["best trial"])  # the same scores, seed by seed
+    stalled, learner = _fitted_tiny(df, learning_rate=1e-7), _fitted_tiny(df, learning_rate=3e-2)
+    first = {"settings": {}, "score": validation_score(stalled, df, None, 12), "model": stalled, "number": 0}
+    best = {"settings": {}, "score": validation_score(learner, df, None, 12), "model": learner, "number": 1}
+    assert best["score"] < first["score"]
+    kept, _ = confirm_choice(first, best, df, None, 12, seeds=2)
+    assert kept is best
+
+
+def test_the_search_checks_its_winner_against_the_first_trial(frame):
+    def config(trial):
+        return {**TINY, "model": "xlstm_time", "learning_rate": 1e-7 if trial.number == 0 else 3e-2}
+
+    auto = make_auto(config=config, num_samples=2, points_to_evaluate=[{}], confirm_seeds=1)
+    auto.fit(frame(n_series=1, length=120))
+    assert auto.chosen_trial_ == 1 and auto.best_config_["learning_rate"] == 3e-2
+    assert auto.confirmation_["candidate"].tolist() == ["first trial", "first trial", "best trial", "best trial"]
+    plain = make_auto(config=config, num_samples=2, points_to_evaluate=[{}], confirm_seeds=0)
+    assert plain.fit(frame(n_series=1, length=120)).confirmation_.empty
+    with pytest.raises(ValueError, match="confirm_seeds must be an integer >= 0"):
+        make_auto(confirm_seeds=-1)
