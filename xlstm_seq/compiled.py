@@ -7,11 +7,11 @@ On a CPU the core's reference kernels pay Python and per-op overhead at every sm
 * ``True``: compile the path on its first call.
 * ``"auto"`` (the default): compile a path once it is expected to run, or has run, at least
   ``AUTO_MIN_CALLS[path]`` times on a CPU, so that the first compile is repaid. Measured for a 4-block stack
-  (E=128) on a loaded 2-core machine, 1 thread (benchmarks/kernels/core_cpu.md): the first compile of ``step``
-  takes about 40 s and of the training pass 95-135 s with an empty cache, 13-17 s in all with a warm one. A 20-step
-  fit stays eager; an RL rollout or a long training run compiles. Applications that know their plan declare it
-  (:meth:`CompiledPath.expect_calls`); otherwise calls are counted. "auto" stays eager on CUDA devices, whose
-  kernels are already fused.
+  (E=128) on 2 idle cores (benchmarks/kernels/core_cpu.md): the first compile of ``step`` takes about 22 s and of
+  the training pass 54-70 s with an empty cache, 9-11 s in all with a warm one (about 40 s, 95-135 s and 13-17 s on
+  a loaded machine with 1 thread). A 20-step fit stays eager; an RL rollout or a long training run compiles.
+  Applications that know their plan declare it (:meth:`CompiledPath.expect_calls`); otherwise calls are counted.
+  "auto" stays eager on CUDA devices, whose kernels are already fused.
 
 Each path (e.g. a stack's ``step``) is one :class:`CompiledPath`: the compiled function is built once and kept,
 and torch's own guards choose the graph per shape class. The batch dimension is marked dynamic when it is above
