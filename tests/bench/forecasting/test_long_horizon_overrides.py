@@ -146,6 +146,7 @@ def test_fit_time_section_has_a_row_per_horizon_and_model_with_our_share_of_thei
                (720, "xLSTM (a)", 12.0), (720, "neuralforecast PatchTST (b)", 40.0)]  # fmt: skip
     text = benchmark_markdown(config, [], timings, minutes=1.5)
     assert "## Fit time: 20 steps, etth1, same look-back, horizon and windows per step" in text
+    assert "No grid cell was run (no horizon)" in text and "| data | h | L | model |" not in text
     assert re.search(r"- date: .* UTC; git ", text) and "- written 1.5 min after the run started" in text
     assert "| 96 | xLSTM (a) | 8.0 | 0.25 |" in text and "| 96 | neuralforecast PatchTST (b) | 32.0 |  |" in text
     assert "| 720 | xLSTM (a) | 12.0 | 0.30 |" in text
