@@ -58,15 +58,15 @@ class AutoXLSTMForecaster(BaseEstimator):
         time_budget_s: No new trial starts after this many seconds of search (None: no time limit); the
             refit comes on top.
         search_alg: An Optuna sampler; None: TPE seeded with ``random_seed``.
-        confirm_seeds: When the best trial is not the first (the first of ``points_to_evaluate``), both are fitted
-            again with this many more seeds, and the best is kept only if its mean validation score beats the first's
-            by more than the larger std over seeds; otherwise (a tie) the first is kept
-            (``forecasting.auto_confirm``; ``confirmation_`` holds the scores). 0: no check.
         points_to_evaluate: Settings tried before the sampler draws (Ray Tune's name): "default" tries the grid-wide
             settings first (``auto_space.DEFAULT_START``, its entries that the space searches), so the search never
             picks a choice that scores worse than them on the validation windows; a list of dicts tries those (each
             name must be a searched setting, each value inside its range; with a function ``config``, the names it
             suggests); None starts with the sampler, as "default" does with a function ``config``.
+        confirm_seeds: When the best trial is not the first (the first of ``points_to_evaluate``), both are fitted
+            again with this many more seeds, and the best is kept only if its mean validation score beats the first's
+            by more than the larger std over seeds; otherwise (a tie) the first is kept
+            (``forecasting.auto_confirm``; ``confirmation_`` holds the scores). 0: no check.
         backend: "optuna" (the only one).
         valid_loss: The metric trials are ranked by on the validation windows: "mae" or "mse".
         val_size: Steps at the end of each series held out for the search (None: 2h, or h when the series are too
