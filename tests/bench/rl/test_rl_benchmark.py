@@ -67,8 +67,8 @@ def test_target_lines_judge_the_targets():
     rows = [
         _row("CartPoleNoVel-v1", "xlstm_ppo", [500.0, 449.0, 500.0], 600.0),
         _row("CartPoleNoVel-v1", "recurrent_ppo", [500.0, 500.0, 500.0], 150.0),
-        _row("popgym-CountRecallEasy-v0", "xlstm_ppo", [-0.2, -0.3], 900.0),
-        _row("popgym-CountRecallEasy-v0", "recurrent_ppo", [-0.1, -0.2], 300.0),
+        _row("popgym-LabyrinthEscapeEasy-v0", "xlstm_ppo", [-0.2, -0.3], 900.0),
+        _row("popgym-LabyrinthEscapeEasy-v0", "recurrent_ppo", [-0.1, -0.2], 300.0),
         _row("popgym-AutoencodeEasy-v0", "xlstm_ppo", [-0.2, -0.3], 900.0),
         _row("popgym-AutoencodeEasy-v0", "recurrent_ppo", [-0.1, -0.2], 300.0),
     ]
@@ -76,11 +76,11 @@ def test_target_lines_judge_the_targets():
     assert "every seed: NOT met (lowest seed 449.0)" in text
     assert "3x RecurrentPPO's: met (4.00x)" in text
     # without seeds' spreads the means decide; a task of the suite table is judged there, not here
-    assert "CountRecallEasy-v0: XLSTMPPO level with or ahead of RecurrentPPO: NOT met" in text
+    assert "LabyrinthEscapeEasy-v0: XLSTMPPO level with or ahead of RecurrentPPO: NOT met" in text
     assert "AutoencodeEasy" not in text
     for row, std in zip(rows[2:4], (0.05, 0.05), strict=True):
         row.update(seeds=[0, 1], return_std=std)
-    assert "CountRecallEasy-v0: XLSTMPPO level with or ahead of RecurrentPPO: NOT met (behind)" in "\n".join(
+    assert "LabyrinthEscapeEasy-v0: XLSTMPPO level with or ahead of RecurrentPPO: NOT met (behind)" in "\n".join(
         target_lines(rows)
     )
     rows[2]["return_std"] = 0.2  # the difference of 0.1 is within the spread now
