@@ -37,7 +37,7 @@ def _cell_rows(cells: list[CellResult]) -> list[str]:
                       "dropout", "revin_subtract_last", "max_steps") if k in c.best_config})  # fmt: skip
         if _kept_defaults(c):
             choice = "the grid-wide settings (its first trial)"
-        if c.confirmation is not None and len(c.confirmation):
+        if len(c.confirmation):
             stats = c.confirmation.groupby("candidate", sort=False)["score"].agg(["mean", "std", "size"])
             choice += "; tie check, validation score over {} seeds: {}".format(
                 int(stats["size"].iloc[0]),
@@ -55,12 +55,8 @@ def _cell_rows(cells: list[CellResult]) -> list[str]:
 
 def _kept_defaults(cell: CellResult) -> bool:
     """Whether auto kept its first trial, the grid-wide settings (``points_to_evaluate="default"``): the best trial,
-    or the winner of the tie check (``chosen_trial``)."""
-    if cell.chosen_trial is not None:
-        return cell.chosen_trial == 0
-    trials = cell.trials
-    scored = trials[trials["state"] == "COMPLETE"]
-    return not scored.empty and int(scored.loc[scored["score"].idxmin(), "trial"]) == 0
+    or the winner of the tie check."""
+    return cell.chosen_trial == 0
 
 
 def _targets(config: AutoStudyConfig, cells: list[CellResult]) -> list[str]:

@@ -80,9 +80,9 @@ class CellResult:
     trials: Any
     search_seconds: float
     val_report: Any
-    chosen_trial: int | None = None
-    """The trial whose settings auto kept (0: the grid-wide first trial); None: unknown."""
-    confirmation: Any = None
+    chosen_trial: int
+    """The trial whose settings auto kept (0: the grid-wide first trial)."""
+    confirmation: Any
     """The seeds' scores of the tie check between the best trial and the first (empty when not run)."""
 
 

@@ -54,7 +54,8 @@ def test_a_cell_where_auto_kept_the_grid_wide_settings_is_called_a_tie():
         trials = pd.DataFrame({"trial": [0, 1, 2], "state": ["COMPLETE", "COMPLETE", "PRUNED"],
                                "score": [0.5 if best_trial == 0 else 0.7, 0.6, None]})  # fmt: skip
         scores = {"defaults": {"mse": 0.20}, "auto": {"mse": 0.21, "seconds": 60.0}}
-        return CellResult(name, 96, 512, scores, {"model": "xlstm_time"}, trials, 50.0, None)
+        return CellResult(name, 96, 512, scores, {"model": "xlstm_time"}, trials, 50.0, None, best_trial,
+                          pd.DataFrame(columns=["candidate", "trial", "seed", "score"]))  # fmt: skip
 
     kept, chosen = cell("weather", 0), cell("ettm1", 1)
     lines = "\n".join(_targets(AutoStudyConfig(), [kept, chosen]))
