@@ -30,7 +30,7 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 from tqdm import tqdm
 
-from xlstm_seq.forecasting.auto_confirm import confirm_choice, validation_score
+from xlstm_seq.forecasting.auto_confirm import CONFIRMATION_COLUMNS, confirm_choice, validation_score
 from xlstm_seq.forecasting.auto_space import DEFAULT_START, default_space, draw, merged_space, start_point
 from xlstm_seq.forecasting.forecaster import XLSTMForecaster
 from xlstm_seq.forecasting.guardrails import dlinear_twin, run_guardrail
@@ -262,7 +262,7 @@ class AutoXLSTMForecaster(BaseEstimator):
             self.trials_ = _trials_table(study)
             if not best:
                 raise ValueError(f"no trial of the search finished: {self.trials_['state'].value_counts().to_dict()}")
-            self.confirmation_ = pd.DataFrame(columns=["candidate", "trial", "seed", "score"])
+            self.confirmation_ = pd.DataFrame(columns=CONFIRMATION_COLUMNS)
             if first and best["number"] != first["number"] and self.confirm_seeds > 0:
                 kept, self.confirmation_ = confirm_choice(first, best, df, static_df, val_size, self.confirm_seeds)
                 parent.log_text(self.confirmation_.to_csv(index=False), "confirmation.csv")
@@ -408,8 +408,7 @@ class AutoXLSTMForecaster(BaseEstimator):
         auto.model_, auto.best_config_ = model, dict(search["best_config"])
         auto.chosen_trial_ = search.get("chosen_trial")
         auto.trials_ = pd.DataFrame.from_records(search["trials"])
-        auto.confirmation_ = pd.DataFrame.from_records(search.get("confirmation", []),
-                                                       columns=["candidate", "trial", "seed", "score"])  # fmt: skip
+        auto.confirmation_ = pd.DataFrame.from_records(search.get("confirmation", []), columns=CONFIRMATION_COLUMNS)
         auto.val_size_, auto.search_seconds_ = search["val_size"], search["search_seconds"]
         return auto
 

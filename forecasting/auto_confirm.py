@@ -24,7 +24,10 @@ from xlstm_seq.forecasting.forecaster import XLSTMForecaster
 from xlstm_seq.forecasting.guardrails import window_errors
 from xlstm_seq.forecasting.panels import build_panels
 
-__all__ = ["confirm_choice", "validation_score"]
+__all__ = ["CONFIRMATION_COLUMNS", "confirm_choice", "validation_score"]
+
+#: The columns of the tie check's table (``AutoXLSTMForecaster.confirmation_``): one row per candidate and seed.
+CONFIRMATION_COLUMNS = ["candidate", "trial", "seed", "score"]
 
 
 def validation_score(fc: XLSTMForecaster, df: pd.DataFrame, static_df, val_size: int) -> float:
@@ -60,7 +63,7 @@ def confirm_choice(
             refit = XLSTMForecaster(**params).fit(df, static_df=static_df, val_size=val_size)
             rows.append({"candidate": label, "trial": record["number"], "seed": model.random_seed + j,
                          "score": validation_score(refit, df, static_df, val_size)})  # fmt: skip
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows, columns=CONFIRMATION_COLUMNS)
     stats = table.groupby("candidate", sort=False)["score"].agg(["mean", "std"])
     gap = stats.loc["first trial", "mean"] - stats.loc["best trial", "mean"]
     spread = float(np.nanmax(stats["std"].to_numpy())) if seeds > 0 else 0.0

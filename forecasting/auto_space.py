@@ -97,13 +97,12 @@ def merged_space(default: dict[str, Any], config: Mapping[str, Any] | None) -> d
 def start_point(point: Mapping[str, Any], space: dict[str, Any] | Callable, *, strict: bool) -> dict[str, Any]:
     """The entries of ``point`` that ``space`` searches, as parameters to enqueue for a first trial. ``strict``
     (a user's point): a name the space does not search or a value outside its distribution is an error; otherwise
-    (the default start) such entries are dropped and the space draws them."""
+    (the default start) such entries are dropped and the space draws them. A function space names its own
+    parameters: the point is taken as it is."""
     from optuna.distributions import BaseDistribution, CategoricalDistribution
 
     if callable(space):
-        if strict:
-            return dict(point)  # a function space names its own parameters
-        return {}
+        return dict(point)
     params = {}
     for name, value in point.items():
         distribution = space.get(name)
