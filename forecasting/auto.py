@@ -30,6 +30,7 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 from tqdm import tqdm
 
+from xlstm_seq.forecasting.auto_budget import SearchBudget
 from xlstm_seq.forecasting.auto_confirm import CONFIRMATION_COLUMNS, confirm_choice, validation_score
 from xlstm_seq.forecasting.auto_space import DEFAULT_START, default_space, draw, merged_space, start_point
 from xlstm_seq.forecasting.forecaster import XLSTMForecaster
@@ -55,8 +56,10 @@ class AutoXLSTMForecaster(BaseEstimator):
             e.g. ``{"max_steps": 200, "freq": "h"}``), or a function ``config(trial) -> dict`` (neuralforecast's
             Optuna form) that draws every setting itself.
         num_samples: Trials at most.
-        time_budget_s: No new trial starts after this many seconds of search (None: no time limit); the
-            refit comes on top.
+        time_budget_s: Seconds for the whole fit: the search, the tie check and the refit (None: no time limit).
+            The search starts no trial that would leave too little time for one more trial's fit and the fits
+            after it, estimated from the trials timed so far (``forecasting.auto_budget``); the guardrail's
+            baselines come on top (seconds on the long-horizon sets).
         search_alg: An Optuna sampler; None: TPE seeded with ``random_seed``.
         points_to_evaluate: Settings tried before the sampler draws (Ray Tune's name): "default" tries the grid-wide
             settings first (``auto_space.DEFAULT_START``, its entries that the space searches), so the search never
@@ -240,6 +243,7 @@ class AutoXLSTMForecaster(BaseEstimator):
         best: dict[str, Any] = {}
         first: dict[str, Any] = {}  # the first enqueued point's record, when there is one
         started = time.perf_counter()
+        budget = SearchBudget(self.time_budget_s, self.confirm_seeds, self._fits_after_search(), started)
         with create_tracker(self.experiment, run_name="auto-search", enabled=self.track,
                             tracking_uri=self.tracking_uri) as parent:  # fmt: skip
             parent.log_params({"h": self.h, "num_samples": self.num_samples, "time_budget_s": self.time_budget_s,
@@ -253,9 +257,13 @@ class AutoXLSTMForecaster(BaseEstimator):
                 bar.update(1)
                 if best:
                     bar.set_postfix(best=f"{best['score']:.4g}")
+                complete = [t.user_attrs["seconds"] for t in study.trials if t.state.name == "COMPLETE"]
+                best_is_first = bool(first) and best.get("number") == first.get("number")
+                if not budget.leaves_room(complete, first.get("seconds"), best.get("seconds"), best_is_first):
+                    study.stop()
 
             try:
-                study.optimize(objective, n_trials=self.num_samples, timeout=self.time_budget_s, callbacks=[advance])
+                study.optimize(objective, n_trials=self.num_samples, callbacks=[advance])
             finally:
                 bar.close()
             self.search_seconds_ = time.perf_counter() - started
@@ -314,7 +322,8 @@ class AutoXLSTMForecaster(BaseEstimator):
                     pruned = stop
                 for check, value in enumerate(checks):
                     run.log_metrics({"val/loss": value}, step=check)
-                trial.set_user_attr("seconds", time.perf_counter() - begun)
+                seconds = time.perf_counter() - begun
+                trial.set_user_attr("seconds", seconds)
                 run.set_tags({"trial.state": "PRUNED" if pruned else "COMPLETE"})
                 if pruned is None:
                     score = validation_score(fc, df, static_df, val_size)
@@ -325,7 +334,7 @@ class AutoXLSTMForecaster(BaseEstimator):
                 raise pruned
             best_check = int(np.argmin(checks)) if checks else -1
             record = dict(settings=_searched(settings), score=score, model=fc, best_check=best_check,
-                          number=trial.number)  # fmt: skip
+                          number=trial.number, seconds=seconds)  # fmt: skip
             if first is not None and trial.number == 0:
                 first.update(record)
             if not best or score < best["score"]:
@@ -333,6 +342,10 @@ class AutoXLSTMForecaster(BaseEstimator):
             return score
 
         return objective
+
+    def _fits_after_search(self) -> int:
+        """Fits of the chosen settings after the search that the time budget keeps room for: the refit."""
+        return int(self.refit)
 
     def _finish(self, df: pd.DataFrame, static_df, val_size: int, best: dict) -> None:
         """The guardrail on the best trial's validation windows, then the refit (or the best trial's model)."""

@@ -44,8 +44,9 @@ class AutoStudyConfig(ConfigMixin):
     """The long-horizon grid whose defaults and hand-chosen settings auto is compared with."""
     run_hand_chosen: bool = True
     """Refit the hand-chosen cells here (False: only defaults and auto)."""
-    time_budget_s: float = 480.0
-    """Seconds of search per cell (no trial starts after them); the ensemble's refits come on top."""
+    time_budget_s: float = 840.0
+    """Seconds for auto mode per cell: the search, the tie check and the ensemble's other seeds (the search keeps
+    room for them, ``forecasting.auto_budget``); the guardrail's baselines and the test scoring come on top."""
     num_samples: int = 40
     """Trials per cell at most."""
     auto_config: dict[str, Any] = field(default_factory=dict)
@@ -86,16 +87,26 @@ class CellResult:
     """The seeds' scores of the tie check between the best trial and the first (empty when not run)."""
 
 
+class _EnsembleAuto(AutoXLSTMForecaster):
+    """Auto mode whose time budget keeps room for the ensemble's other seeds, fitted after it."""
+
+    members = 1  # set on the instance; not an __init__ parameter, so sklearn's get_params stays the parent's
+
+    def _fits_after_search(self) -> int:
+        return super()._fits_after_search() + self.members - 1
+
+
 def _auto_cell(config: AutoStudyConfig, grid: LongHorizonConfig, data, h: int, L: int, members: int, track: bool):
     """The search on the cell's validation split, then ``members`` seeds of the chosen settings; test scores."""
     end, n_windows, step = _test_windows(data, h, grid.max_test_windows, "test")
     df = data.to_long(end, integer_ds=True)
     train = df[df["ds"] < data.borders["test"][0]]
     val_size = data.borders["val"][1] - data.borders["val"][0]
-    auto = AutoXLSTMForecaster(h=h, input_size=L, config=config.auto_config or None, num_samples=config.num_samples,
-                               time_budget_s=config.time_budget_s, valid_loss="mse", val_size=val_size, refit=False,
-                               season_length=data.season, random_seed=config.seed * members, device=config.device,
-                               progress=False, track=track, experiment=config.experiment)  # fmt: skip
+    auto = _EnsembleAuto(h=h, input_size=L, config=config.auto_config or None, num_samples=config.num_samples,
+                         time_budget_s=config.time_budget_s, valid_loss="mse", val_size=val_size, refit=False,
+                         season_length=data.season, random_seed=config.seed * members, device=config.device,
+                         progress=False, track=track, experiment=config.experiment)  # fmt: skip
+    auto.members = members
     started = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", GuardrailWarning)  # the report shows the validation scores
