@@ -70,6 +70,10 @@ class AutoXLSTMForecaster(BaseEstimator):
             again with this many more seeds, and the best is kept only if its mean validation score beats the first's
             by more than the larger std over seeds; otherwise (a tie) the first is kept
             (``forecasting.auto_confirm``; ``confirmation_`` holds the scores). 0: no check.
+        confirm_earlier: A best trial that survives the seeds must also score lower than the first on an earlier
+            period: both fitted on the rows before the validation split and scored on its last ``val_size`` steps
+            (skipped when the series are too short for it). Guards against a choice that wins on the validation
+            period alone.
         backend: "optuna" (the only one).
         valid_loss: The metric trials are ranked by on the validation windows: "mae" or "mse".
         val_size: Steps at the end of each series held out for the search (None: 2h, or h when the series are too
@@ -98,6 +102,7 @@ class AutoXLSTMForecaster(BaseEstimator):
         search_alg: Any = None,
         points_to_evaluate: str | Sequence[Mapping[str, Any]] | None = "default",
         confirm_seeds: int = 2,
+        confirm_earlier: bool = False,
         backend: str = "optuna",
         valid_loss: str = "mae",
         val_size: int | None = None,
@@ -120,6 +125,7 @@ class AutoXLSTMForecaster(BaseEstimator):
         self.search_alg = search_alg
         self.points_to_evaluate = points_to_evaluate
         self.confirm_seeds = confirm_seeds
+        self.confirm_earlier = confirm_earlier
         self.backend = backend
         self.valid_loss = valid_loss
         self.val_size = val_size
@@ -149,6 +155,8 @@ class AutoXLSTMForecaster(BaseEstimator):
             raise ValueError(f"time_budget_s must be None or a number of seconds > 0, got {self.time_budget_s!r}")
         if not _is_int(self.confirm_seeds) or self.confirm_seeds < 0:
             raise ValueError(f"confirm_seeds must be an integer >= 0, got {self.confirm_seeds!r}")
+        if not isinstance(self.confirm_earlier, bool):
+            raise ValueError(f"confirm_earlier must be True or False, got {self.confirm_earlier!r}")
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         if self.valid_loss not in VALID_LOSSES:
@@ -243,7 +251,8 @@ class AutoXLSTMForecaster(BaseEstimator):
         best: dict[str, Any] = {}
         first: dict[str, Any] = {}  # the first enqueued point's record, when there is one
         started = time.perf_counter()
-        budget = SearchBudget(self.time_budget_s, self.confirm_seeds, self._fits_after_search(), started)
+        check_fits = self.confirm_seeds + int(self.confirm_earlier and self.confirm_seeds > 0)
+        budget = SearchBudget(self.time_budget_s, check_fits, self._fits_after_search(), started)
         with create_tracker(self.experiment, run_name="auto-search", enabled=self.track,
                             tracking_uri=self.tracking_uri) as parent:  # fmt: skip
             parent.log_params({"h": self.h, "num_samples": self.num_samples, "time_budget_s": self.time_budget_s,
@@ -272,7 +281,8 @@ class AutoXLSTMForecaster(BaseEstimator):
                 raise ValueError(f"no trial of the search finished: {self.trials_['state'].value_counts().to_dict()}")
             self.confirmation_ = pd.DataFrame(columns=CONFIRMATION_COLUMNS)
             if first and best["number"] != first["number"] and self.confirm_seeds > 0:
-                kept, self.confirmation_ = confirm_choice(first, best, df, static_df, val_size, self.confirm_seeds)
+                kept, self.confirmation_ = confirm_choice(first, best, df, static_df, val_size, self.confirm_seeds,
+                                                          earlier=self.confirm_earlier)  # fmt: skip
                 parent.log_text(self.confirmation_.to_csv(index=False), "confirmation.csv")
                 parent.set_tags({"confirmation.kept": "first trial" if kept is first else "best trial"})
                 best = kept

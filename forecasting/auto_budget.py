@@ -24,8 +24,8 @@ class SearchBudget:
 
     seconds: float | None
     """The whole fit's budget (None: no time limit)."""
-    confirm_seeds: int
-    """Seeds of the tie check: it fits the first trial's and the best trial's settings this many times each."""
+    check_fits: int
+    """Fits of the tie check per candidate: the first trial's and the best trial's settings, this many times each."""
     refits: int
     """Fits of the chosen settings after the search (the refit on all rows, or more members of an ensemble)."""
     started: float = field(default_factory=lambda: time.perf_counter())
@@ -33,7 +33,7 @@ class SearchBudget:
     def after_search_seconds(self, first_seconds: float | None, best_seconds: float, best_is_first: bool) -> float:
         """The estimated time of the fits that follow the search, were it to stop now."""
         checked = not best_is_first and first_seconds is not None
-        tie_check = self.confirm_seeds * (first_seconds + best_seconds) if checked else 0.0
+        tie_check = self.check_fits * (first_seconds + best_seconds) if checked else 0.0
         return tie_check + self.refits * best_seconds
 
     def leaves_room(self, complete_seconds: list[float], first_seconds: float | None, best_seconds: float | None,

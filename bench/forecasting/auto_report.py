@@ -38,11 +38,18 @@ def _cell_rows(cells: list[CellResult]) -> list[str]:
         if _kept_defaults(c):
             choice = "the grid-wide settings (its first trial)"
         if len(c.confirmation):
-            stats = c.confirmation.groupby("candidate", sort=False)["score"].agg(["mean", "std", "size"])
+            table = c.confirmation
+            stats = (table[table["period"] == "validation"].groupby("candidate", sort=False)["score"]
+                     .agg(["mean", "std", "size"]))  # fmt: skip
             choice += "; tie check, validation score over {} seeds: {}".format(
                 int(stats["size"].iloc[0]),
                 ", ".join(f"{name} {row['mean']:.4f} ± {row['std']:.4f}" for name, row in stats.iterrows()),
             )
+            earlier = table[table["period"] == "earlier"]
+            if len(earlier):
+                choice += "; earlier period: " + ", ".join(
+                    f"{row.candidate} {row.score:.4f}" for row in earlier.itertuples()
+                )
         vs_defaults = 100 * (auto / s["defaults"]["mse"] - 1)
         rows.append(
             f"| {c.dataset} | {c.h} | {c.input_size} | {s['defaults']['mse']:.4f} | "

@@ -49,6 +49,8 @@ class AutoStudyConfig(ConfigMixin):
     room for them, ``forecasting.auto_budget``); the guardrail's baselines and the test scoring come on top."""
     num_samples: int = 40
     """Trials per cell at most."""
+    confirm_earlier: bool = False
+    """AutoXLSTMForecaster's ``confirm_earlier``: a winner must also win on the period before the validation split."""
     auto_config: dict[str, Any] = field(default_factory=dict)
     """Changes to AutoXLSTMForecaster's default space (its ``config``)."""
     random_walks: dict[str, Any] = field(default_factory=lambda: {"n_sets": 8, "n_series": 4, "length": 600,
@@ -103,7 +105,8 @@ def _auto_cell(config: AutoStudyConfig, grid: LongHorizonConfig, data, h: int, L
     train = df[df["ds"] < data.borders["test"][0]]
     val_size = data.borders["val"][1] - data.borders["val"][0]
     auto = _EnsembleAuto(h=h, input_size=L, config=config.auto_config or None, num_samples=config.num_samples,
-                         time_budget_s=config.time_budget_s, valid_loss="mse", val_size=val_size, refit=False,
+                         time_budget_s=config.time_budget_s, confirm_earlier=config.confirm_earlier,
+                         valid_loss="mse", val_size=val_size, refit=False,
                          season_length=data.season, random_seed=config.seed * members, device=config.device,
                          progress=False, track=track, experiment=config.experiment)  # fmt: skip
     auto.members = members

@@ -14,13 +14,13 @@ def clock(monkeypatch):
 
 
 def test_no_budget_always_leaves_room(clock):
-    budget = SearchBudget(None, confirm_seeds=2, refits=1)
+    budget = SearchBudget(None, check_fits=2, refits=1)
     clock["t"] += 1e6
     assert budget.leaves_room([10.0], 10.0, 10.0, best_is_first=False)
 
 
 def test_before_any_complete_trial_the_budget_is_a_plain_deadline(clock):
-    budget = SearchBudget(60.0, confirm_seeds=2, refits=1)
+    budget = SearchBudget(60.0, check_fits=2, refits=1)
     clock["t"] += 59.0
     assert budget.leaves_room([], None, None, best_is_first=True)
     clock["t"] += 2.0
@@ -28,14 +28,14 @@ def test_before_any_complete_trial_the_budget_is_a_plain_deadline(clock):
 
 
 def test_the_tie_check_is_reserved_only_when_the_best_trial_is_not_the_first():
-    budget = SearchBudget(900.0, confirm_seeds=2, refits=1)
+    budget = SearchBudget(900.0, check_fits=2, refits=1)
     assert budget.after_search_seconds(30.0, 50.0, best_is_first=True) == 50.0  # the refit alone
     assert budget.after_search_seconds(30.0, 50.0, best_is_first=False) == 2 * (30.0 + 50.0) + 50.0
-    assert SearchBudget(900.0, confirm_seeds=0, refits=5).after_search_seconds(30.0, 50.0, False) == 250.0
+    assert SearchBudget(900.0, check_fits=0, refits=5).after_search_seconds(30.0, 50.0, False) == 250.0
 
 
 def test_the_search_stops_when_one_more_trial_and_the_fits_after_it_would_overrun(clock):
-    budget = SearchBudget(600.0, confirm_seeds=2, refits=1)
+    budget = SearchBudget(600.0, check_fits=2, refits=1)
     complete = [40.0, 60.0, 50.0]  # the next trial is expected to take the median, 50 s
     # after the search: tie check 2 * (40 + 60) = 200 s, refit 60 s; with the next trial 310 s
     clock["t"] += 290.0

@@ -185,3 +185,66 @@ def test_the_search_checks_its_winner_against_the_first_trial(frame):
     assert plain.fit(frame(n_series=1, length=120)).confirmation_.empty
     with pytest.raises(ValueError, match="confirm_seeds must be an integer >= 0"):
         make_auto(confirm_seeds=-1)
+
+
+def test_earlier_rows_drop_the_last_val_size_steps_of_each_series(frame):
+    from xlstm_seq.forecasting.auto_confirm import earlier_rows_of
+
+    df = pd.concat([frame(n_series=1, length=50), frame(n_series=1, length=40).assign(unique_id="other")])
+    before = earlier_rows_of(df, 12)
+    assert sorted(before.groupby("unique_id").size()) == [28, 38]
+    for uid, rows in before.groupby("unique_id"):
+        whole = df[df["unique_id"] == uid]
+        pd.testing.assert_frame_equal(rows, whole.iloc[: len(whole) - 12])
+
+
+def _candidates(df):
+    from xlstm_seq.forecasting.auto_confirm import validation_score
+
+    stalled, learner = _fitted_tiny(df, learning_rate=1e-7), _fitted_tiny(df, learning_rate=3e-2)
+    first = {"settings": {}, "score": validation_score(stalled, df, None, 12), "model": stalled, "number": 0}
+    best = {"settings": {}, "score": validation_score(learner, df, None, 12), "model": learner, "number": 1}
+    return first, best
+
+
+def test_the_earlier_period_check_keeps_a_winner_that_wins_there_too(frame):
+    from xlstm_seq.forecasting.auto_confirm import confirm_choice
+
+    df = frame(n_series=1, length=120)
+    first, best = _candidates(df)
+    kept, table = confirm_choice(first, best, df, None, 12, seeds=1, earlier=True)
+    assert kept is best
+    earlier = table[table["period"] == "earlier"].set_index("candidate")["score"]
+    assert list(earlier.index) == ["first trial", "best trial"] and earlier["best trial"] < earlier["first trial"]
+    validation = table[table["period"] == "validation"]
+    assert len(validation) == 4 and not np.isin(earlier.to_numpy(), validation["score"].to_numpy()).any()
+
+
+def test_a_winner_on_the_validation_period_alone_is_not_kept(frame, monkeypatch):
+    """Scores that favour the best trial on the validation period and the first on the period before it: the
+    check keeps the first trial. The scores are stand-ins keyed by the data each model is scored on."""
+    from xlstm_seq.forecasting import auto_confirm
+
+    df = frame(n_series=1, length=120)
+    short = frame(n_series=1, length=24 + 6 + 12 + 12 - 1)  # one row short of a fit before the validation split
+    first, best = _candidates(df)
+    monkeypatch.setattr(auto_confirm, "validation_score", lambda fc, data, static_df, val_size: (
+        (1.0 if fc.learning_rate < 1e-3 else 0.5) if len(data) in (len(df), len(short))
+        else (0.5 if fc.learning_rate < 1e-3 else 1.0)))  # fmt: skip
+    kept, table = auto_confirm.confirm_choice(first, best, df, None, 12, seeds=1, earlier=True)
+    assert kept is first and (table["period"] == "earlier").sum() == 2
+    kept, _ = auto_confirm.confirm_choice(first, best, df, None, 12, seeds=1, earlier=False)
+    assert kept is best
+    kept, table = auto_confirm.confirm_choice(first, best, short, None, 12, seeds=1, earlier=True)
+    assert kept is best and (table["period"] == "earlier").sum() == 0  # too short: validation alone decides
+
+
+def test_the_search_runs_the_earlier_period_check_when_asked(frame):
+    def config(trial):
+        return {**TINY, "model": "xlstm_time", "learning_rate": 1e-7 if trial.number == 0 else 3e-2}
+
+    auto = make_auto(config=config, num_samples=2, points_to_evaluate=[{}], confirm_seeds=1, confirm_earlier=True)
+    auto.fit(frame(n_series=1, length=120))
+    assert auto.confirmation_["period"].tolist() == ["validation"] * 4 + ["earlier"] * 2
+    with pytest.raises(ValueError, match="confirm_earlier must be True or False"):
+        make_auto(confirm_earlier="yes")
