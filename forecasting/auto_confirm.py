@@ -28,7 +28,7 @@ from xlstm_seq.forecasting.guardrails import window_errors
 from xlstm_seq.forecasting.panels import build_panels
 from xlstm_seq.forecasting.validation import ID
 
-__all__ = ["CONFIRMATION_COLUMNS", "confirm_choice", "earlier_rows_of", "validation_score"]
+__all__ = ["CONFIRMATION_COLUMNS", "confirm_choice", "earlier_period_rows", "earlier_rows_of", "validation_score"]
 
 #: The columns of the tie check's table (``AutoXLSTMForecaster.confirmation_``): one row per candidate, seed and
 #: period ("validation": the search's windows; "earlier": the last val_size steps before them).
@@ -83,7 +83,7 @@ def confirm_choice(
         return first, table
     if not earlier:
         return best, table
-    earlier_rows = _earlier_period_rows(first, best, df, static_df, val_size)
+    earlier_rows = earlier_period_rows(first, best, df, static_df, val_size)
     if not earlier_rows:  # too short for an earlier period: the validation split alone decides
         return best, table
     table = pd.concat([table, pd.DataFrame(earlier_rows, columns=CONFIRMATION_COLUMNS)], ignore_index=True)
@@ -97,7 +97,7 @@ def earlier_rows_of(df: pd.DataFrame, val_size: int) -> pd.DataFrame:
     return df[from_end.to_numpy() >= val_size]
 
 
-def _earlier_period_rows(first: dict[str, Any], best: dict[str, Any], df: pd.DataFrame, static_df,
+def earlier_period_rows(first: dict[str, Any], best: dict[str, Any], df: pd.DataFrame, static_df,
                          val_size: int) -> list[dict[str, Any]]:  # fmt: skip
     """Both candidates fitted on the rows before the validation split and scored on its last val_size steps (one
     row each); [] when the shortest series leaves too few rows to train on before that period."""

@@ -18,6 +18,7 @@ CONFIG_CLASSES = {
     "forecast m4": "xlstm_seq_bench.forecasting.m4:M4Config",
     "forecast airpassengers": "xlstm_seq_bench.forecasting.air_passengers:AirPassengersConfig",
     "forecast auto": "xlstm_seq_bench.forecasting.auto_study:AutoStudyConfig",
+    "forecast auto-earlier": "xlstm_seq_bench.forecasting.auto_earlier_check:EarlierCheckConfig",
     "forecast streaming": "xlstm_seq_bench.forecasting.streaming:StreamingConfig",
 }
 
@@ -70,6 +71,15 @@ def _auto(args: argparse.Namespace) -> int:
     return 0
 
 
+def _auto_earlier(args: argparse.Namespace) -> int:
+    require_bench("forecast auto-earlier")
+    from xlstm_seq_bench.forecasting.auto_earlier_check import EarlierCheckConfig, run_earlier_check
+
+    command = reproducing_command(["xlstm-seq", "forecast", "auto-earlier"], args, options=("out", "no_track"))
+    run_earlier_check(_config(EarlierCheckConfig, args), track=not args.no_track, command=command)
+    return 0
+
+
 def _streaming(args: argparse.Namespace) -> int:
     require_bench("forecast streaming")
     from xlstm_seq_bench.forecasting.streaming import StreamingConfig, run_streaming
@@ -112,6 +122,8 @@ def add_commands(groups) -> None:
                         "air_passengers.yaml", "seeds=[1] peers=[nf_lstm]", _air_passengers)  # fmt: skip
     _add_config_command(sub, "auto", "auto mode vs the grid's defaults and hand-chosen cells; the guardrail study",
                         "auto.yaml", "cells=[[ili,24]] time_budget_s=300", _auto)  # fmt: skip
+    _add_config_command(sub, "auto-earlier", "the earlier-period check on auto searches' choices (training data only)",
+                        "auto_earlier_check.yaml", "out=benchmarks/forecasting/x.md", _auto_earlier)  # fmt: skip
     _add_config_command(sub, "streaming", "the stateful forecaster streaming over the test split vs the windowed one",
                         "streaming.yaml", "cost_updates=50 seed=1", _streaming)  # fmt: skip
     _add_config_command(sub, "demo", "fit, predict and plot on AirPassengers, tracked in MLflow", "demo.yaml",
