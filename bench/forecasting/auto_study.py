@@ -49,7 +49,7 @@ class AutoStudyConfig(ConfigMixin):
     room for them, ``forecasting.auto_budget``); the guardrail's baselines and the test scoring come on top."""
     num_samples: int = 40
     """Trials per cell at most."""
-    confirm_earlier: bool = False
+    confirm_earlier: bool = True
     """AutoXLSTMForecaster's ``confirm_earlier``: a winner must also win on the period before the validation split."""
     auto_config: dict[str, Any] = field(default_factory=dict)
     """Changes to AutoXLSTMForecaster's default space (its ``config``)."""

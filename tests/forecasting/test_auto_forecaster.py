@@ -180,7 +180,10 @@ def test_the_search_checks_its_winner_against_the_first_trial(frame):
     auto = make_auto(config=config, num_samples=2, points_to_evaluate=[{}], confirm_seeds=1)
     auto.fit(frame(n_series=1, length=120))
     assert auto.chosen_trial_ == 1 and auto.best_config_["learning_rate"] == 3e-2
-    assert auto.confirmation_["candidate"].tolist() == ["first trial", "first trial", "best trial", "best trial"]
+    checked = auto.confirmation_
+    assert checked["candidate"].tolist() == ["first trial", "first trial", "best trial", "best trial",
+                                             "first trial", "best trial"]  # fmt: skip
+    assert checked["period"].tolist() == ["validation"] * 4 + ["earlier"] * 2  # confirm_earlier=True by default
     plain = make_auto(config=config, num_samples=2, points_to_evaluate=[{}], confirm_seeds=0)
     assert plain.fit(frame(n_series=1, length=120)).confirmation_.empty
     with pytest.raises(ValueError, match="confirm_seeds must be an integer >= 0"):
