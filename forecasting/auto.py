@@ -337,11 +337,10 @@ class AutoXLSTMForecaster(BaseEstimator):
                 if pruned is None:
                     score = validation_score(fc, df, static_df, val_size)
                     trial.set_user_attr("steps", fc.steps_trained_)
-                seconds = time.perf_counter() - begun  # with the scoring, as a check's fit costs
-                trial.set_user_attr("seconds", seconds)
-                if pruned is None:
                     run.log_metrics({"val/score": score, "fit/seconds": fc.fit_seconds_,
                                      "fit/steps": fc.steps_trained_})  # fmt: skip
+                seconds = time.perf_counter() - begun  # with the scoring, as a check's fit costs
+                trial.set_user_attr("seconds", seconds)
             if pruned is not None:
                 raise pruned
             best_check = int(np.argmin(checks)) if checks else -1

@@ -26,9 +26,9 @@ from xlstm_seq.forecasting.calibration import validation_windows
 from xlstm_seq.forecasting.forecaster import XLSTMForecaster
 from xlstm_seq.forecasting.guardrails import window_errors
 from xlstm_seq.forecasting.panels import build_panels
-from xlstm_seq.forecasting.validation import ID
+from xlstm_seq.forecasting.validation import ID, drop_last_steps
 
-__all__ = ["CONFIRMATION_COLUMNS", "confirm_choice", "earlier_period_rows", "earlier_rows_of", "validation_score"]
+__all__ = ["CONFIRMATION_COLUMNS", "confirm_choice", "earlier_period_rows", "validation_score"]
 
 #: The columns of the tie check's table (``AutoXLSTMForecaster.confirmation_``): one row per candidate, seed and
 #: period ("validation": the search's windows; "earlier": the last val_size steps before them).
@@ -91,23 +91,20 @@ def confirm_choice(
     return (best if best_score < first_score else first), table
 
 
-def earlier_rows_of(df: pd.DataFrame, val_size: int) -> pd.DataFrame:
-    """The rows of each series before its last ``val_size`` steps: the data of the earlier period's check."""
-    from_end = df.groupby(ID, sort=False).cumcount(ascending=False)
-    return df[from_end.to_numpy() >= val_size]
-
-
 def earlier_period_rows(first: dict[str, Any], best: dict[str, Any], df: pd.DataFrame, static_df,
                          val_size: int) -> list[dict[str, Any]]:  # fmt: skip
     """Both candidates fitted on the rows before the validation split and scored on its last val_size steps (one
     row each); [] when the shortest series leaves too few rows to train on before that period."""
-    before = earlier_rows_of(df, val_size)
+    before = drop_last_steps(df, val_size)
     shortest = int(before.groupby(ID, sort=False).size().min()) if len(before) else 0
-    rows = []
-    for label, record in (("first trial", first), ("best trial", best)):
+    candidates = (("first trial", first), ("best trial", best))
+    for _, record in candidates:  # checked for both before either is fitted
         model: XLSTMForecaster = record["model"]
         if shortest < model.input_size + model.h + model._held_out_steps(val_size):  # fit's own length rule
             return []
+    rows = []
+    for label, record in candidates:
+        model = record["model"]
         refit = _refit(model, before, static_df, val_size, model.random_seed)
         rows.append({"candidate": label, "trial": record["number"], "seed": model.random_seed,
                      "score": validation_score(refit, before, static_df, val_size), "period": "earlier"})  # fmt: skip

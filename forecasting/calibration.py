@@ -29,7 +29,7 @@ from xlstm_seq.forecasting.intervals import (
 from xlstm_seq.forecasting.losses import lower_quantile
 from xlstm_seq.forecasting.panels import Panels, build_panels, window_starts
 from xlstm_seq.forecasting.settings import check_level_list
-from xlstm_seq.forecasting.validation import ID
+from xlstm_seq.forecasting.validation import drop_last_steps
 
 if TYPE_CHECKING:
     from xlstm_seq.forecasting.forecaster import XLSTMForecaster
@@ -148,13 +148,12 @@ def validation_windows(panels: Panels, input_size: int, h: int, val_size: int, l
 
 
 def calibrate_by_refit(
-    fc: XLSTMForecaster, df: pd.DataFrame, static_df: pd.DataFrame | None, sizes: pd.Series
+    fc: XLSTMForecaster, df: pd.DataFrame, static_df: pd.DataFrame | None
 ) -> tuple[Calibration, float]:
     """The calibration of ``fc`` without a validation split, and the seconds it took: a twin fitted without the last
     calibration_size steps of each series forecasts every window whose targets lie in them."""
     steps = fc._calibration_steps()
-    position = df.groupby(ID, sort=False).cumcount().to_numpy()
-    head = df[position < df[ID].map(sizes).to_numpy() - steps]
+    head = drop_last_steps(df, steps)
     twin = clone(fc).set_params(intervals="quantile", track=False)
     twin.fit(head, static_df=static_df)
     hist, futr, stat = fc._lists()

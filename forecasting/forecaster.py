@@ -320,7 +320,7 @@ class XLSTMForecaster(BaseEstimator):
             )
         calibration, self.calibration_seconds_ = None, 0.0
         if self._wants_calibration() and not val_size:
-            calibration, self.calibration_seconds_ = calibrate_by_refit(self, df, static_df, sizes)
+            calibration, self.calibration_seconds_ = calibrate_by_refit(self, df, static_df)
         self.freq_ = freq
         self.exog_columns_ = sorted(set(df.columns) - {ID, DS, Y})
         self.ds_kind_ = "int" if pd.api.types.is_integer_dtype(df[DS]) else "datetime"

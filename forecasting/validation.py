@@ -173,6 +173,12 @@ def check_long_frame(
     return found
 
 
+def drop_last_steps(df: pd.DataFrame, steps: int) -> pd.DataFrame:
+    """The rows of each series before its last ``steps`` rows (a held-out tail: validation or calibration)."""
+    from_end = df.groupby(ID, sort=False).cumcount(ascending=False).to_numpy()
+    return df[from_end >= steps]
+
+
 def merge_future_exog(future: pd.DataFrame, futr_df: pd.DataFrame | None, futr: list[str], h: int) -> pd.DataFrame:
     """The ``futr`` columns of ``futr_df`` joined onto the h future rows (``unique_id``, ``ds``) of every series that
     predict forecasts; a missing frame, row or value is named with its series and timestamp."""

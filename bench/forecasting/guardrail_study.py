@@ -17,6 +17,7 @@ import pandas as pd
 
 from xlstm_seq.forecasting import XLSTMForecaster
 from xlstm_seq.forecasting.guardrails import GuardrailWarning, naive_forecast
+from xlstm_seq.forecasting.validation import drop_last_steps
 
 
 @dataclass
@@ -75,9 +76,7 @@ def random_walks(n_series: int, length: int, seed: int) -> pd.DataFrame:
 
 def split_tail(df: pd.DataFrame, steps: int) -> pd.DataFrame:
     """``df`` without the last ``steps`` rows of each series."""
-    pos = df.groupby("unique_id", sort=False).cumcount()
-    size = df.groupby("unique_id", sort=False)["y"].transform("size")
-    return df[pos < size - steps].reset_index(drop=True)
+    return drop_last_steps(df, steps).reset_index(drop=True)
 
 
 def random_walk_fits(settings: dict, n_sets: int, n_series: int, length: int, test_windows: int,

@@ -191,10 +191,10 @@ def test_the_search_checks_its_winner_against_the_first_trial(frame):
 
 
 def test_earlier_rows_drop_the_last_val_size_steps_of_each_series(frame):
-    from xlstm_seq.forecasting.auto_confirm import earlier_rows_of
+    from xlstm_seq.forecasting.validation import drop_last_steps
 
     df = pd.concat([frame(n_series=1, length=50), frame(n_series=1, length=40).assign(unique_id="other")])
-    before = earlier_rows_of(df, 12)
+    before = drop_last_steps(df, 12)
     assert sorted(before.groupby("unique_id").size()) == [28, 38]
     for uid, rows in before.groupby("unique_id"):
         whole = df[df["unique_id"] == uid]
