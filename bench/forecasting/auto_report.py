@@ -32,11 +32,12 @@ def _cell_rows(cells: list[CellResult]) -> list[str]:
         s = c.scores
         auto = s["auto"]["mse"]
         hand = s.get("hand-chosen", {}).get("mse")
-        states = c.trials["state"].value_counts()
         choice = str({k: c.best_config[k] for k in ("model", "backbone", "mixing", "loss", "freq_loss_weight",
                       "dropout", "revin_subtract_last", "max_steps") if k in c.best_config})  # fmt: skip
         if _kept_defaults(c):
             choice = "the grid-wide settings (its first trial)"
+        if c.chosen_trial is None:
+            choice = f"fixed (a recorded choice, no search): {choice}"
         if len(c.confirmation):
             table = c.confirmation
             stats = (table[table["period"] == "validation"].groupby("candidate", sort=False)["score"]
@@ -55,9 +56,17 @@ def _cell_rows(cells: list[CellResult]) -> list[str]:
             f"| {c.dataset} | {c.h} | {c.input_size} | {s['defaults']['mse']:.4f} | "
             f"{'-' if hand is None else f'{hand:.4f}'} | {auto:.4f} | {vs_defaults:+.1f}% | "
             f"{'-' if hand is None else f'{100 * (auto / hand - 1):+.1f}%'} | {s['auto']['seconds']:.0f} | "
-            f"{states.get('COMPLETE', 0)} / {states.get('PRUNED', 0)} | {choice} |"
+            f"{_trial_counts(c)} | {choice} |"
         )
     return rows
+
+
+def _trial_counts(cell: CellResult) -> str:
+    """'complete / pruned' trials of the cell's search; '-' for a fixed choice (no search)."""
+    if cell.chosen_trial is None:
+        return "-"
+    states = cell.trials["state"].value_counts()
+    return f"{states.get('COMPLETE', 0)} / {states.get('PRUNED', 0)}"
 
 
 def _kept_defaults(cell: CellResult) -> bool:
@@ -69,14 +78,18 @@ def _kept_defaults(cell: CellResult) -> bool:
 def _targets(config: AutoStudyConfig, cells: list[CellResult]) -> list[str]:
     if not cells:
         return ["- no long-horizon cell was run: the auto targets are not checked"]
-    slowest = max(c.scores["auto"]["seconds"] for c in cells)
+    searched = [c for c in cells if c.chosen_trial is not None]
+    slowest = max((c.scores["auto"]["seconds"] for c in searched), default=0.0)
     worse = [f"{c.dataset}-{c.h}" for c in cells if c.scores["auto"]["mse"] > c.scores["defaults"]["mse"]]
     with_hand = [c for c in cells if "hand-chosen" in c.scores]
     kept = [f"{c.dataset}-{c.h}" for c in cells if f"{c.dataset}-{c.h}" in worse and _kept_defaults(c)]
+    budget = (f"- auto budget per cell <= 15 min on this machine: {'met' if slowest <= BUDGET_TARGET_S else 'missed'} "
+              f"(slowest cell {slowest / 60:.1f} min, budget {config.time_budget_s / 60:.0f} min for the search, the "
+              f"tie check and the seeds' refits)")  # fmt: skip
+    if not searched:
+        budget = "- auto budget per cell: not checked (fixed choices only, no search)"
     lines = [
-        f"- auto budget per cell <= 15 min on this machine: {'met' if slowest <= BUDGET_TARGET_S else 'missed'} "
-        f"(slowest cell {slowest / 60:.1f} min, budget {config.time_budget_s / 60:.0f} min for the search, the tie "
-        f"check and the seeds' refits)",
+        budget,
         f"- auto no worse than the defaults on every cell's test MSE: "
         f"{'met' if not worse else 'missed on ' + ', '.join(worse)} (on the {len(cells)} cells run here only)",
     ]
@@ -183,6 +196,7 @@ def write_report(config: AutoStudyConfig, cells: list[CellResult], walk_fits: li
         "seeds.",
         "- each column is one run (the mean forecast of 5 seeds); the spread over other seed sets was not measured "
         "here, so a difference of a few percent between columns may lie within it (a tie).",
+        *_fixed_lines(config),
         "",
         *_cell_rows(cells),
         "",
@@ -196,6 +210,15 @@ def write_report(config: AutoStudyConfig, cells: list[CellResult], walk_fits: li
     ]
     out.write_text("\n".join(lines))
     return out
+
+
+def _fixed_lines(config: AutoStudyConfig) -> list[str]:
+    """What a fixed choice is, and the seed set, when the page has any."""
+    if not config.fixed_choices:
+        return []
+    return [f"- fixed: {', '.join(sorted(config.fixed_choices))} ran no search: the auto column fits the settings a "
+            f"search already chose (`fixed_choices` in the config) with this page's seed set; seed {config.seed}: "
+            f"every column's members take the random seeds seed x 5 + 0..4 (the grid's ensemble of 5)."]  # fmt: skip
 
 
 def _guardrail_section(config: AutoStudyConfig, walk_fits: list[GuardrailFit], m4_fits: list[GuardrailFit],

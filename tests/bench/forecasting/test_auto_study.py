@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from xlstm_seq_bench.forecasting.auto_study import AutoStudyConfig, run_auto_study
+from xlstm_seq_bench.forecasting.auto_study import AutoStudyConfig, run_auto_study, run_cells
 from xlstm_seq_bench.forecasting.long_horizon_config import LongHorizonConfig, ModelSettings
 
 ROOT = Path(os.environ.get("XLSTM_SEQ_DATA", "/nonexistent"))
@@ -63,3 +63,30 @@ def test_a_cell_where_auto_kept_the_grid_wide_settings_is_called_a_tie():
     assert "weather-96: auto kept the grid-wide settings" in lines and "ettm1-96: auto kept" not in lines
     rows = _cell_rows([kept, chosen])
     assert "the grid-wide settings (its first trial)" in rows[2] and "'model': 'xlstm_time'" in rows[3]
+
+
+@pytest.mark.skipif(not (ROOT / "ett/ETTh1.csv").is_file(), reason="no data root")
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_fixed_choice_of_the_grid_wide_settings_scores_as_the_defaults(tmp_path, seed):
+    """A fixed choice runs no search and fits its settings with the page's seed set, as the defaults column does:
+    the grid-wide settings as the fixed choice give the defaults' test MSE, on seed set 0 and on another."""
+    tiny = ModelSettings(**TINY, ensemble=2)
+    grid = LongHorizonConfig(datasets=["etth1"], horizons=[24], input_size=48, max_test_windows=4, xlstm=tiny)
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(grid.to_dict()))
+    config = AutoStudyConfig(cells=[["etth1", 24]], grid=str(tmp_path / "grid.yaml"), run_hand_chosen=False,
+                             fixed_choices={"etth1-24": tiny.members(48)[0]}, random_walks={"n_sets": 0},
+                             m4_weekly_groups=0, seed=seed, out=str(tmp_path / "auto.md"))  # fmt: skip
+    (cell,) = run_cells(config, track=False)
+    assert cell.chosen_trial is None and cell.search_seconds == 0.0
+    assert cell.scores["auto"]["mse"] == pytest.approx(cell.scores["defaults"]["mse"], rel=1e-6)
+    page = run_auto_study(config, track=False, command="xlstm-seq forecast auto").read_text()
+    assert "fixed (a recorded choice, no search)" in page and f"seed {seed}: every column's members" in page
+    assert "| etth1 | 24 | 48 |" in page and "| - | fixed" in page
+    assert "auto budget per cell: not checked (fixed choices only, no search)" in page
+
+
+def test_fixed_choices_must_name_planned_cells():
+    with pytest.raises(ValueError, match="must name a cell as 'dataset-h'"):
+        AutoStudyConfig(cells=[["etth1", 96]], fixed_choices={"etth1": {}})
+    with pytest.raises(ValueError, match=r"names cells not in cells: \['etth2-96'\]"):
+        AutoStudyConfig(cells=[["etth1", 96]], fixed_choices={"etth2-96": {"model": "xlstm_time"}})
