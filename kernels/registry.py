@@ -8,9 +8,11 @@ Backends by name:
   on CUDA devices only).
 * ``cuda``: the fused CUDA sLSTM kernel (``slstm/fused.py``); needs a CUDA build of torch, nvcc, ninja and an NVIDIA
   GPU with compute capability >= 8.0; built on first use (``slstm/cuda_loader.py``).
+* ``cpu``: the C++ sLSTM recurrence (``slstm/cpu.py``) for CPU tensors; needs a C++ compiler; built on first use in
+  about a second (``slstm/cpu_loader.py``), and where that build fails the reference runs instead (logged).
 * ``auto``: the fastest backend available for the op on the tensors' device (``triton`` for mLSTM and ``cuda`` for
-  sLSTM on CUDA devices where they can run, else ``torch``). The choice is made once per (op, device), cached, and
-  logged once through ``logging``.
+  sLSTM on CUDA devices where they can run, ``cpu`` for sLSTM on CPUs with a C++ compiler, else ``torch``). The
+  choice is made once per (op, device), cached, and logged once through ``logging``.
 
 Nothing here imports Triton or compiles CUDA: availability is checked with ``importlib.util.find_spec`` and a
 look for nvcc on the file system, and only when a backend is asked for.
@@ -32,7 +34,7 @@ __all__ = ["BACKEND_NAMES", "OPS", "BackendUnavailableError", "available_backend
 logger = logging.getLogger(__name__)
 
 OPS = ("mlstm", "slstm")
-BACKEND_NAMES = ("auto", "torch", "triton", "cuda")
+BACKEND_NAMES = ("auto", "torch", "triton", "cuda", "cpu")
 _OP_TITLES = {"mlstm": "mLSTM", "slstm": "sLSTM"}
 
 
@@ -112,12 +114,22 @@ def _cuda_missing(op: str, device: torch.device) -> str:
     return "; ".join(missing)
 
 
+def _cpu_missing(op: str, device: torch.device) -> str:
+    from xlstm_seq.kernels.slstm import cpu_loader  # stdlib only; imported here as kernels.slstm imports this module
+
+    missing = [] if device.type == "cpu" else [f"device: {device} (the C++ sLSTM runs on CPU tensors)"]
+    reason = cpu_loader.compiler_missing() or cpu_loader.build_failure()
+    return "; ".join(missing + ([reason] if reason else []))
+
+
 # Preference order for `auto`: fastest first, the reference last.
 _BACKENDS: dict[str, _Backend] = {
     "triton": _Backend("triton", ("mlstm",), _triton_missing),
     # The fused sLSTM passed its 23 GPU tests on an H200 (2026-12-04) and beats the torch loop 14-58x there
     # (benchmarks/kernels/), so `auto` takes it wherever it can be built; uncovered shapes fall back inside it.
     "cuda": _Backend("cuda", ("slstm",), _cuda_missing),
+    # 6x faster than the torch loop's forward+backward at B=8, T=256, 4 heads of 32 (benchmarks/kernels/core_cpu.md).
+    "cpu": _Backend("cpu", ("slstm",), _cpu_missing),
     "torch": _Backend("torch", ("mlstm", "slstm"), _torch_missing),
 }
 
@@ -147,11 +159,11 @@ def resolve_backend(op: str, name: str, device: torch.device | str) -> str:
 
     Args:
         op: ``"mlstm"`` or ``"slstm"``.
-        name: ``"auto"``, ``"torch"``, ``"triton"`` or ``"cuda"``.
+        name: ``"auto"``, ``"torch"``, ``"triton"``, ``"cuda"`` or ``"cpu"``.
         device: The device of the op's tensors.
 
     Returns:
-        ``"torch"``, ``"triton"`` or ``"cuda"``.
+        ``"torch"``, ``"triton"``, ``"cuda"`` or ``"cpu"``.
 
     Raises:
         ValueError: ``op`` or ``name`` is not known (the message lists the valid ones).

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from xlstm_seq.config_io import ConfigError, check_config_types, config_from_dict, config_to_dict, dump_yaml, load_yaml
 
-BACKEND_NAMES = ("auto", "torch", "triton", "cuda")
+BACKEND_NAMES = ("auto", "torch", "triton", "cuda", "cpu")
 INPUT_GATES = ("exp", "sigmoid")
 
 C = TypeVar("C")
@@ -120,7 +120,7 @@ class sLSTMLayerConfig(ConfigMixin):
     ffn_proj_factor: float = 4.0 / 3.0
     """Hidden width of the gated MLP after the sLSTM, as a multiple of ``embedding_dim``."""
     backend: str | None = None
-    """Kernel backend of the sLSTM layers ("auto", "torch", "cuda"); None uses the stack's ``backend``."""
+    """Kernel backend of the sLSTM layers ("auto", "torch", "cuda", "cpu"); None uses the stack's ``backend``."""
 
     def __post_init__(self) -> None:
         _require(
@@ -159,7 +159,7 @@ class xLSTMConfig(ConfigMixin):
     block_ratio: str | None = None
     """Alternative to ``slstm_at``: "m:s" repeats m mLSTM blocks followed by s sLSTM blocks (e.g. "7:1", "1:1")."""
     backend: str = "auto"
-    """Kernel backend of every layer: "auto", "torch", "triton" (mLSTM only) or "cuda" (sLSTM only);
+    """Kernel backend of every layer: "auto", "torch", "triton" (mLSTM only), "cuda" or "cpu" (sLSTM only);
     ``mlstm.backend`` / ``slstm.backend`` override it per op, e.g. triton for mLSTM with cuda for sLSTM."""
     dropout: float = 0.0
     """Dropout on each block's residual branch."""
@@ -218,8 +218,13 @@ class xLSTMConfig(ConfigMixin):
             "backend 'cuda' has no mLSTM kernel: set mlstm.backend ('auto', 'torch' or 'triton') or backend='auto'",
         )
         _require(
+            not (self.mlstm_backend == "cpu" and num_slstm < self.num_blocks),
+            "backend 'cpu' has no mLSTM kernel: set mlstm.backend ('auto', 'torch' or 'triton') or backend='auto'",
+        )
+        _require(
             not (self.slstm_backend == "triton" and num_slstm > 0),
-            "backend 'triton' has no sLSTM kernel: set slstm.backend ('auto', 'torch' or 'cuda') or backend='auto'",
+            "backend 'triton' has no sLSTM kernel: set slstm.backend ('auto', 'torch', 'cuda' or 'cpu') or "
+            "backend='auto'",
         )
 
     @property

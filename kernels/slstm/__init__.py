@@ -37,9 +37,10 @@ def slstm(
         b: Biases (4,H,D).
         initial_state: ``(c, n, m, h)`` each (B,H,D) float32, or None for zeros.
         resets: (B,T) bool; the state is cleared to zeros before step t where True. Default None.
-        backend: ``"auto"`` (default), ``"torch"`` or ``"cuda"``; see :mod:`xlstm_seq.kernels.registry`. ``"cuda"``
-            runs a CUDA kernel (:mod:`xlstm_seq.kernels.slstm.fused`) for float32/bfloat16 and head dims 16, 32,
-            ..., 128 (fused) and 160, 192, 224, 256 (multiblock), and the reference on the GPU otherwise.
+        backend: ``"auto"`` (default), ``"torch"``, ``"cuda"`` or ``"cpu"``; see :mod:`xlstm_seq.kernels.registry`.
+            ``"cuda"`` runs a CUDA kernel (:mod:`xlstm_seq.kernels.slstm.fused`) for float32/bfloat16 and head dims
+            16, 32, ..., 128 (fused) and 160, 192, 224, 256 (multiblock), and the reference on the GPU otherwise.
+            ``"cpu"`` runs the C++ recurrence (:mod:`xlstm_seq.kernels.slstm.cpu`) on CPU tensors.
 
     Returns:
         h (B,T,H,D) in gates_x's dtype, and the final state (c, n, m, h) in float32 (float64 for float64 inputs).
@@ -50,6 +51,10 @@ def slstm(
         from xlstm_seq.kernels.slstm.fused import slstm_cuda  # defines the custom ops; compiles nothing
 
         return slstm_cuda(gates_x, R, b, initial_state, resets)
+    if name == "cpu":
+        from xlstm_seq.kernels.slstm.cpu import slstm_cpu
+
+        return slstm_cpu(gates_x, R, b, initial_state, resets)
     if name != "torch":
         raise AssertionError(f"registry resolved slstm to {name!r}, which has no entry point")
     return _slstm_recurrent(gates_x, R, b, initial_state, resets)
@@ -70,7 +75,7 @@ def slstm_step(
         R: Block-diagonal recurrent weights (H,D,4,D).
         b: Biases (4,H,D).
         state: ``(c, n, m, h)`` each (B,H,D) float32, or None for zeros.
-        backend: ``"auto"`` (default), ``"torch"`` or ``"cuda"``.
+        backend: ``"auto"`` (default), ``"torch"``, ``"cuda"`` or ``"cpu"``.
 
     Returns:
         h_t (B,H,D) in gates_x_t's dtype, and the new state in float32 (float64 for float64 inputs).
@@ -81,6 +86,11 @@ def slstm_step(
         from xlstm_seq.kernels.slstm.fused import slstm_cuda
 
         h, state = slstm_cuda(gates_x_t.unsqueeze(1), R, b, state, None)
+        return h[:, 0], state
+    if name == "cpu":  # one call of the C++ recurrence with T = 1
+        from xlstm_seq.kernels.slstm.cpu import slstm_cpu
+
+        h, state = slstm_cpu(gates_x_t.unsqueeze(1), R, b, state, None)
         return h[:, 0], state
     if name != "torch":
         raise AssertionError(f"registry resolved slstm to {name!r}, which has no entry point")

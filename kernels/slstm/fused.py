@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from xlstm_seq.kernels.slstm.cuda_loader import load_extension, resolve_variant, unsupported_reason
+from xlstm_seq.kernels.slstm.grads import recurrent_weight_grads
 from xlstm_seq.kernels.slstm.naive import SLSTMState, _slstm_recurrent
 
 __all__ = ["slstm_cuda", "slstm_fused"]
@@ -166,16 +167,6 @@ def _setup_context(ctx, inputs, output) -> None:
     ctx.variant = variant
 
 
-def _previous_h(states: Tensor, state0: Tensor | None, resets: Tensor | None) -> Tensor:
-    """h_{t-1} as step t saw it (B,T,H,D): the initial h at t=0, zeros after a reset."""
-    h = states[:, :, 3]  # (B,T,H,D)
-    first = state0[3] if state0 is not None else torch.zeros_like(h[:, 0])  # (B,H,D)
-    h_prev = torch.cat([first.unsqueeze(1), h[:, :-1]], dim=1)
-    if resets is not None:
-        h_prev = h_prev.masked_fill(resets[:, :, None, None], 0.0)
-    return h_prev
-
-
 def _backward(ctx, dh, dstate_T, _dpre_save, _dstate_save):
     R, state0, resets, pre, states = ctx.saved_tensors
     if not ctx.saved:
@@ -190,9 +181,7 @@ def _backward(ctx, dh, dstate_T, _dpre_save, _dstate_save):
     dpre, dstate0 = torch.ops.xlstm_seq.slstm_fused_bwd(
         dh, dstate_T, R, pre, states, state0, resets, ctx.allow_r_in_smem, ctx.variant
     )
-    # dR[h,k,g,j] = sum_{b,t} h_{t-1}[b,h,k] dpre_t[b,g,h,j];  db = sum_{b,t} dpre_t.  (float32)
-    dR = torch.einsum("bthk,btghj->hkgj", _previous_h(states, state0, resets), dpre)
-    db = dpre.sum(dim=(0, 1))
+    dR, db = recurrent_weight_grads(dpre, states, state0, resets)  # float32
     d_state0 = dstate0 if ctx.has_state0 else None
     return dpre.to(gx_dtype), dR.to(r_dtype), db.to(b_dtype), d_state0, None, None, None, None
 

@@ -13,7 +13,7 @@ from xlstm_seq.kernels import registry
 from xlstm_seq.kernels.mlstm import mlstm, mlstm_step
 from xlstm_seq.kernels.mlstm.naive import mlstm_chunkwise, mlstm_parallel, mlstm_recurrent
 from xlstm_seq.kernels.registry import BackendUnavailableError, available_backends, resolve_backend
-from xlstm_seq.kernels.slstm import slstm, slstm_step
+from xlstm_seq.kernels.slstm import cpu_loader, slstm, slstm_step
 
 CPU = torch.device("cpu")
 
@@ -25,25 +25,44 @@ def fresh_auto_cache(monkeypatch):
     monkeypatch.setattr(registry, "_AUTO_CHOICE", {})
 
 
+# On a CPU, auto takes the C++ sLSTM where a C++ compiler is found, and the reference otherwise.
+CPU_CHOICE = {"mlstm": "torch", "slstm": "cpu" if cpu_loader.COMPILER else "torch"}
+
+
 @pytest.mark.parametrize("op", ["mlstm", "slstm"])
-def test_auto_resolves_to_torch_on_cpu_and_logs_once(op, fresh_auto_cache, caplog):
+def test_auto_resolves_on_cpu_and_logs_once(op, fresh_auto_cache, caplog):
     with caplog.at_level(logging.INFO, logger="xlstm_seq.kernels.registry"):
-        assert resolve_backend(op, "auto", CPU) == "torch"
-        assert resolve_backend(op, "auto", "cpu") == "torch"
+        assert resolve_backend(op, "auto", CPU) == CPU_CHOICE[op]
+        assert resolve_backend(op, "auto", "cpu") == CPU_CHOICE[op]
     messages = [r.getMessage() for r in caplog.records if r.name == "xlstm_seq.kernels.registry"]
     assert len(messages) == 1, messages
-    assert op in messages[0] and "torch" in messages[0] and "cpu" in messages[0]
+    assert op in messages[0] and repr(CPU_CHOICE[op]) in messages[0] and "on cpu" in messages[0]
+
+
+def test_auto_takes_the_reference_sLSTM_on_cpu_without_a_compiler(fresh_auto_cache, monkeypatch):
+    monkeypatch.setattr(cpu_loader, "COMPILER", None)
+    assert resolve_backend("slstm", "auto", CPU) == "torch"
+    with pytest.raises(BackendUnavailableError, match="backend 'cpu' cannot run slstm here: no C\\+\\+ compiler"):
+        resolve_backend("slstm", "cpu", CPU)
 
 
 @pytest.mark.parametrize("op", ["mlstm", "slstm"])
 def test_torch_backend_is_always_available(op, monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)  # the interpreter would make triton available on a CPU
+    monkeypatch.setattr(cpu_loader, "COMPILER", None)
     assert resolve_backend(op, "torch", CPU) == "torch"
     assert available_backends(op, CPU) == ("torch",)
 
 
+def test_the_cpu_backend_has_no_mlstm_kernel_and_needs_cpu_tensors():
+    with pytest.raises(BackendUnavailableError, match="the cpu backend has no mlstm kernel"):
+        resolve_backend("mlstm", "cpu", CPU)
+    with pytest.raises(BackendUnavailableError, match="the C\\+\\+ sLSTM runs on CPU tensors"):
+        resolve_backend("slstm", "cpu", "meta")
+
+
 def test_unknown_backend_name_lists_the_valid_ones():
-    with pytest.raises(ValueError, match="unknown backend 'fast'.*auto, torch, triton, cuda"):
+    with pytest.raises(ValueError, match="unknown backend 'fast'.*auto, torch, triton, cuda, cpu"):
         resolve_backend("mlstm", "fast", CPU)
 
 

@@ -28,7 +28,8 @@ from tolerances import assert_close, assert_within_reference_error
 
 from xlstm_seq.kernels import registry
 from xlstm_seq.kernels.registry import BackendUnavailableError, available_backends, resolve_backend
-from xlstm_seq.kernels.slstm import cuda_loader, fused, slstm, slstm_step
+from xlstm_seq.kernels.slstm import cpu_loader, cuda_loader, fused, slstm, slstm_step
+from xlstm_seq.kernels.slstm.grads import recurrent_weight_grads
 from xlstm_seq.kernels.slstm.naive import EMPTY_MARGIN, slstm_recurrent
 
 CPU = torch.device("cpu")
@@ -507,10 +508,11 @@ def test_auto_picks_cuda_where_it_is_available(cuda_backend_everywhere):
     assert resolve_backend("slstm", "auto", CPU) == "cuda"
 
 
-def test_auto_falls_back_to_the_reference_where_cuda_is_missing(monkeypatch, fresh_auto_cache):
+def test_auto_falls_back_where_cuda_is_missing(monkeypatch, fresh_auto_cache):
+    """Without nvcc, auto takes the next sLSTM backend: the C++ one on a CPU with a compiler, else the reference."""
     monkeypatch.setattr(registry, "_find_nvcc", lambda: None)
     assert "cuda" not in available_backends("slstm", CPU)
-    assert resolve_backend("slstm", "auto", CPU) == "torch"
+    assert resolve_backend("slstm", "auto", CPU) == ("cpu" if cpu_loader.COMPILER else "torch")
 
 
 def test_uncovered_head_dim_runs_the_reference(cuda_backend_everywhere, slstm_inputs, caplog, monkeypatch):
@@ -910,8 +912,8 @@ def _emulated_run(gates_x, R, b, state, resets, dh, dstate, *, bf16=False):
     """Outputs and gradients of every input, as _run returns them, from the emulation plus the host's dR and db."""
     h, state_T, states, dpre, dstate0 = _emulate_multiblock(gates_x, R, b, state, resets, dh, dstate, bf16=bf16)
     state0 = torch.stack([s.to(states.dtype) for s in state])
-    dR = torch.einsum("bthk,btghj->hkgj", fused._previous_h(states, state0, resets), dpre)
-    grads = [dpre.to(gates_x.dtype), dR.to(R.dtype), dpre.sum(dim=(0, 1)).to(b.dtype), *dstate0.to(torch.float32)]
+    dR, db = recurrent_weight_grads(dpre, states, state0, resets)
+    grads = [dpre.to(gates_x.dtype), dR.to(R.dtype), db.to(b.dtype), *dstate0.to(torch.float32)]
     return [h.to(gates_x.dtype), *state_T.to(torch.float32)], grads
 
 
