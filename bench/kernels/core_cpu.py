@@ -90,6 +90,9 @@ class BenchSettings:
     """Heads of the stacks."""
     slstm_variants: tuple[tuple[int, ...], ...] = ((), (1,), (1, 3))
     """``slstm_at`` of each stack benchmarked: all mLSTM, one sLSTM (the official library's reference), [1:1]."""
+    slstm_reference_rows: bool = True
+    """Also measure each stack with sLSTM blocks on the torch loop (``slstm.backend="torch"``), beside the default
+    backend (the C++ recurrence where a compiler is found): the two side by side in one run."""
     step_calls: int = 300
     """Timed single-token steps per model (after ``step_warmup``)."""
     step_warmup: int = 30
@@ -298,6 +301,8 @@ def _stack_benchmarks(settings: BenchSettings, threads: int, progress: tqdm) -> 
     from torch import nn
 
     from xlstm_seq import xLSTMConfig, xLSTMStack
+    from xlstm_seq.config import sLSTMLayerConfig
+    from xlstm_seq.kernels.registry import resolve_backend
 
     E, L = settings.embedding_dim, settings.num_blocks
     rows: list[dict[str, Any]] = []
@@ -305,7 +310,21 @@ def _stack_benchmarks(settings: BenchSettings, threads: int, progress: tqdm) -> 
     for slstm_at in settings.slstm_variants:
         kind = "all mLSTM" if not slstm_at else f"slstm_at={list(slstm_at)}"
         config = xLSTMConfig(embedding_dim=E, num_blocks=L, num_heads=settings.stack_heads, slstm_at=list(slstm_at))
-        models.append((f"xLSTMStack, {L} blocks, {kind}", "stack", lambda c=config: xLSTMStack(c)))
+        backend = ""
+        if slstm_at:
+            backend = f", sLSTM backend {resolve_backend('slstm', config.slstm_backend, 'cpu')!r}"
+        models.append((f"xLSTMStack, {L} blocks, {kind}{backend}", "stack", lambda c=config: xLSTMStack(c)))
+    if settings.slstm_reference_rows:
+        for slstm_at in [v for v in settings.slstm_variants if v]:
+            config = xLSTMConfig(
+                embedding_dim=E,
+                num_blocks=L,
+                num_heads=settings.stack_heads,
+                slstm_at=list(slstm_at),
+                slstm=sLSTMLayerConfig(backend="torch"),
+            )
+            name = f"xLSTMStack, {L} blocks, slstm_at={list(slstm_at)}, sLSTM backend 'torch'"
+            models.append((name, "stack_reference", lambda c=config: xLSTMStack(c)))
     models.append((f"nn.LSTM({E}, {E}, num_layers={L})", "lstm", lambda: nn.LSTM(E, E, num_layers=L, batch_first=True)))
 
     for name, kind, build in models:
@@ -322,7 +341,7 @@ def _measure_model(name: str, kind: str, model: Any, settings: BenchSettings, pr
     model.eval()
     x_t = torch.randn(1, E)
     with torch.inference_mode():
-        if kind == "stack":
+        if kind != "lstm":
             carry: list[Any] = [model.init_state(1)]
 
             def step() -> None:
@@ -618,8 +637,8 @@ def _metrics(
             )
         )
     for row in stack_rows:
-        key = "lstm" if row["kind"] == "lstm" else "stack_" + row["name"].split(", ")[-1].replace(" ", "_")
-        key = key.replace("=", "").replace("[", "").replace("]", "").replace(",", "_")
+        key = "lstm" if row["kind"] == "lstm" else "stack_" + row["name"].split("blocks, ", 1)[-1].replace(" ", "_")
+        key = key.replace("=", "").replace("[", "").replace("]", "").replace(",", "_").replace("'", "")
         out.append(
             (
                 {
@@ -680,6 +699,7 @@ def run_core_cpu_benchmark(
         len(forms) * len(settings.lengths)
         + (settings.compare_point is not None)
         + 2 * (len(settings.slstm_variants) + 1)
+        + 2 * settings.slstm_reference_rows * sum(1 for v in settings.slstm_variants if v)
         + 2 * len(settings.slstm_variants) * settings.compiled
     )
     grid: dict[tuple[str, int], Point] = {}

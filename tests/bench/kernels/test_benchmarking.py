@@ -63,7 +63,9 @@ def test_quick_benchmark_writes_table_and_one_run(tmp_path, monkeypatch):
     assert all(x > 0 for x in values[:8] + values[12:])  # the three time tables
     assert values[10] > 0  # parallel at T=256 holds T x T matrices: its peak memory shows (small chunks may not)
     model_rows = re.findall(r"^\| (xLSTMStack[^|]*|nn\.LSTM[^|]*) \| ([\d,]+) \| (.*) \|$", markdown, re.MULTILINE)
-    assert len(model_rows) == 3
+    # all mLSTM, slstm_at=[1] on the default sLSTM backend and on the torch loop, nn.LSTM
+    assert len(model_rows) == 4
+    assert "slstm_at=[1], sLSTM backend 'torch'" in markdown
     for _, params, numbers in model_rows:
         assert int(params.replace(",", "")) > 0
         assert all(float(x) > 0 for x in numbers.split(" | "))
