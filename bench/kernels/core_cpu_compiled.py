@@ -38,8 +38,10 @@ def compiled_stack_point(
     seed: int,
     cache_dir: str,
 ) -> dict[str, Any]:
-    """Worker (fresh process): compile times and speed of one compiled stack; inductor caches in ``cache_dir``."""
+    """Worker (fresh process): compile times and speed of one compiled stack; inductor caches in ``cache_dir``, and
+    so does the C++ sLSTM (a cold run builds it too)."""
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache_dir  # read when inductor first looks for its cache
+    os.environ["XLSTM_SEQ_CPU_KERNEL_DIR"] = os.path.join(cache_dir, "xlstm_seq_cpu_kernels")
     import time
 
     import torch
