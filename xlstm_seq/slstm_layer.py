@@ -20,8 +20,9 @@ from xlstm_seq.kernels.slstm.naive import _slstm_recurrent, _step
 from xlstm_seq.state import sLSTMBlockState
 
 # The sLSTM recurrence is a loop over time: traced into a compiled whole-sequence pass it would unroll T steps
-# into one graph (minutes of compiling, and again for every new T). A compiled pass instead leaves the loop
-# eager and runs each step through this one compiled cell, shared by every sLSTM layer (graphs per shape).
+# into one graph (minutes of compiling, and again for every new T). The C++ and CUDA kernels are one opaque call
+# in the graph; with the torch backend, a compiled pass instead leaves the loop eager and runs each step through
+# this one compiled cell, shared by every sLSTM layer (graphs per shape).
 _COMPILED_CELL = CompiledPath(_step, "forward", setting=True)
 
 
