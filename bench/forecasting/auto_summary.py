@@ -1,7 +1,7 @@
 """Auto mode over every long-horizon cell on one page (benchmarks/forecasting/auto_all_cells.md), with the spread
 over seed sets where it was measured.
 
-    python -m xlstm_seq_bench.forecasting.auto_summary --config bench/forecasting/auto_all_cells.yaml
+    xlstm-seq forecast auto-summary --config configs/forecasting/auto_all_cells.yaml
 
 Trains nothing. The test MSEs of the three columns (grid-wide defaults, hand-chosen grid, auto) exist only on the
 pages that `xlstm-seq forecast auto` wrote (MLflow holds the searches' validation scores and settings), so this
@@ -14,11 +14,8 @@ the earlier-period check's page says which recorded choices today's ``confirm_ea
 
 from __future__ import annotations
 
-import argparse
 import ast
-import shlex
 import statistics
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +34,7 @@ HAND_TARGET = 1.03
 
 @dataclass
 class AutoSummaryConfig(ConfigMixin):
-    """Settings of the summary page (bench/forecasting/auto_all_cells.yaml)."""
+    """Settings of the summary page (configs/forecasting/auto_all_cells.yaml)."""
 
     cells: list[dict[str, Any]] = field(default_factory=list)
     """One mapping per cell: dataset, h, page (its latest auto run's page) and, optionally, hand_page."""
@@ -308,22 +305,3 @@ def write_summary(config: AutoSummaryConfig, command: str | None = None) -> Path
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(summary_markdown(config, cells, seed_sets, provenance.finish()), encoding="utf-8")
     return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m xlstm_seq_bench.forecasting.auto_summary", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("--config", default="bench/forecasting/auto_all_cells.yaml", help="YAML of the summary")
-    parser.add_argument("--out", help="markdown file to write (overrides the config)")
-    args = parser.parse_args(argv)
-    config = AutoSummaryConfig.from_dict(load_yaml(args.config))
-    if args.out:
-        config = config.replace(out=args.out)
-    words = ["python", "-m", "xlstm_seq_bench.forecasting.auto_summary", "--config", args.config]
-    command = shlex.join(words + (["--out", args.out] if args.out else []))
-    print(f"written {write_summary(config, command)}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

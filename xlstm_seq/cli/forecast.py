@@ -19,6 +19,7 @@ CONFIG_CLASSES = {
     "forecast airpassengers": "xlstm_seq_bench.forecasting.air_passengers:AirPassengersConfig",
     "forecast auto": "xlstm_seq_bench.forecasting.auto_study:AutoStudyConfig",
     "forecast auto-earlier": "xlstm_seq_bench.forecasting.auto_earlier_check:EarlierCheckConfig",
+    "forecast auto-summary": "xlstm_seq_bench.forecasting.auto_summary:AutoSummaryConfig",
     "forecast streaming": "xlstm_seq_bench.forecasting.streaming:StreamingConfig",
 }
 
@@ -80,6 +81,15 @@ def _auto_earlier(args: argparse.Namespace) -> int:
     return 0
 
 
+def _auto_summary(args: argparse.Namespace) -> int:
+    require_bench("forecast auto-summary")
+    from xlstm_seq_bench.forecasting.auto_summary import AutoSummaryConfig, write_summary
+
+    command = reproducing_command(["xlstm-seq", "forecast", "auto-summary"], args, options=("out",))
+    print(f"written {write_summary(_config(AutoSummaryConfig, args), command)}")
+    return 0
+
+
 def _streaming(args: argparse.Namespace) -> int:
     require_bench("forecast streaming")
     from xlstm_seq_bench.forecasting.streaming import StreamingConfig, run_streaming
@@ -124,6 +134,8 @@ def add_commands(groups) -> None:
                         "auto.yaml", "cells=[[ili,24]] time_budget_s=300", _auto)  # fmt: skip
     _add_config_command(sub, "auto-earlier", "the earlier-period check on auto searches' choices (training data only)",
                         "auto_earlier_check.yaml", "out=benchmarks/forecasting/x.md", _auto_earlier)  # fmt: skip
+    _add_config_command(sub, "auto-summary", "auto mode over every long-horizon cell on one page, from the auto pages",
+                        "auto_all_cells.yaml", "out=benchmarks/forecasting/x.md", _auto_summary)  # fmt: skip
     _add_config_command(sub, "streaming", "the stateful forecaster streaming over the test split vs the windowed one",
                         "streaming.yaml", "cost_updates=50 seed=1", _streaming)  # fmt: skip
     _add_config_command(sub, "demo", "fit, predict and plot on AirPassengers, tracked in MLflow", "demo.yaml",

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from xlstm_seq.cli.main import main
 from xlstm_seq_bench.forecasting.auto_summary import (
     AutoSummaryConfig,
     gather_cells,
-    main,
     read_auto_table,
     short_choice,
     spread_verdict,
@@ -83,9 +83,9 @@ def test_the_summary_page_names_its_command_sources_and_seed_sets(tmp_path):
     config.write_text(f"cells: [{{dataset: etth1, h: 96, page: {page}}}]\nseed_set_pages: [{sets[0]}, {sets[1]}, "
                       f"{tmp_path / 'missing.md'}]\nearlier_check: null\ngrid: {grid}\n")  # fmt: skip
     out = tmp_path / "all.md"
-    assert main(["--config", str(config), "--out", str(out)]) == 0
+    assert main(["forecast", "auto-summary", "--config", str(config), "--out", str(out)]) == 0
     text = out.read_text()
-    assert "Written by `python -m xlstm_seq_bench.forecasting.auto_summary --config" in text
+    assert "Written by `xlstm-seq forecast auto-summary --config" in text
     assert "- date:" in text and "- versions:" in text and "load average" in text
     assert "mean ratio of test MSE auto / hand-chosen 1.043 over 1 cells" in text
     assert "| etth1 | 96 | 1 (5-9) | 0.3650 | 0.3720 | +1.9% |" in text
@@ -95,7 +95,7 @@ def test_the_summary_page_names_its_command_sources_and_seed_sets(tmp_path):
 
 def test_the_recorded_pages_of_all_20_cells_are_read(monkeypatch):
     monkeypatch.chdir(REPO)
-    config = AutoSummaryConfig.from_yaml(REPO / "bench/forecasting/auto_all_cells.yaml")
+    config = AutoSummaryConfig.from_yaml(REPO / "configs/forecasting/auto_all_cells.yaml")
     cells = gather_cells(config)
     assert len(cells) == 20 and len({(c["dataset"], c["h"]) for c in cells}) == 20
     assert all(c["hand"] > 0 and c["defaults"] > 0 and c["auto"] > 0 for c in cells)
