@@ -51,8 +51,7 @@ def _threads(B: int, T: int, H: int, D: int) -> int:
 # ------------------------------------------------------------------------------------------------ forward op
 
 
-@torch.library.custom_op("xlstm_seq::slstm_cpu_fwd", mutates_args=(), device_types="cpu")
-def slstm_cpu_fwd(
+def _run_forward(
     gates_x: Tensor, R: Tensor, b: Tensor, state0: Tensor | None, resets: Tensor | None, save: bool
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """gates_x (B,T,4,H,D), R (H,D,4,D), b (4,H,D), state0 (4,B,H,D) or None, resets (B,T) bool or None.
@@ -80,6 +79,14 @@ def slstm_cpu_fwd(
     return h.to(gates_x.dtype), c, n, m, h_last, pre_save, state_save
 
 
+@torch.library.custom_op("xlstm_seq::slstm_cpu_fwd", mutates_args=(), device_types="cpu")
+def slstm_cpu_fwd(
+    gates_x: Tensor, R: Tensor, b: Tensor, state0: Tensor | None, resets: Tensor | None, save: bool
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The forward as a custom op (what torch.compile traces); see :func:`_run_forward`."""
+    return _run_forward(gates_x, R, b, state0, resets, save)
+
+
 @slstm_cpu_fwd.register_fake
 def _slstm_cpu_fwd_fake(gates_x, R, b, state0, resets, save):
     B, T, _, H, D = gates_x.shape
@@ -97,8 +104,7 @@ def _slstm_cpu_fwd_fake(gates_x, R, b, state0, resets, save):
 # ----------------------------------------------------------------------------------------------- backward op
 
 
-@torch.library.custom_op("xlstm_seq::slstm_cpu_bwd", mutates_args=(), device_types="cpu")
-def slstm_cpu_bwd(
+def _run_backward(
     dh: Tensor,
     dstate_T: Tensor | None,
     R: Tensor,
@@ -125,6 +131,20 @@ def slstm_cpu_bwd(
     return dpre, dstate0
 
 
+@torch.library.custom_op("xlstm_seq::slstm_cpu_bwd", mutates_args=(), device_types="cpu")
+def slstm_cpu_bwd(
+    dh: Tensor,
+    dstate_T: Tensor | None,
+    R: Tensor,
+    pre_save: Tensor,
+    state_save: Tensor,
+    state0: Tensor | None,
+    resets: Tensor | None,
+) -> tuple[Tensor, Tensor]:
+    """The backward as a custom op; see :func:`_run_backward`."""
+    return _run_backward(dh, dstate_T, R, pre_save, state_save, state0, resets)
+
+
 @slstm_cpu_bwd.register_fake
 def _slstm_cpu_bwd_fake(dh, dstate_T, R, pre_save, state_save, state0, resets):
     B, T, _, H, D = pre_save.shape
@@ -142,7 +162,8 @@ def _setup_context(ctx, inputs, output) -> None:
     ctx.dtypes = (gates_x.dtype, R.dtype, b.dtype, None if state0 is None else state0.dtype)
 
 
-def _backward(ctx, dh, dc, dn, dm, dh_last, _dpre_save, _dstate_save):
+def _gradients(ctx, grads, run_backward):
+    dh, dc, dn, dm, dh_last, _dpre_save, _dstate_save = grads
     R, state0, resets, pre, states = ctx.saved_tensors
     if not ctx.saved:
         raise RuntimeError(
@@ -157,13 +178,34 @@ def _backward(ctx, dh, dc, dn, dm, dh_last, _dpre_save, _dstate_save):
     dstate_T = None
     if any(part is not None for part in parts):
         dstate_T = torch.stack([pre.new_zeros(B, H, D) if part is None else part.to(pre.dtype) for part in parts])
-    dpre, dstate0 = torch.ops.xlstm_seq.slstm_cpu_bwd(dh, dstate_T, R, pre, states, state0, resets)
+    dpre, dstate0 = run_backward(dh, dstate_T, R, pre, states, state0, resets)
     dR, db = recurrent_weight_grads(dpre, states, state0, resets)
     d_state0 = None if state0_dtype is None else dstate0.to(state0_dtype)
     return dpre.to(gx_dtype), dR.to(r_dtype), db.to(b_dtype), d_state0, None, None
 
 
-slstm_cpu_fwd.register_autograd(_backward, setup_context=_setup_context)
+def _op_backward(ctx, *grads):
+    return _gradients(ctx, grads, torch.ops.xlstm_seq.slstm_cpu_bwd)
+
+
+slstm_cpu_fwd.register_autograd(_op_backward, setup_context=_setup_context)
+
+
+class _EagerSlstmCpu(torch.autograd.Function):
+    """The same forward and backward outside torch.compile. The custom ops' first call imports torch._dynamo (about
+    2 s); a process that never compiles (a short fit, an RL rollout) need not pay for it."""
+
+    @staticmethod
+    def forward(ctx, gates_x, R, b, state0, resets, save):
+        outputs = _run_forward(gates_x, R, b, state0, resets, save)
+        _setup_context(ctx, (gates_x, R, b, state0, resets, save), outputs)
+        ctx.mark_non_differentiable(*outputs[-2:])
+        ctx.set_materialize_grads(False)
+        return outputs
+
+    @staticmethod
+    def backward(ctx, *grads):
+        return _gradients(ctx, grads, _run_backward)
 
 
 # -------------------------------------------------------------------------------------------- public functions
@@ -197,7 +239,8 @@ def slstm_cpu_kernel(
     cdt = compute_dtype(gates_x.dtype)
     state0 = None if initial_state is None else torch.stack([s.to(cdt) for s in initial_state])
     needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (gates_x, R, b, state0))
-    h, c, n, m, h_last, _, _ = slstm_cpu_fwd(gates_x, R, b, state0, resets, needs_grad)
+    forward = slstm_cpu_fwd if torch.compiler.is_compiling() else _EagerSlstmCpu.apply
+    h, c, n, m, h_last, _, _ = forward(gates_x, R, b, state0, resets, needs_grad)
     return h, (c, n, m, h_last)
 
 

@@ -190,6 +190,21 @@ def test_torch_compile_traces_the_op_as_one_call(slstm_inputs):
         assert_close(a, e, grad=True)
 
 
+@needs_compiler
+def test_eager_use_does_not_import_dynamo():
+    """Outside torch.compile the kernel runs through an autograd.Function: the custom ops' first call would import
+    torch._dynamo (seconds) in a process that never compiles."""
+    code = (
+        "import sys, torch\n"
+        "from xlstm_seq.kernels.slstm import cpu\n"
+        "x = torch.randn(2, 5, 4, 2, 4, requires_grad=True)\n"
+        "h, _ = cpu.slstm_cpu(x, torch.randn(2, 4, 4, 4), torch.zeros(4, 2, 4))\n"
+        "h.sum().backward()\n"
+        "assert x.grad is not None and 'torch._dynamo' not in sys.modules, sorted(sys.modules)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
 # ---------------------------------------------------------------------------------------------------- loader
 
 
