@@ -204,6 +204,7 @@ class _EagerSlstmCpu(torch.autograd.Function):
         return outputs
 
     @staticmethod
+    @torch.autograd.function.once_differentiable  # no second derivative: asking for one raises, never a silent zero
     def backward(ctx, *grads):
         return _gradients(ctx, grads, _run_backward)
 

@@ -191,6 +191,16 @@ def test_torch_compile_traces_the_op_as_one_call(slstm_inputs):
 
 
 @needs_compiler
+def test_a_second_derivative_is_refused_not_silently_wrong(slstm_inputs):
+    x = slstm_inputs(dtype=torch.float32)
+    gates_x = x["gates_x"].requires_grad_()
+    h, _ = cpu.slstm_cpu_kernel(gates_x, x["R"], x["b"])
+    (grad,) = torch.autograd.grad(h.square().sum(), gates_x, create_graph=True)
+    with pytest.raises(RuntimeError, match="trying to differentiate twice"):
+        grad.sum().backward()
+
+
+@needs_compiler
 def test_eager_use_does_not_import_dynamo():
     """Outside torch.compile the kernel runs through an autograd.Function: the custom ops' first call would import
     torch._dynamo (seconds) in a process that never compiles."""
