@@ -79,12 +79,8 @@ def _run_forward(
     return h.to(gates_x.dtype), c, n, m, h_last, pre_save, state_save
 
 
-@torch.library.custom_op("xlstm_seq::slstm_cpu_fwd", mutates_args=(), device_types="cpu")
-def slstm_cpu_fwd(
-    gates_x: Tensor, R: Tensor, b: Tensor, state0: Tensor | None, resets: Tensor | None, save: bool
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """The forward as a custom op (what torch.compile traces); see :func:`_run_forward`."""
-    return _run_forward(gates_x, R, b, state0, resets, save)
+# The ops wrap the plain functions, which the eager path (_EagerSlstmCpu) calls directly.
+slstm_cpu_fwd = torch.library.custom_op("xlstm_seq::slstm_cpu_fwd", mutates_args=(), device_types="cpu")(_run_forward)
 
 
 @slstm_cpu_fwd.register_fake
@@ -131,18 +127,7 @@ def _run_backward(
     return dpre, dstate0
 
 
-@torch.library.custom_op("xlstm_seq::slstm_cpu_bwd", mutates_args=(), device_types="cpu")
-def slstm_cpu_bwd(
-    dh: Tensor,
-    dstate_T: Tensor | None,
-    R: Tensor,
-    pre_save: Tensor,
-    state_save: Tensor,
-    state0: Tensor | None,
-    resets: Tensor | None,
-) -> tuple[Tensor, Tensor]:
-    """The backward as a custom op; see :func:`_run_backward`."""
-    return _run_backward(dh, dstate_T, R, pre_save, state_save, state0, resets)
+slstm_cpu_bwd = torch.library.custom_op("xlstm_seq::slstm_cpu_bwd", mutates_args=(), device_types="cpu")(_run_backward)
 
 
 @slstm_cpu_bwd.register_fake
