@@ -12,8 +12,10 @@ pairs are split over the torch thread count. Computed in float32 (float64 stays 
 input dtype, as the reference.
 
 Both ops have fake implementations, so ``torch.compile`` traces through them (an opaque call in the graph, instead
-of T unrolled steps). Where the library cannot be built (no C++ compiler, or the build failed), :func:`slstm_cpu`
-runs the reference and logs why, once.
+of T unrolled steps). Outside torch.compile the same two functions run through an autograd.Function instead: an
+op's first call imports torch._dynamo (about 2 s), which a process that never compiles need not pay. Where the
+library cannot be built (no C++ compiler, or the build failed), :func:`slstm_cpu` runs the reference and logs why,
+once.
 """
 
 from __future__ import annotations
