@@ -65,17 +65,24 @@ class PageRow:
     choice: str
 
 
-def read_auto_table(path: str | Path) -> dict[tuple[str, int], PageRow]:
-    """The cell table of a page of `xlstm-seq forecast auto`, by (data set, horizon)."""
+def _table_rows(path: str | Path, header: str, what: str) -> list[list[str]]:
+    """The cells of each body row of the first markdown table in ``path`` whose header line starts with ``header``."""
     lines = Path(path).read_text(encoding="utf-8").splitlines()
-    starts = [i for i, line in enumerate(lines) if line.startswith(HEADER)]
+    starts = [i for i, line in enumerate(lines) if line.startswith(header)]
     if not starts:
-        raise ValueError(f"{path}: no cell table (a line starting {HEADER!r})")
-    rows = {}
-    for line in lines[starts[0] + 2 :]:
+        raise ValueError(f"{path}: no {what} (a line starting {header!r})")
+    rows = []
+    for line in lines[starts[0] + 2 :]:  # after the header and its |---| line
         if not line.startswith("|"):
             break
-        parts = [p.strip() for p in line.strip().strip("|").split("|")]
+        rows.append([p.strip() for p in line.strip().strip("|").split("|")])
+    return rows
+
+
+def read_auto_table(path: str | Path) -> dict[tuple[str, int], PageRow]:
+    """The cell table of a page of `xlstm-seq forecast auto`, by (data set, horizon)."""
+    rows = {}
+    for parts in _table_rows(path, HEADER, "cell table"):
         hand = None if parts[4] == "-" else float(parts[4])
         choice = "|".join(parts[10:]).strip()
         rows[(parts[0], int(parts[1]))] = PageRow(float(parts[3]), hand, float(parts[5]), choice)
@@ -84,15 +91,8 @@ def read_auto_table(path: str | Path) -> dict[tuple[str, int], PageRow]:
 
 def read_earlier_check(path: str | Path) -> dict[tuple[str, int], tuple[bool, str]]:
     """(overruled, the page the checked choice came from) per cell of the earlier-period check's page."""
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    starts = [i for i, line in enumerate(lines) if line.startswith(EARLIER_HEADER)]
-    if not starts:
-        raise ValueError(f"{path}: no table (a line starting {EARLIER_HEADER!r})")
     verdicts = {}
-    for line in lines[starts[0] + 2 :]:
-        if not line.startswith("|"):
-            break
-        parts = [p.strip() for p in line.strip().strip("|").split("|")]
+    for parts in _table_rows(path, EARLIER_HEADER, "table"):
         page = parts[-1].split("](")[-1].rstrip(")")
         verdicts[(parts[0], int(parts[1]))] = (parts[5].startswith("overruled"), page)
     return verdicts
