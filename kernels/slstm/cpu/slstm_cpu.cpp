@@ -34,15 +34,31 @@ inline S sigmoid(S x) {
   return S(1) / (S(1) + std::exp(-x));
 }
 
-// The input and forget gates stabilised by m = max(am, i~): ig = exp(i~ - m), fg = exp(am - m). One of the two
-// exponents is exactly 0, so one exp suffices (exp(0) = 1 exactly: the values are the reference's).
+// The stabilised input and forget gates of one unit, from the pre-activations i~ and f~ and the state (n0, m0) the
+// step starts from; the forward computes them and the backward recomputes them.
 template <typename S>
-inline void gate_pair(S ip, S am, S* ig, S* fg) {
-  if (am > ip) {
-    *ig = std::exp(ip - am), *fg = S(1);
+struct Gates {
+  S am0;       // logsigmoid(f~) + m0: the forget path's argument of the max
+  bool empty;  // n0 = 0: an empty memory, whose argument is capped (see naive.py)
+  S cap;       // i~ + EMPTY_MARGIN
+  S am;        // the argument after the cap
+  S ig, fg;    // exp(i~ - m), exp(am - m), with m = max(am, i~)
+};
+
+template <typename S>
+inline Gates<S> stabilised_gates(S ip, S fp, S n0, S m0) {
+  Gates<S> g;
+  g.am0 = logsigmoid(fp) + m0;
+  g.empty = !(n0 > S(0));
+  g.cap = ip + S(kEmptyMargin);
+  g.am = (g.empty && g.am0 > g.cap) ? g.cap : g.am0;
+  // One of the two exponents is exactly 0, so one exp suffices (exp(0) = 1 exactly: the values are the reference's).
+  if (g.am > ip) {
+    g.ig = std::exp(ip - g.am), g.fg = S(1);
   } else {
-    *ig = S(1), *fg = std::exp(am - ip);
+    g.ig = S(1), g.fg = std::exp(g.am - ip);
   }
+  return g;
 }
 
 struct Shape {
@@ -92,16 +108,11 @@ void forward(const S* pre_x, const S* R, const S* state0, const uint8_t* resets,
         for (int64_t col = 0; col < G4; ++col) pre[col] += hk * Rk[col];
       }
       for (int64_t j = 0; j < D; ++j) {
-        const S ip = pre[j], fp = pre[D + j], zp = pre[2 * D + j], op = pre[3 * D + j];
-        const S carry = logsigmoid(fp) + m[j];
-        const S cap = ip + S(kEmptyMargin);
-        const S am = (!(n[j] > S(0)) && carry > cap) ? cap : carry;  // an empty memory: see naive.py
-        const S m_new = std::max(am, ip);
-        S ig, fg;
-        gate_pair(ip, am, &ig, &fg);
-        c[j] = fg * c[j] + ig * std::tanh(zp);
-        n[j] = fg * n[j] + ig;
-        m[j] = m_new;
+        const S ip = pre[j], zp = pre[2 * D + j], op = pre[3 * D + j];
+        const Gates<S> gate = stabilised_gates(ip, pre[D + j], n[j], m[j]);
+        c[j] = gate.fg * c[j] + gate.ig * std::tanh(zp);
+        n[j] = gate.fg * n[j] + gate.ig;
+        m[j] = std::max(gate.am, ip);
         h[j] = sigmoid(op) * c[j] / std::max(n[j], S(kTiny));
       }
       std::copy_n(h, D, h_out + s.off4(b, t, hd));
@@ -133,28 +144,24 @@ void backward(const S* dh_out, const S* dstate_T, const S* RT, const S* pre_save
       const bool reset = resets != nullptr && resets[b * s.T + t];
       const S* pre = pre_save + s.off5(b, t, 0, hd);  // gate g of unit j at pre[g * H * D + j]
       const int64_t gs = s.H * D;
-      const S* prev = nullptr;  // the state step t started from (c, n, m at prev[0], prev[gs], prev[2 gs])
-      if (!reset) {
-        if (t > 0) {
-          prev = state_save + s.off5(b, t - 1, 0, hd);
-        }
+      // The state step t started from: c, n, m of unit j at prev[j], prev[stride + j], prev[2 stride + j] (none:
+      // zeros, after a reset or from no initial state).
+      const S* prev = nullptr;
+      int64_t stride = 0;
+      if (!reset && t > 0) {
+        prev = state_save + s.off5(b, t - 1, 0, hd), stride = gs;
+      } else if (!reset && state0 != nullptr) {
+        prev = state0 + s.offs(0, b, hd), stride = s.B * s.H * D;
       }
       const S* dh_t = dh_out + s.off4(b, t, hd);
       for (int64_t j = 0; j < D; ++j) {
-        S c0 = 0, n0 = 0, m0 = 0;
-        if (prev != nullptr) {
-          c0 = prev[j], n0 = prev[gs + j], m0 = prev[2 * gs + j];
-        } else if (!reset && t == 0 && state0 != nullptr) {
-          c0 = state0[s.offs(0, b, hd) + j], n0 = state0[s.offs(1, b, hd) + j], m0 = state0[s.offs(2, b, hd) + j];
-        }
+        const S c0 = prev ? prev[j] : S(0), n0 = prev ? prev[stride + j] : S(0);
+        const S m0 = prev ? prev[2 * stride + j] : S(0);
         const S ip = pre[j], fp = pre[gs + j], zp = pre[2 * gs + j], op = pre[3 * gs + j];
         // Recompute the step.
-        const S am0 = logsigmoid(fp) + m0;
-        const bool empty = !(n0 > S(0));
-        const S cap = ip + S(kEmptyMargin);
-        const S am = (empty && am0 > cap) ? cap : am0;
-        S ig, fg;
-        gate_pair(ip, am, &ig, &fg);
+        const Gates<S> gate = stabilised_gates(ip, fp, n0, m0);
+        const S am0 = gate.am0, am = gate.am, cap = gate.cap, ig = gate.ig, fg = gate.fg;
+        const bool empty = gate.empty;
         const S zt = std::tanh(zp), og = sigmoid(op);
         const S c = fg * c0 + ig * zt, n = fg * n0 + ig;
         const S inv = S(1) / std::max(n, S(kTiny));
