@@ -203,7 +203,7 @@ def unavailable_reason() -> str:
     """Why the C++ sLSTM cannot run ("" when it can). Builds it on the first call of a machine (about a second);
     inside ``torch.compile`` only reports a failure already known (the build then happens at the first run)."""
     if torch.compiler.is_compiling():
-        return cpu_loader.compiler_missing() or cpu_loader.build_failure()
+        return cpu_loader.known_failure()
     try:
         cpu_loader.load_library()
     except cpu_loader.CpuBuildError as exc:

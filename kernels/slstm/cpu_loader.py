@@ -34,9 +34,9 @@ __all__ = [
     "COMPILER",
     "SOURCE",
     "CpuBuildError",
-    "build_failure",
     "cache_dir",
     "compiler_missing",
+    "known_failure",
     "load_library",
 ]
 
@@ -81,9 +81,10 @@ def compiler_missing() -> str:
     return ""
 
 
-def build_failure() -> str:
-    """Why the library could not be built or loaded in this process ("" when it was, or was never tried)."""
-    return _FAILURE
+def known_failure() -> str:
+    """Why the library cannot run here, as far as is known without building it: no compiler, or a build or load that
+    failed in this process ("" otherwise)."""
+    return compiler_missing() or _FAILURE
 
 
 def cache_dir() -> Path:
