@@ -107,12 +107,8 @@ class sLSTMLayer(nn.Module):
         if state is None:
             state = self.zero_state(x_t.shape[0], x_t.device)
         gates_x, conv_state = self._gates_x(x_t.unsqueeze(1), state.conv, None)
-        backend = self.config.slstm_backend
-        if torch.compiler.is_compiling() and resolve_backend("slstm", backend, x_t.device) == "cpu":
-            # One step is a dozen small ops that inductor fuses into the step's graph: faster than a call out of it.
-            backend = "torch"
         h_t, (c, n, m, h_last) = slstm_step(
-            gates_x[:, 0], self.R, self.b, (state.c, state.n, state.m, state.h), backend=backend
+            gates_x[:, 0], self.R, self.b, (state.c, state.n, state.m, state.h), backend=self.config.slstm_backend
         )
         return self.out_norm(h_t), sLSTMBlockState(conv_state.float(), c, n, m, h_last)
 
