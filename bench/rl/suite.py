@@ -93,10 +93,15 @@ def verdict(ours: dict[str, Any], theirs: dict[str, Any]) -> str:
     """ "ahead", "behind" or "tie" for ``ours`` against ``theirs`` (rows with ``return_mean``, ``return_std``,
     ``seeds``): a difference of means no larger than the larger std over seeds is a tie; with one seed there is
     no spread to judge by, so "one seed"."""
-    if min(len(ours["seeds"]), len(theirs["seeds"])) < 2:
+    seeds = min(len(ours["seeds"]), len(theirs["seeds"]))
+    return _judge(ours["return_mean"] - theirs["return_mean"], max(ours["return_std"], theirs["return_std"]), seeds)
+
+
+def _judge(difference: float, spread: float, seeds: int) -> str:
+    """The verdict rule of the suite, for a task or the aggregate: within the larger std over seeds is a tie."""
+    if seeds < 2:
         return "one seed"
-    difference = ours["return_mean"] - theirs["return_mean"]
-    if abs(difference) <= max(ours["return_std"], theirs["return_std"]):
+    if abs(difference) <= spread:
         return "tie"
     return "ahead" if difference > 0 else "behind"
 
@@ -167,8 +172,15 @@ def _target_lines(ours, peer, verdicts: list[str], ratios: list[float], tasks: i
     judged = "one seed" not in verdicts
     yes = lambda ok: "met" if ok else "NOT met"  # noqa: E731
     lines = ["Suite targets, checked on this table:", ""]
+    spread = max(ours["std"], peer["std"])
+    aggregate_verdict = _judge(ours["mean"] - peer["mean"], spread, min(len(ours["seeds"]), len(peer["seeds"])))
+    noise = ""
+    if aggregate_verdict == "tie":
+        noise = f"; a tie: the difference is within the seeds' spread of {spread:.3f}"
+    elif aggregate_verdict != "one seed":
+        noise = f"; beyond the seeds' spread of {spread:.3f}"
     lines.append(f"- XLSTMPPO's aggregate above RecurrentPPO's: {yes(ours['mean'] > peer['mean'])} "
-                 f"({ours['mean']:.3f} vs {peer['mean']:.3f}).")  # fmt: skip
+                 f"({ours['mean']:.3f} vs {peer['mean']:.3f}{noise}).")  # fmt: skip
     if judged:
         lines.append(
             f"- XLSTMPPO level or ahead on every task: {yes(behind == 0)} ({behind} behind of {len(verdicts)})."

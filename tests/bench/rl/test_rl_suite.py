@@ -139,6 +139,23 @@ def test_verdict_calls_differences_within_the_spread_a_tie():
     assert verdict(_row("t", "a", [1.0]), _row("t", "b", [0.0])) == "one seed"
 
 
+def test_the_aggregate_target_says_whether_the_difference_is_beyond_the_seeds_spread():
+    task = "popgym-RepeatFirstEasy-v0"  # returns in [-1, 1]: normalised as they are
+
+    def aggregate_line(ours, theirs):
+        rows = [_row(task, "xlstm_ppo", ours), _row(task, "recurrent_ppo", theirs)]
+        return next(line for line in suite_lines(rows) if "aggregate above" in line)
+
+    assert aggregate_line([0.5, 0.8], [0.55, 0.55]).endswith(
+        ": met (0.650 vs 0.550; a tie: the difference is within the seeds' spread of 0.150)."
+    )
+    assert aggregate_line([0.9, 1.0], [0.1, 0.2]).endswith(": met (0.950 vs 0.150; beyond the seeds' spread of 0.050).")
+    assert aggregate_line([0.1, 0.2], [0.9, 1.0]).endswith(
+        ": NOT met (0.150 vs 0.950; beyond the seeds' spread of 0.050)."
+    )
+    assert aggregate_line([0.9], [0.1]).endswith(": met (0.900 vs 0.100).")  # one seed: no spread to judge by
+
+
 def test_suite_lines_judge_the_suite_targets():
     tasks = ["popgym-RepeatFirstEasy-v0", "popgym-AutoencodeEasy-v0", "popgym-PositionOnlyCartPoleEasy-v0"]
     rows = [
@@ -153,7 +170,7 @@ def test_suite_lines_judge_the_suite_targets():
     assert "| RepeatFirstEasy | 0.950 ± 0.050 | 0.150 ± 0.050 | -0.500 | ahead | 3.00x |" in text
     assert "| AutoencodeEasy | -0.450 ± 0.050 | -0.450 ± 0.000 | not run | tie | 4.50x |" in text
     assert "| PositionOnlyCartPoleEasy | 0.100 ± 0.000 | 1.000 ± 0.000 | not run | behind | 9.00x |" in text
-    assert "aggregate above RecurrentPPO's: NOT met (0.200 vs 0.233)" in text
+    assert "aggregate above RecurrentPPO's: NOT met (0.200 vs 0.233" in text
     assert "level or ahead on every task: NOT met (1 behind of 3)" in text
     assert "ahead on at least half the tasks: NOT met (1 of 3)" in text
     assert "Throughput >= 3x RecurrentPPO's on every task: met (lowest 3.00x)" in text
