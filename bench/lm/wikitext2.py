@@ -279,8 +279,74 @@ def check_sizes(config: WikiText2Config, vocab_size: int) -> dict[str, dict[str,
     return sizes
 
 
-def run_wikitext2(config: WikiText2Config, *, track: bool = True, command: str = "") -> dict[str, Any]:
-    """Trains and scores the three models for every seed, writes ``config.out`` and logs an MLflow summary run."""
+# Settings that choose which runs happen and where they are written, not what a run computes: runs whose other
+# settings are equal can be taken from one results file into another.
+_GRID_ONLY = ("seeds", "progress", "notes", "runs_dir", "out", "experiment")
+
+
+def run_settings(config: WikiText2Config) -> dict[str, Any]:
+    """What decides a run's numbers: the config without the grid-only fields, as JSON reads it back."""
+    data = {k: v for k, v in config.to_dict().items() if k not in _GRID_ONLY}
+    return json.loads(json.dumps(data))
+
+
+def finished_runs(sources: list[Path], settings: dict[str, Any]) -> dict[tuple[str, int], dict[str, float]]:
+    """The runs in results files written with ``settings``, by (model kind, seed); the first file holding a run
+    gives it. A file written with other settings gives none, and a warning names the keys that differ."""
+    found: dict[tuple[str, int], dict[str, float]] = {}
+    for source in reversed(sources):
+        try:
+            data = json.loads(source.read_text())
+            written_with, runs = data["settings"], data["runs"]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"results file {source}: not a results file of `lm wikitext2` ({error})") from None
+        if written_with != settings:
+            keys = sorted(k for k in {*settings, *written_with} if settings.get(k) != written_with.get(k))
+            log.warning("results file %s was written with other settings (%s): none of its runs taken", source, keys)
+            continue
+        for run in runs:
+            found[(run["kind"], int(run["seed"]))] = {k: v for k, v in run.items() if k not in ("kind", "seed")}
+    return found
+
+
+def write_results(path: Path, settings: dict[str, Any], runs: dict[tuple[str, int], dict[str, float]]) -> None:
+    """The results file beside the page: the run settings and every finished run (rewritten after each run)."""
+    rows = [{"kind": kind, "seed": seed, **result} for (kind, seed), result in runs.items()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".json.partial")
+    partial.write_text(json.dumps({"settings": settings, "runs": rows}, indent=1))
+    partial.replace(path)  # a run stopped mid-write leaves the previous file whole
+
+
+def run_wikitext2(
+    config: WikiText2Config,
+    *,
+    track: bool = True,
+    command: str = "",
+    resume: bool = False,
+    resume_from: list[str] | None = None,
+) -> dict[str, Any]:
+    """Trains and scores the three models for every seed, writes ``config.out`` and logs an MLflow summary run.
+
+    The results JSON beside ``config.out`` is rewritten after every run. With ``resume`` the runs it already holds
+    with the same settings (:func:`run_settings`) are taken instead of trained again; ``resume_from`` names more
+    results files to take runs from, e.g. seeds run at the same time by separate commands. The page says how many
+    runs were taken.
+    """
+    results_path = Path(config.out).with_suffix(".json")
+    sources = ([results_path] if resume and results_path.is_file() else []) + [Path(p) for p in resume_from or []]
+    for source in sources:
+        if not source.is_file():
+            raise FileNotFoundError(f"resume_from: results file {source} does not exist")
+    settings = run_settings(config)
+    grid = [(kind, seed) for seed in config.seeds for kind in KINDS]
+    earlier = finished_runs(sources, settings)
+    finished = {key: earlier[key] for key in grid if key in earlier}
+    if finished:
+        log.info("taking %d of %d runs from %s", len(finished), len(grid), ", ".join(map(str, sources)))
+        note = (f"{len(finished)} of {len(grid)} runs were taken, with the same settings, from the results of earlier "
+                f"runs ({', '.join(p.as_posix() for p in sources)}); the rest ran here.")  # fmt: skip
+        config = config.replace(notes=[*config.notes, note])
     torch.set_num_threads(config.threads)
     provenance = Provenance.capture(command or "xlstm-seq lm wikitext2", threads=config.threads)
     started = _dt.datetime.now(_dt.timezone.utc)
@@ -289,8 +355,7 @@ def run_wikitext2(config: WikiText2Config, *, track: bool = True, command: str =
     sizes = check_sizes(config, vocab_size)
     train_ids = corpus.splits["train"][: config.max_train_tokens]
     log.info("WikiText-2: %d words in the vocabulary, %d training tokens; sizes %s", vocab_size, len(train_ids), sizes)
-    results: dict[str, list[dict[str, float]]] = {kind: [] for kind in KINDS}
-    runs = [(seed, kind) for seed in config.seeds for kind in KINDS]
+    runs = [(seed, kind) for kind, seed in grid if (kind, seed) not in finished]
     for seed, kind in tqdm(runs, desc="wikitext2 runs", unit="run", disable=not config.progress):
         run = config.run_config(kind, seed, vocab_size)
         shutil.rmtree(run.out_dir, ignore_errors=True)
@@ -305,7 +370,7 @@ def run_wikitext2(config: WikiText2Config, *, track: bool = True, command: str =
             trainer.tracker.log_metrics({f"test/{k}": float(v) for k, v in scores.items()}, step=trainer.step)
         finally:
             trainer.close()
-        results[kind].append({
+        finished[(kind, seed)] = {
             **scores,
             "val_loss": summary["val_loss"],
             "val_ppl": float(np.exp(summary["val_loss"])),
@@ -313,8 +378,12 @@ def run_wikitext2(config: WikiText2Config, *, track: bool = True, command: str =
             "tokens_seen": summary["tokens_seen"],
             "tokens_per_s": summary["tokens_per_s_overall"],
             "train_s": summary["train_s"],
-        })  # fmt: skip
-        log.info("%s seed %d: %s", kind, seed, json.dumps(results[kind][-1]))
+        }
+        write_results(results_path, settings, {key: finished[key] for key in grid if key in finished})
+        log.info("%s seed %d: %s", kind, seed, json.dumps(finished[(kind, seed)]))
+    if not runs:  # every run taken: the results file beside this page still holds them
+        write_results(results_path, settings, finished)
+    results = {kind: [finished[(kind, seed)] for seed in config.seeds] for kind in KINDS}
     provenance = provenance.finish()
     wall_min = (_dt.datetime.now(_dt.timezone.utc) - started).total_seconds() / 60
     markdown = render_markdown(

@@ -82,8 +82,8 @@ def _wikitext2(args: argparse.Namespace) -> int:
     from xlstm_seq_bench.lm.wikitext2 import WikiText2Config, run_wikitext2
 
     config = _load(WikiText2Config, args)
-    command = reproducing_command(["xlstm-seq", "lm", "wikitext2"], args, options=("no_track",))
-    run_wikitext2(config, track=not args.no_track, command=command)
+    command = reproducing_command(["xlstm-seq", "lm", "wikitext2"], args, options=("resume", "resume_from", "no_track"))
+    run_wikitext2(config, track=not args.no_track, command=command, resume=args.resume, resume_from=args.resume_from)
     return 0
 
 
@@ -122,5 +122,13 @@ def add_commands(groups) -> None:
         "wikitext2", help="LSTM, xLSTM and GPT-2 at equal size on WikiText-2, test perplexity by word frequency"
     )
     _common(wikitext2, "configs/lm/wikitext2-thesis.yaml")
+    wikitext2.add_argument(
+        "--resume", action="store_true", help="take the runs that the results JSON beside the config's out already "
+        "holds with the same settings"
+    )  # fmt: skip
+    wikitext2.add_argument(
+        "--resume-from", nargs="+", help="more results JSON files to take finished runs from (same settings only), "
+        "e.g. seeds run by separate commands"
+    )  # fmt: skip
     wikitext2.add_argument("--no-track", action="store_true", help="do not log to MLflow")
     wikitext2.set_defaults(func=_wikitext2)

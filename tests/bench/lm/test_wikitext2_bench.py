@@ -74,6 +74,39 @@ def test_wikitext2_command_end_to_end(tmp_path, monkeypatch, mlflow_in_tmp):
     assert summary.data.metrics["lstm/overall"] > 1.0 and "provenance.revision" in summary.data.tags
 
 
+def test_seeds_run_by_separate_commands_merge_into_one_page(tmp_path, monkeypatch, mlflow_in_tmp):
+    import json
+    import shutil
+
+    write_tiny_wikitext2(tmp_path / "data")
+    monkeypatch.setenv("XLSTM_SEQ_DATA", str(tmp_path / "data"))
+    config = write_config(tmp_path)
+    for seed in (0, 1):
+        out = f"out={tmp_path}/seed{seed}.md"
+        assert main(["lm", "wikitext2", "--config", config, f"seeds=[{seed}]", out, "--no-track"]) == 0
+    per_seed = [json.loads((tmp_path / f"seed{seed}.json").read_text())["runs"] for seed in (0, 1)]
+    assert [(r["kind"], r["seed"]) for r in per_seed[1]] == [("lstm", 1), ("xlstm", 1), ("gpt2", 1)]
+
+    sources = [str(tmp_path / "seed0.json"), str(tmp_path / "seed1.json")]
+    merged = f"out={tmp_path}/merged.md"
+    shutil.rmtree(tmp_path / "runs")  # every run's checkpoint folder: the merged command must train none
+    assert main(["lm", "wikitext2", "--config", config, merged, "--resume-from", *sources, "--no-track"]) == 0
+    page = (tmp_path / "merged.md").read_text()
+    assert "6 of 6 runs were taken, with the same settings" in page and "seeds 0, 1 (mean ± std)" in page
+    assert "--resume-from" in page.splitlines()[2]  # the page's command reproduces it
+    runs = json.loads((tmp_path / "merged.json").read_text())["runs"]
+    assert runs == [r for seed in (0, 1) for r in per_seed[seed]]  # the numbers as the separate commands wrote them
+    assert not (tmp_path / "runs").exists()
+
+    # Runs made with another recipe are not taken: the merged command trains them again.
+    other = f"out={tmp_path}/other.md"
+    assert main(["lm", "wikitext2", "--config", config, other, "train.max_steps=2", "seeds=[0]",
+                 "--resume-from", sources[0], "--no-track"]) == 0  # fmt: skip
+    assert "were taken" not in (tmp_path / "other.md").read_text() and (tmp_path / "runs" / "lstm-seed0").is_dir()
+    with pytest.raises(FileNotFoundError, match="nope.json"):
+        main(["lm", "wikitext2", "--config", config, other, "--resume-from", str(tmp_path / "nope.json"), "--no-track"])
+
+
 def test_thesis_table_is_the_published_one():
     thesis = thesis_table()
     rows = [
