@@ -318,6 +318,24 @@ def write_results(path: Path, settings: dict[str, Any], runs: dict[tuple[str, in
     partial.replace(path)  # a run stopped mid-write leaves the previous file whole
 
 
+def _take_finished(
+    config: WikiText2Config, grid: list[tuple[str, int]], settings: dict[str, Any], sources: list[Path]
+) -> tuple[dict[tuple[str, int], dict[str, float]], WikiText2Config]:
+    """The runs of ``grid`` that ``sources`` hold with ``settings``, and the config with a note on the page saying
+    how many were taken from where."""
+    for source in sources:
+        if not source.is_file():
+            raise FileNotFoundError(f"resume_from: results file {source} does not exist")
+    earlier = finished_runs(sources, settings)
+    finished = {key: earlier[key] for key in grid if key in earlier}
+    if finished:
+        log.info("taking %d of %d runs from %s", len(finished), len(grid), ", ".join(map(str, sources)))
+        note = (f"{len(finished)} of {len(grid)} runs were taken, with the same settings, from the results of earlier "
+                f"runs ({', '.join(p.as_posix() for p in sources)}); the rest ran here.")  # fmt: skip
+        config = config.replace(notes=[*config.notes, note])
+    return finished, config
+
+
 def run_wikitext2(
     config: WikiText2Config,
     *,
@@ -334,19 +352,10 @@ def run_wikitext2(
     runs were taken.
     """
     results_path = Path(config.out).with_suffix(".json")
-    sources = ([results_path] if resume and results_path.is_file() else []) + [Path(p) for p in resume_from or []]
-    for source in sources:
-        if not source.is_file():
-            raise FileNotFoundError(f"resume_from: results file {source} does not exist")
     settings = run_settings(config)
     grid = [(kind, seed) for seed in config.seeds for kind in KINDS]
-    earlier = finished_runs(sources, settings)
-    finished = {key: earlier[key] for key in grid if key in earlier}
-    if finished:
-        log.info("taking %d of %d runs from %s", len(finished), len(grid), ", ".join(map(str, sources)))
-        note = (f"{len(finished)} of {len(grid)} runs were taken, with the same settings, from the results of earlier "
-                f"runs ({', '.join(p.as_posix() for p in sources)}); the rest ran here.")  # fmt: skip
-        config = config.replace(notes=[*config.notes, note])
+    sources = ([results_path] if resume and results_path.is_file() else []) + [Path(p) for p in resume_from or []]
+    finished, config = _take_finished(config, grid, settings, sources)
     torch.set_num_threads(config.threads)
     provenance = Provenance.capture(command or "xlstm-seq lm wikitext2", threads=config.threads)
     started = _dt.datetime.now(_dt.timezone.utc)
