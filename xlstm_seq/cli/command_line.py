@@ -1,6 +1,6 @@
 """Helpers of the command handlers: the command line that reproduces a parsed invocation (the benchmark files
-record it beside their numbers), and the check that the benchmark suite is installed before a benchmark command
-imports it."""
+record it beside their numbers), the options of commands that keep their runs in a results JSON, and the check that
+the benchmark suite is installed before a benchmark command imports it."""
 
 from __future__ import annotations
 
@@ -58,3 +58,20 @@ def reproducing_command(words: Sequence[str], args: argparse.Namespace, options:
         else:
             parts += [flag, str(value)]
     return shlex.join(parts)
+
+
+def add_resume_options(parser: argparse.ArgumentParser, results_file: str) -> None:
+    """``--resume`` and ``--resume-from`` for a command that keeps every finished run in a results JSON.
+
+    Args:
+        parser: The command's parser.
+        results_file: Where the command's own results JSON is, for the help text (e.g. "beside --out").
+    """
+    parser.add_argument(
+        "--resume", action="store_true", help=f"take the runs that the results JSON {results_file} already holds "
+        "with the same settings (an interrupted grid goes on)"
+    )  # fmt: skip
+    parser.add_argument(
+        "--resume-from", nargs="+", help="more results JSON files to take finished runs from (same settings only), "
+        "e.g. seeds run side by side by separate commands"
+    )  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from xlstm_seq.cli.command_line import reproducing_command, require_bench
+from xlstm_seq.cli.command_line import add_resume_options, reproducing_command, require_bench
 
 CONFIG_CLASSES = {
     "lm prepare": "xlstm_seq.lm.shards:PrepareConfig",
@@ -122,13 +122,6 @@ def add_commands(groups) -> None:
         "wikitext2", help="LSTM, xLSTM and GPT-2 at equal size on WikiText-2, test perplexity by word frequency"
     )
     _common(wikitext2, "configs/lm/wikitext2-thesis.yaml")
-    wikitext2.add_argument(
-        "--resume", action="store_true", help="take the runs that the results JSON beside the config's out already "
-        "holds with the same settings"
-    )  # fmt: skip
-    wikitext2.add_argument(
-        "--resume-from", nargs="+", help="more results JSON files to take finished runs from (same settings only), "
-        "e.g. seeds run by separate commands"
-    )  # fmt: skip
+    add_resume_options(wikitext2, "beside the config's out")
     wikitext2.add_argument("--no-track", action="store_true", help="do not log to MLflow")
     wikitext2.set_defaults(func=_wikitext2)

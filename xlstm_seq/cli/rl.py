@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from xlstm_seq.cli.command_line import reproducing_command, require_bench
+from xlstm_seq.cli.command_line import add_resume_options, reproducing_command, require_bench
 
 CONFIG_CLASSES = {
     "rl benchmark": "xlstm_seq_bench.rl.config:RLBenchmarkConfig",
@@ -103,13 +103,7 @@ def add_commands(groups) -> None:
         "--algorithms", nargs="+", help="xlstm_ppo, recurrent_ppo, ppo_framestack and/or ppo_memoryless"
     )  # fmt: skip
     bench.add_argument("--out", help="markdown report to write (the PNG and the results JSON go beside it)")
-    bench.add_argument(
-        "--resume", action="store_true", help="take the runs that the results JSON beside --out already holds with "
-        "the same settings (an interrupted grid goes on)"
-    )  # fmt: skip
-    bench.add_argument(
-        "--resume-from", nargs="+", help="more results JSON files to take finished runs from (same settings only)"
-    )  # fmt: skip
+    add_resume_options(bench, "beside --out")
     bench.add_argument("--no-track", action="store_true", help="do not log to MLflow")
     bench.add_argument("overrides", nargs="*", help="dotted overrides such as xlstm.num_blocks=2")
     bench.set_defaults(func=_benchmark)
